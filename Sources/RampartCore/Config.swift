@@ -1,0 +1,279 @@
+import Foundation
+import Yams
+
+/// The daemon's configuration: one YAML file, read strictly (unknown keys are errors).
+/// Relative paths in it are relative to the file's directory.
+public struct Config: Sendable {
+    public struct Node: Sendable {
+        public var id: String
+        public var region: String?
+    }
+
+    public struct Listen: Sendable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public enum FirewallBackend: String, Sendable, CaseIterable {
+        case dryRun = "dry-run"
+    }
+
+    public struct Firewall: Sendable {
+        public var backend: FirewallBackend = .dryRun
+        public var table = "rampart"
+    }
+
+    public struct Safety: Sendable {
+        public var neverBlock: [IPNetwork] = []
+        public var allowNonGlobal: [IPNetwork] = []
+        public var maxPrefixV4 = 16
+        public var maxPrefixV6 = 32
+        public var maxActiveBlocks = 2_000_000
+    }
+
+    public enum Role: String, Sendable, CaseIterable, Hashable {
+        case ingest, read, admin
+    }
+
+    public struct APIKey: Sendable {
+        public var name: String
+        public var roles: Set<Role>
+        /// SHA-256 of the token, as 32 bytes.
+        public var tokenSHA256: [UInt8]
+    }
+
+    public struct HTTP: Sendable {
+        public var maxBodyBytes = 16 << 20
+        public var maxItemsPerRequest = 1_000_000
+        public var maxJSONDepth = 32
+        public var idleTimeout: Duration = .seconds(60)
+    }
+
+    public enum LogFormat: String, Sendable, CaseIterable {
+        case logfmt, json
+    }
+
+    public struct Log: Sendable {
+        public var level = "info"
+        public var format = LogFormat.logfmt
+    }
+
+    /// Where the configuration was read from.
+    public var path: String
+    public var node: Node
+    public var listen: Listen
+    public var stateDirectory: String
+    public var playbooksDirectory: String
+    public var listsDirectory: String?
+    public var firewall = Firewall()
+    public var safety = Safety()
+    public var apiKeys: [APIKey] = []
+    public var http = HTTP()
+    public var log = Log()
+
+    /// The SQLite database inside the state directory.
+    public var databasePath: String { stateDirectory + "/rampart.sqlite" }
+
+    public var safetyPolicy: SafetyPolicy {
+        SafetyPolicy(
+            neverBlock: safety.neverBlock.map { SafetyPolicy.Protected($0, "safety.never_block") },
+            allowNonGlobal: safety.allowNonGlobal, maxPrefixV4: safety.maxPrefixV4, maxPrefixV6: safety.maxPrefixV6,
+            maxActiveBlocks: safety.maxActiveBlocks
+        )
+    }
+
+    public static let topLevelKeys = [
+        "node", "listen", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log",
+    ]
+
+    /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
+    public static func load(path: String) throws(Diagnostics) -> Config {
+        let root = try YAMLSource.load(path: path)
+        return try parse(root, path: path)
+    }
+
+    public static func parse(_ root: Yams.Node, path: String) throws(Diagnostics) -> Config {
+        let reader = YAMLReader(file: path)
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent()
+        func resolve(_ node: Yams.Node, _ what: String) -> String? {
+            guard let text = reader.string(node, what) else { return nil }
+            guard !text.isEmpty else {
+                reader.error(node, "\(what) must not be empty")
+                return nil
+            }
+            return URL(fileURLWithPath: text, relativeTo: base).standardizedFileURL.path
+        }
+        guard let top = reader.fields(root, allowed: topLevelKeys, what: "the configuration") else {
+            throw Diagnostics(reader.diagnostics)
+        }
+        var node = Node(id: "", region: nil)
+        if let n = top.required("node"), let fields = reader.fields(n, allowed: ["id", "region"], what: "node") {
+            if let idNode = fields.required("id"), let id = reader.string(idNode, "node.id") {
+                if isName(id) { node.id = id } else { reader.error(idNode, "node.id must be 1-64 letters, digits, '-', '_' or '.'") }
+            }
+            if let r = fields["region"] { node.region = reader.string(r, "node.region") }
+        }
+        var listen = Listen(host: "127.0.0.1", port: 8470)
+        if let n = top["listen"], let text = reader.string(n, "listen") {
+            if let parsed = parseListen(text) { listen = parsed } else {
+                reader.error(n, "listen must be host:port, such as 127.0.0.1:8470 or [::1]:8470")
+            }
+        }
+        let stateDirectory = top.required("state_dir").flatMap { resolve($0, "state_dir") } ?? ""
+        let playbooks = top.required("playbooks").flatMap { resolve($0, "playbooks") } ?? ""
+        let lists = top["lists"].flatMap { resolve($0, "lists") }
+        var config = Config(
+            path: path, node: node, listen: listen, stateDirectory: stateDirectory, playbooksDirectory: playbooks,
+            listsDirectory: lists
+        )
+        if let n = top["firewall"], let fields = reader.fields(n, allowed: ["backend", "table"], what: "firewall") {
+            if let b = fields["backend"] {
+                config.firewall.backend = reader.word(b, "firewall.backend") { (text) throws(ValueError) -> FirewallBackend in
+                    guard let backend = FirewallBackend(rawValue: text) else {
+                        throw ValueError(
+                            .invalidField,
+                            "unknown backend '\(text.preview)'; this build supports: \(FirewallBackend.allCases.map(\.rawValue).joined(separator: ", "))"
+                        )
+                    }
+                    return backend
+                } ?? .dryRun
+            }
+            if let t = fields["table"], let table = reader.string(t, "firewall.table") {
+                if isName(table) && !table.contains(".") { config.firewall.table = table } else {
+                    reader.error(t, "firewall.table must be 1-64 letters, digits, '-' or '_'")
+                }
+            }
+        }
+        if let n = top["safety"] {
+            config.safety = parseSafety(n, reader)
+        }
+        if let n = top["api_keys"], let entries = reader.list(n, "api_keys", allowSingle: false) {
+            var names: Set<String> = []
+            for entry in entries {
+                guard let key = parseAPIKey(entry, reader) else { continue }
+                if !names.insert(key.name).inserted { reader.error(entry, "api key name '\(key.name)' is used twice") }
+                config.apiKeys.append(key)
+            }
+        }
+        if let n = top["http"] {
+            config.http = parseHTTP(n, reader)
+        }
+        if let n = top["log"], let fields = reader.fields(n, allowed: ["level", "format"], what: "log") {
+            if let l = fields["level"], let level = reader.string(l, "log.level") {
+                let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+                if levels.contains(level) { config.log.level = level } else {
+                    reader.error(l, "log.level must be one of: \(levels.joined(separator: ", "))")
+                }
+            }
+            if let f = fields["format"] {
+                config.log.format = reader.word(f, "log.format") { (text) throws(ValueError) -> LogFormat in
+                    guard let format = LogFormat(rawValue: text) else { throw ValueError(.invalidField, "expected logfmt or json") }
+                    return format
+                } ?? .logfmt
+            }
+        }
+        try reader.throwIfErrors()
+        return config
+    }
+
+    static func parseSafety(_ node: Yams.Node, _ reader: YAMLReader) -> Safety {
+        var safety = Safety()
+        guard let fields = reader.fields(node, allowed: ["never_block", "allow_non_global", "max_prefix", "max_active_blocks"], what: "safety") else {
+            return safety
+        }
+        func networks(_ key: String) -> [IPNetwork] {
+            guard let n = fields[key], let items = reader.list(n, "safety.\(key)", allowSingle: false) else { return [] }
+            return items.compactMap { item in
+                reader.word(item, "safety.\(key)") { (text) throws(ValueError) -> IPNetwork in
+                    try IPNetwork(parsing: text, allowBareAddress: true)
+                }
+            }
+        }
+        safety.neverBlock = networks("never_block")
+        safety.allowNonGlobal = networks("allow_non_global")
+        if let n = fields["max_prefix"], let prefix = reader.fields(n, allowed: ["ipv4", "ipv6"], what: "safety.max_prefix") {
+            if let v = prefix["ipv4"], let value = reader.int(v, "safety.max_prefix.ipv4", in: 8...32) { safety.maxPrefixV4 = value }
+            if let v = prefix["ipv6"], let value = reader.int(v, "safety.max_prefix.ipv6", in: 16...128) { safety.maxPrefixV6 = value }
+        }
+        if let n = fields["max_active_blocks"], let value = reader.int(n, "safety.max_active_blocks", in: 1...100_000_000) {
+            safety.maxActiveBlocks = value
+        }
+        return safety
+    }
+
+    static func parseAPIKey(_ node: Yams.Node, _ reader: YAMLReader) -> APIKey? {
+        guard let fields = reader.fields(node, allowed: ["name", "roles", "token_sha256"], what: "an api key") else { return nil }
+        guard let nameNode = fields.required("name"), let name = reader.string(nameNode, "api_keys.name"),
+            let rolesNode = fields.required("roles"), let roleNames = reader.strings(rolesNode, "api_keys.roles"),
+            let hashNode = fields.required("token_sha256"), let hashText = reader.string(hashNode, "api_keys.token_sha256")
+        else { return nil }
+        guard isName(name) else {
+            reader.error(nameNode, "api key names are 1-64 letters, digits, '-', '_' or '.'")
+            return nil
+        }
+        var roles: Set<Role> = []
+        for role in roleNames {
+            guard let parsed = Role(rawValue: role) else {
+                reader.error(rolesNode, "unknown role '\(role.preview)'; expected ingest, read or admin")
+                return nil
+            }
+            roles.insert(parsed)
+        }
+        let hex = Array(hashText.lowercased().utf8)
+        guard hex.count == 64, hex.allSatisfy({ hexValue($0) != nil }) else {
+            reader.error(hashNode, "token_sha256 must be the 64 hex digits `rampart token` prints (the token itself never goes in the file)")
+            return nil
+        }
+        let digest = stride(from: 0, to: 64, by: 2).map { hexValue(hex[$0])! << 4 | hexValue(hex[$0 + 1])! }
+        return APIKey(name: name, roles: roles, tokenSHA256: digest)
+    }
+
+    static func parseHTTP(_ node: Yams.Node, _ reader: YAMLReader) -> HTTP {
+        var http = HTTP()
+        let keys = ["max_body", "max_items", "max_json_depth", "idle_timeout"]
+        guard let fields = reader.fields(node, allowed: keys, what: "http") else { return http }
+        if let n = fields["max_body"], let size = reader.word(n, "http.max_body", Config.parseSize) { http.maxBodyBytes = size }
+        if let n = fields["max_items"], let v = reader.int(n, "http.max_items", in: 1...10_000_000) { http.maxItemsPerRequest = v }
+        if let n = fields["max_json_depth"], let v = reader.int(n, "http.max_json_depth", in: 4...256) { http.maxJSONDepth = v }
+        if let n = fields["idle_timeout"], let v = reader.duration(n, "http.idle_timeout") { http.idleTimeout = v }
+        return http
+    }
+
+    /// `16MiB`, `512KiB`, `1048576`.
+    public static func parseSize(_ text: String) throws(ValueError) -> Int {
+        let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1000), ("B", 1), ("", 1)]
+        for (unit, scale) in units where text.hasSuffix(unit) {
+            if let number = Int(text.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), number > 0, number <= Int(Int32.max) / scale * 4 {
+                return number * scale
+            }
+        }
+        throw ValueError(.invalidField, "'\(text.preview)' is not a size; expected a number with KiB, MiB or GiB, such as 16MiB")
+    }
+
+    static func parseListen(_ text: String) -> Listen? {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        return Listen(host: String(host), port: port)
+    }
+
+    static func isName(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 64
+            && text.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 || $0 == 46 }
+    }
+}

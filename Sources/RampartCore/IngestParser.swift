@@ -1,0 +1,141 @@
+import Foundation
+
+/// Splits an ingest request body into indicators, one result per item: a bad item is reported
+/// with its position and never stops the good ones around it.
+public enum IngestParser {
+    public enum Format: String, Sendable {
+        /// One indicator object or an array of them (`application/json`).
+        case json
+        /// One indicator object per line (`application/x-ndjson`).
+        case ndjson
+        /// One value per line; `#` and `;` start comments; columns after the first are ignored (`text/plain`).
+        case text
+    }
+
+    /// One item of the body: where it was and what came of it.
+    public struct Entry: Sendable {
+        /// 0-based index into a JSON array, or 1-based line number.
+        public var position: Int
+        public var result: Result<Indicator, ValueError>
+        /// The raw value (or line) of a refused item, shortened, for the audit log.
+        public var raw: String?
+    }
+
+    /// A problem with the request as a whole: nothing in it was accepted.
+    public struct BodyError: Error, Sendable, Hashable {
+        public enum Kind: Sendable, Hashable {
+            case invalid
+            case tooManyItems
+            case unsupported
+        }
+
+        public var kind: Kind
+        public var message: String
+    }
+
+    /// The name of the position field in answers and audit entries.
+    public static func positionName(_ format: Format) -> String {
+        format == .json ? "index" : "line"
+    }
+
+    public struct Limits: Sendable {
+        public var maxItems: Int
+        public var maxDepth: Int
+
+        public init(maxItems: Int, maxDepth: Int) {
+            self.maxItems = maxItems
+            self.maxDepth = maxDepth
+        }
+    }
+
+    /// Parses the body and calls `emit` for each item in order. Throws `BodyError` before emitting
+    /// anything when the body as a whole cannot be read or holds too many items.
+    public static func parse(
+        _ body: UnsafeRawBufferPointer, format: Format, defaults: IndicatorDefaults, now: Date, limits: Limits,
+        emit: (Entry) -> Void
+    ) throws(BodyError) {
+        var bytes = body.bindMemory(to: UInt8.self)
+        if bytes.starts(with: [0xef, 0xbb, 0xbf]) { bytes = UnsafeBufferPointer(rebasing: bytes[3...]) }  // UTF-8 byte order mark
+        switch format {
+        case .json:
+            let document: JSONValue
+            do {
+                document = try JSONValue.parse(buffer: bytes, maxDepth: limits.maxDepth)
+            } catch {
+                throw BodyError(kind: .invalid, message: error.message)
+            }
+            let elements: [JSONValue]
+            switch document {
+            case .array(let list): elements = list
+            case .object where document["type"] == .string("bundle"):
+                throw BodyError(kind: .unsupported, message: "STIX bundles are not supported yet; post indicators as JSON objects, NDJSON or text")
+            case .object: elements = [document]
+            default: throw BodyError(kind: .invalid, message: "expected an indicator object or an array of them, found \(document.typeName)")
+            }
+            guard elements.count <= limits.maxItems else { throw tooMany(limits) }
+            for (index, element) in elements.enumerated() {
+                emit(entry(index, raw: { (element["value"].flatMap { if case .string(let s) = $0 { s } else { nil } }) }) {
+                    () throws(ValueError) -> Indicator in try Indicator(json: element, defaults: defaults, now: now)
+                })
+            }
+        case .ndjson, .text:
+            guard lineCount(bytes) <= limits.maxItems else { throw tooMany(limits) }
+            var lineNumber = 0
+            forEachLine(bytes) { line in
+                lineNumber += 1
+                let trimmed = trimmed(line)
+                guard let first = trimmed.first else { return }
+                if format == .text {
+                    guard first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { return }
+                    emit(entry(lineNumber, raw: { String(decoding: trimmed, as: UTF8.self) }) { () throws(ValueError) -> Indicator in
+                        guard let text = String(validating: trimmed, as: UTF8.self) else {
+                            throw ValueError(.invalidField, "the line is not valid UTF-8")
+                        }
+                        return try Indicator(line: Substring(text), defaults: defaults, now: now)
+                    })
+                } else {
+                    emit(entry(lineNumber, raw: { String(decoding: trimmed.prefix(256), as: UTF8.self) }) { () throws(ValueError) -> Indicator in
+                        let value = try JSONValue.parse(buffer: trimmed, maxDepth: limits.maxDepth)
+                        return try Indicator(json: value, defaults: defaults, now: now)
+                    })
+                }
+            }
+        }
+    }
+
+    private static func entry(_ position: Int, raw: () -> String?, _ make: () throws(ValueError) -> Indicator) -> Entry {
+        do {
+            return Entry(position: position, result: .success(try make()), raw: nil)
+        } catch {
+            return Entry(position: position, result: .failure(error), raw: raw().map { String($0.preview.prefix(256)) })
+        }
+    }
+
+    private static func tooMany(_ limits: Limits) -> BodyError {
+        BodyError(kind: .tooManyItems, message: "more than \(limits.maxItems) items in one request (http.max_items); split the body")
+    }
+
+    static func lineCount(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var count = 0
+        for byte in bytes where byte == 0x0a { count += 1 }
+        return count + 1
+    }
+
+    static func forEachLine(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var start = 0
+        for i in 0..<bytes.count where bytes[i] == 0x0a {
+            body(UnsafeBufferPointer(rebasing: bytes[start..<i]))
+            start = i + 1
+        }
+        if start < bytes.count { body(UnsafeBufferPointer(rebasing: bytes[start...])) }
+    }
+
+    static func trimmed(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var low = 0
+        var high = line.count
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0d }
+        while low < high, isSpace(line[low]) { low += 1 }
+        while high > low, isSpace(line[high - 1]) { high -= 1 }
+        return UnsafeBufferPointer(rebasing: line[low..<high])
+    }
+}

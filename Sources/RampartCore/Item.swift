@@ -1,0 +1,153 @@
+import Foundation
+
+/// What flows through the pipeline: an indicator (or, later, a rule) with its provenance.
+public struct Item: Sendable {
+    public enum Payload: Sendable {
+        case indicator(Indicator)
+    }
+
+    /// Globally unique (UUIDv7), kept when the item travels between nodes.
+    public var id: String
+    public var payload: Payload
+    /// `api:KEYNAME` for items posted to the API, `peer:NAME` for items received from a peer.
+    public var via: String
+    /// The node that first saw the item.
+    public var origin: String
+    /// Nodes the item passed through, origin first.
+    public var path: [String]
+    /// Actions the origin proposed (`block`, `rule`, ...).
+    public var suggested: [String]
+    public var receivedAt: Date
+
+    public init(
+        id: String, payload: Payload, via: String, origin: String, path: [String] = [], suggested: [String] = [],
+        receivedAt: Date
+    ) {
+        self.id = id
+        self.payload = payload
+        self.via = via
+        self.origin = origin
+        self.path = path
+        self.suggested = suggested
+        self.receivedAt = receivedAt
+    }
+
+    public var indicator: Indicator? {
+        switch payload {
+        case .indicator(let indicator): indicator
+        }
+    }
+
+    public var type: String {
+        switch payload {
+        case .indicator: "indicator"
+        }
+    }
+
+    /// The item as stored and shared: one JSON object.
+    public var json: [UInt8] {
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.field("id", id)
+        w.field("type", type)
+        switch payload {
+        case .indicator(let indicator):
+            w.key("indicator")
+            indicator.write(to: &w)
+        }
+        w.field("via", via)
+        w.field("origin", origin)
+        if !path.isEmpty { w.field("path", path) }
+        if !suggested.isEmpty { w.field("suggested", suggested) }
+        w.field("received_at", receivedAt)
+        w.endObject()
+        return w.bytes
+    }
+}
+
+extension Indicator {
+    public func write(to w: inout JSONWriter) {
+        w.beginObject()
+        w.field("kind", kind.rawValue)
+        w.field("value", value)
+        w.field("confidence", confidence)
+        w.field("severity", severity.rawValue)
+        w.field("tlp", tlp.rawValue)
+        w.field("source", source)
+        if !tags.isEmpty { w.field("tags", tags) }
+        if let validUntil { w.field("valid_until", validUntil) }
+        w.field("description", description)
+        if !references.isEmpty { w.field("references", references) }
+        w.endObject()
+    }
+}
+
+/// Time-ordered unique ids (UUID version 7, RFC 9562), monotonic within a process.
+///
+/// The 62 random bits come from a xoshiro256** generator seeded once from the system's random
+/// source: ids need to be unique and hard to guess, and a system call per id would cost more
+/// than storing the item.
+public final class IDGenerator: @unchecked Sendable {
+    public static let shared = IDGenerator()
+
+    private let lock = NSLock()
+    private var lastMilliseconds: Int64 = 0
+    private var counter: UInt16 = 0
+    private var seed: (UInt64, UInt64, UInt64, UInt64)
+    private let now: @Sendable () -> Date
+
+    public init(now: @escaping @Sendable () -> Date = Date.init) {
+        self.now = now
+        var system = SystemRandomNumberGenerator()
+        seed = (system.next(), system.next(), system.next(), system.next() | 1)
+    }
+
+    private func nextRandom() -> UInt64 {
+        func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+        let result = rotl(seed.1 &* 5, 7) &* 9
+        let t = seed.1 << 17
+        seed.2 ^= seed.0
+        seed.3 ^= seed.1
+        seed.1 ^= seed.2
+        seed.0 ^= seed.3
+        seed.2 ^= t
+        seed.3 = rotl(seed.3, 45)
+        return result
+    }
+
+    public func next() -> String {
+        lock.lock()
+        var ms = now().milliseconds
+        if ms <= lastMilliseconds {
+            // Same (or an earlier) millisecond: count up in the 12 bits after the version.
+            ms = lastMilliseconds
+            counter &+= 1
+            if counter > 0x0fff {
+                ms += 1
+                counter = 0
+            }
+        } else {
+            counter = UInt16(truncatingIfNeeded: nextRandom()) & 0x03ff
+        }
+        lastMilliseconds = ms
+        let sequence = counter
+        let random = nextRandom()
+        lock.unlock()
+        let high = UInt64(ms) << 16 | 0x7000 | UInt64(sequence)
+        let low = random & 0x3fff_ffff_ffff_ffff | 0x8000_0000_0000_0000
+        return String(unsafeUninitializedCapacity: 36) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            var n = 0
+            for digit in 0..<32 {
+                if digit == 8 || digit == 12 || digit == 16 || digit == 20 {
+                    buffer[n] = UInt8(ascii: "-")
+                    n += 1
+                }
+                let word = digit < 16 ? high : low
+                buffer[n] = digits.utf8Start[Int(word >> UInt64(60 - 4 * (digit % 16)) & 0xf)]
+                n += 1
+            }
+            return n
+        }
+    }
+}
