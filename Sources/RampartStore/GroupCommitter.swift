@@ -1,0 +1,188 @@
+import Foundation
+import GRDB
+
+/// Runs write jobs on one dedicated thread, many jobs to a transaction: while one transaction
+/// commits, new jobs queue, and the next transaction takes them all. Each job runs in its own
+/// savepoint, so a job that fails rolls back alone; callers resume only after the commit that
+/// holds their job is durable.
+final class GroupCommitter: @unchecked Sendable {
+    private let pool: DatabasePool
+    private let condition = NSCondition()
+    private var pending: [any Job] = []
+    private var stopped = false
+    private var thread: Thread?
+    /// Owned by the writer thread (read once at start, then only there).
+    private var state: WriterState
+    private var statements: PreparedStatements?
+    private let maxJobsPerTransaction = 4096
+    private var lastActivity = ContinuousClock.now
+
+    init(pool: DatabasePool, state: WriterState) {
+        self.pool = pool
+        self.state = state
+    }
+
+    func start() {
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "rampart-writer"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops after the jobs already queued are committed.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Queues `work` for the next transaction and returns at once; `PendingWrite.value()` waits
+    /// for the commit. Jobs run in the order they were enqueued.
+    func enqueue<T: Sendable>(_ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
+        let pending = PendingWrite<T>()
+        condition.lock()
+        if stopped {
+            condition.unlock()
+            pending.resolve(.failure(StoreError(code: "store_closed", message: "the store is shutting down")))
+            return pending
+        }
+        self.pending.append(TypedJob(work: work, pending: pending))
+        lastActivity = .now
+        condition.signal()
+        condition.unlock()
+        return pending
+    }
+
+    /// How long since the last job was queued or committed.
+    var idleTime: Duration {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending.isEmpty ? ContinuousClock.now - lastActivity : .zero
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopped { condition.wait() }
+            if pending.isEmpty && stopped {
+                condition.unlock()
+                return
+            }
+            let batch = Array(pending.prefix(maxJobsPerTransaction))
+            pending.removeFirst(batch.count)
+            condition.unlock()
+            commit(batch)
+            condition.lock()
+            lastActivity = .now
+            condition.unlock()
+        }
+    }
+
+    private func commit(_ batch: [any Job]) {
+        let before = state
+        do {
+            try pool.writeWithoutTransaction { db in
+                let statements = try self.statements ?? PreparedStatements(db)
+                self.statements = statements
+                try db.inTransaction(.immediate) {
+                    for job in batch {
+                        let snapshot = state
+                        var transaction = StoreTransaction(db: db, state: state, statements: statements)
+                        var failed = false
+                        try db.inSavepoint {
+                            failed = !job.run(&transaction)
+                            return failed ? .rollback : .commit
+                        }
+                        state = failed ? snapshot : transaction.state
+                    }
+                    return .commit
+                }
+            }
+        } catch {
+            state = before
+            for job in batch { job.fail(error) }
+            return
+        }
+        for job in batch { job.complete() }
+    }
+}
+
+/// What the writer thread keeps between transactions: the head of the audit chain and counters.
+struct WriterState: Sendable {
+    var auditSeq: Int64
+    var auditHash: [UInt8]
+    var activeBlocks: Int
+}
+
+private protocol Job: AnyObject {
+    /// Runs inside the transaction; false when the job's own work threw (its savepoint rolls back).
+    func run(_ transaction: inout StoreTransaction) -> Bool
+    /// After the commit: resumes the caller with the job's result.
+    func complete()
+    /// The commit failed: resumes the caller with the error.
+    func fail(_ error: any Error)
+}
+
+private final class TypedJob<T: Sendable>: Job {
+    let work: @Sendable (inout StoreTransaction) throws -> T
+    let pending: PendingWrite<T>
+    var result: Result<T, any Error>?
+
+    init(work: @escaping @Sendable (inout StoreTransaction) throws -> T, pending: PendingWrite<T>) {
+        self.work = work
+        self.pending = pending
+    }
+
+    func run(_ transaction: inout StoreTransaction) -> Bool {
+        do {
+            result = .success(try work(&transaction))
+            return true
+        } catch {
+            result = .failure(error)
+            return false
+        }
+    }
+
+    func complete() {
+        pending.resolve(result ?? .failure(StoreError(code: "internal", message: "job did not run")))
+    }
+
+    func fail(_ error: any Error) {
+        pending.resolve(.failure(error))
+    }
+}
+
+/// The result of a queued write, available once its transaction committed (or failed).
+public final class PendingWrite<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+    private var waiter: CheckedContinuation<T, any Error>?
+
+    func resolve(_ result: Result<T, any Error>) {
+        lock.lock()
+        if let waiter {
+            self.waiter = nil
+            lock.unlock()
+            waiter.resume(with: result)
+        } else {
+            self.result = result
+            lock.unlock()
+        }
+    }
+
+    /// Waits for the commit and returns the job's result, or throws its error or the commit's.
+    public func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            lock.lock()
+            if let result {
+                lock.unlock()
+                continuation.resume(with: result)
+            } else {
+                waiter = continuation
+                lock.unlock()
+            }
+        }
+    }
+}

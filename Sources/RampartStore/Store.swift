@@ -1,0 +1,297 @@
+import Foundation
+import GRDB
+import Logging
+import RampartCore
+
+/// Rampart's durable state: one SQLite database in WAL mode under the state directory.
+///
+/// Writes go through `write(_:)`, which group-commits: it returns once the transaction holding the
+/// work is durable on disk (`synchronous = FULL`). Reads run concurrently on WAL snapshots.
+public final class Store: Sendable {
+    public let path: String
+    let pool: DatabasePool
+    private let committer: GroupCommitter
+    /// A connection of its own for WAL checkpoints, so that they never run on the commit path.
+    private let checkpointer: DatabaseQueue?
+
+    /// Opens (creating and migrating when needed) the database at `path`.
+    public init(path: String, readOnly: Bool = false) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.readonly = readOnly
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            // Commits are durable (FULL); checkpoints run apart (see `checkpoint()`), not after commits.
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0")
+        }
+        if !readOnly {
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StoreError(code: "open_failed", message: "cannot open the database at \(path): \(error)")
+        }
+        if !readOnly { try Store.migrator.migrate(pool) }
+        let state = try pool.read { db in
+            let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            let active = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM decision WHERE state = 'active' AND simulated = 0") ?? 0
+            return WriterState(
+                auditSeq: head?["seq"] ?? 0,
+                auditHash: (head?["hash"] as Data?).map { Array($0) } ?? AuditChain.genesis,
+                activeBlocks: active
+            )
+        }
+        committer = GroupCommitter(pool: pool, state: state)
+        if readOnly {
+            checkpointer = nil
+        } else {
+            var checkpointConfiguration = Configuration()
+            checkpointConfiguration.busyMode = .timeout(10)
+            checkpointConfiguration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864")
+            }
+            checkpointer = try DatabaseQueue(path: path, configuration: checkpointConfiguration)
+            committer.start()
+        }
+    }
+
+    /// Copies committed pages from the write-ahead log into the database without blocking readers
+    /// or the writer (`PASSIVE`); once the log is fully copied, new commits reuse it from the start.
+    public func checkpoint() throws {
+        try checkpointer?.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
+    }
+
+    /// Checkpoints when writes have paused for `quiet`, or when the log has grown past `maxLogBytes`
+    /// whatever the load: checkpoints cost I/O and CPU that a burst of ingest needs more.
+    /// Returns whether it checkpointed.
+    @discardableResult
+    public func checkpointIfDue(quiet: Duration = .milliseconds(500), maxLogBytes: Int = 256 << 20) throws -> Bool {
+        let logBytes = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+        guard logBytes > 0, committer.idleTime >= quiet || logBytes >= maxLogBytes else { return false }
+        try checkpoint()
+        return true
+    }
+
+    /// Runs `work` in a transaction shared with other concurrent writes and returns its result once
+    /// that transaction is committed. If `work` throws, its writes are rolled back and nothing else is.
+    public func write<T: Sendable>(_ work: @escaping @Sendable (inout StoreTransaction) throws -> T) async throws -> T {
+        try await committer.enqueue(work).value()
+    }
+
+    /// Queues `work` without waiting, so that a caller can prepare the next piece of work while
+    /// this one commits; await `value()` on the result for the outcome.
+    public func enqueue<T: Sendable>(_ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
+        committer.enqueue(work)
+    }
+
+    /// Finishes queued writes and stops the writer.
+    public func close() {
+        committer.stop()
+        try? checkpoint()
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    -- Items by id. The item itself (its JSON) is the detail of its item.accepted audit
+                    -- entry, so the hash chain covers every item's content and nothing is stored twice.
+                    CREATE TABLE item (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        audit_seq INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE TABLE decision (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        value TEXT NOT NULL,
+                        direction TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL,
+                        playbook TEXT,
+                        item TEXT,
+                        origin TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        simulated INTEGER NOT NULL,
+                        state TEXT NOT NULL,
+                        revoked_at INTEGER
+                    ) WITHOUT ROWID;
+                    CREATE INDEX decision_value ON decision(value);
+                    CREATE INDEX decision_due ON decision(expires_at) WHERE state = 'active';
+                    CREATE TABLE audit (
+                        seq INTEGER PRIMARY KEY,
+                        at INTEGER NOT NULL,
+                        event TEXT NOT NULL,
+                        subject TEXT NOT NULL,
+                        detail TEXT NOT NULL,
+                        hash BLOB NOT NULL
+                    );
+                    """
+            )
+        }
+        return migrator
+    }
+}
+
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var description: String { message }
+}
+
+// MARK: - Reading
+
+extension Store {
+    public struct DecisionFilter: Sendable {
+        /// Decisions whose address or network contains this address.
+        public var containing: IPAddress?
+        public var playbook: String?
+        public var origin: String?
+        /// true: only those in force now; false: only those no longer in force; nil: all.
+        public var active: Bool?
+        /// Continue after this decision id (ids are time-ordered).
+        public var after: String?
+        public var limit = 100
+
+        public init() {}
+    }
+
+    public func decisions(_ filter: DecisionFilter, now: Date) async throws -> [Decision] {
+        var clauses: [String] = []
+        var arguments: StatementArguments = []
+        if let address = filter.containing {
+            // Every network that could contain the address, one per prefix length: an index lookup each.
+            let candidates = (0...address.family.bitWidth).map {
+                IPNetwork(address: IPNetwork.mask(address, to: $0), prefixLength: $0).description
+            }
+            clauses.append("value IN (\(Array(repeating: "?", count: candidates.count).joined(separator: ",")))")
+            for candidate in candidates { arguments += [candidate] }
+        }
+        if let playbook = filter.playbook {
+            clauses.append("playbook = ?")
+            arguments += [playbook]
+        }
+        if let origin = filter.origin {
+            clauses.append("origin = ?")
+            arguments += [origin]
+        }
+        if let active = filter.active {
+            clauses.append(active ? "(state = 'active' AND expires_at > ?)" : "NOT (state = 'active' AND expires_at > ?)")
+            arguments += [now.milliseconds]
+        }
+        if let after = filter.after {
+            clauses.append("id > ?")
+            arguments += [after]
+        }
+        let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let sql = "SELECT * FROM decision \(whereClause) ORDER BY id LIMIT \(max(1, filter.limit))"
+        let bound = arguments
+        return try await pool.read { db in try Decision.fetchAll(db, sql: sql, arguments: bound) }
+    }
+
+    public func decision(id: String) async throws -> Decision? {
+        try await pool.read { db in try Decision.fetchOne(db, sql: "SELECT * FROM decision WHERE id = ?", arguments: [id]) }
+    }
+
+    /// Decisions in force (not simulated): what the firewall must hold.
+    public func enforcedDecisions(now: Date) async throws -> [Decision] {
+        try await pool.read { db in
+            try Decision.fetchAll(
+                db, sql: "SELECT * FROM decision WHERE state = 'active' AND simulated = 0 AND expires_at > ?",
+                arguments: [now.milliseconds]
+            )
+        }
+    }
+
+    public func audit(after seq: Int64, limit: Int) async throws -> [AuditEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
+                .map(AuditEntry.init(row:))
+        }
+    }
+
+    /// Walks the whole audit chain, recomputing every hash.
+    public func verifyAudit() throws -> AuditVerification {
+        try pool.read { db in
+            var previous = AuditChain.genesis
+            var expectedSeq: Int64 = 1
+            var count: Int64 = 0
+            let cursor = try Row.fetchCursor(db, sql: "SELECT * FROM audit ORDER BY seq")
+            while let row = try cursor.next() {
+                let entry = AuditEntry(row: row)
+                count += 1
+                if entry.seq != expectedSeq {
+                    return AuditVerification(
+                        entries: count, firstBroken: expectedSeq,
+                        problem: "entry \(expectedSeq) is missing (the next entry is \(entry.seq))"
+                    )
+                }
+                let hash = AuditChain.hash(
+                    previous: previous, seq: entry.seq, at: entry.at, event: entry.event, subject: entry.subject,
+                    detailDigest: AuditChain.digest(Array(entry.detail.utf8))
+                )
+                if hash != entry.hash {
+                    return AuditVerification(
+                        entries: count, firstBroken: entry.seq,
+                        problem: "entry \(entry.seq) (\(entry.event) \(entry.subject)) does not match its hash: it was altered, or an entry before it was"
+                    )
+                }
+                previous = entry.hash
+                expectedSeq += 1
+            }
+            return AuditVerification(entries: count, firstBroken: nil, problem: nil)
+        }
+    }
+
+    /// Calls `body` with each audit entry after `seq`, in order, without loading them all.
+    public func exportAudit(after seq: Int64, _ body: (AuditEntry) throws -> Void) throws {
+        try pool.read { db in
+            let cursor = try Row.fetchCursor(db, sql: "SELECT * FROM audit WHERE seq > ? ORDER BY seq", arguments: [seq])
+            while let row = try cursor.next() { try body(AuditEntry(row: row)) }
+        }
+    }
+
+    public func itemCount() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM item") ?? 0 }
+    }
+
+    /// The stored JSON of an item (kept in its `item.accepted` audit entry).
+    public func itemJSON(id: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(
+                db, sql: "SELECT audit.detail FROM item JOIN audit ON audit.seq = item.audit_seq WHERE item.id = ?", arguments: [id]
+            )
+        }
+    }
+}
+
+extension AuditEntry {
+    init(row: Row) {
+        self.init(
+            seq: row["seq"], at: row["at"], event: row["event"], subject: row["subject"], detail: row["detail"],
+            hash: Array(row["hash"] as Data? ?? Data())
+        )
+    }
+}
+
+extension Decision: FetchableRecord {
+    public init(row: Row) throws {
+        let value: String = row["value"]
+        let target: IPNetwork
+        do {
+            target = try IPNetwork(parsing: value, allowBareAddress: true)
+        } catch {
+            throw StoreError(code: "corrupt", message: "decision \(row["id"] as String? ?? "?") holds an invalid value '\(value)'")
+        }
+        self.init(
+            id: row["id"], target: target, direction: Direction(rawValue: row["direction"]) ?? .both,
+            createdAt: Date(milliseconds: row["created_at"]), expiresAt: Date(milliseconds: row["expires_at"]),
+            playbook: row["playbook"], item: row["item"], origin: row["origin"], reason: row["reason"],
+            simulated: row["simulated"], state: State(rawValue: row["state"]) ?? .active,
+            revokedAt: (row["revoked_at"] as Int64?).map(Date.init(milliseconds:))
+        )
+    }
+}

@@ -1,0 +1,276 @@
+import Foundation
+import GRDB
+import RampartCore
+
+/// The writes a job makes inside a group-commit transaction. Everything a job writes (items,
+/// decisions, their audit entries) commits atomically, or not at all.
+public struct StoreTransaction {
+    let db: Database
+    var state: WriterState
+    let statements: PreparedStatements
+
+    init(db: Database, state: WriterState, statements: PreparedStatements) {
+        self.db = db
+        self.state = state
+        self.statements = statements
+    }
+
+    // MARK: Audit
+
+    /// Appends an entry to the chain and returns its sequence number.
+    @discardableResult
+    public mutating func audit(_ event: String, subject: String, detail: JSONWriter, at: Date) throws -> Int64 {
+        try audit(event, subject: subject, detail: detail.bytes, at: at)
+    }
+
+    /// Appends an entry whose detail is already-encoded JSON (and, optionally, already digested).
+    @discardableResult
+    mutating func audit(_ event: String, subject: String, detail: [UInt8], digest: [UInt8]? = nil, at: Date) throws -> Int64 {
+        let seq = state.auditSeq + 1
+        let ms = at.milliseconds
+        let hash = AuditChain.hash(
+            previous: state.auditHash, seq: seq, at: ms, event: event, subject: subject, detailDigest: digest ?? AuditChain.digest(detail)
+        )
+        var binder = Binder(statements.insertAudit)
+        binder.bind(seq)
+        binder.bind(ms)
+        binder.bind(event)
+        binder.bind(subject)
+        binder.bind(detail)
+        binder.bind(blob: hash)
+        try binder.step(db)
+        state.auditSeq = seq
+        state.auditHash = hash
+        return seq
+    }
+
+    /// Convenience for details built inline: `audit("x", subject: id, at: now) { $0.field("k", v) }`.
+    @discardableResult
+    public mutating func audit(_ event: String, subject: String, at: Date, _ build: (inout JSONWriter) -> Void) throws -> Int64 {
+        var w = JSONWriter(capacity: 128)
+        w.beginObject()
+        build(&w)
+        w.endObject()
+        return try audit(event, subject: subject, detail: w, at: at)
+    }
+
+    // MARK: Items
+
+    /// Stores an item and audits its acceptance; the audit entry holds the item's JSON, so the chain
+    /// covers every item's content. Returns false (and writes nothing) when an item with the same id
+    /// is already stored.
+    @discardableResult
+    public mutating func insert(_ item: Item) throws -> Bool {
+        try insert(EncodedItem(item))
+    }
+
+    /// `insert(_:)` with the item already encoded (off the writer thread).
+    @discardableResult
+    public mutating func insert(_ encoded: EncodedItem) throws -> Bool {
+        var binder = Binder(statements.insertItem)
+        binder.bind(encoded.item.id)
+        binder.bind(state.auditSeq + 1)  // the entry appended next
+        try binder.step(db)
+        guard db.changesCount == 1 else { return false }
+        try audit("item.accepted", subject: encoded.item.id, detail: encoded.json, digest: encoded.digest, at: encoded.item.receivedAt)
+        return true
+    }
+
+    /// Audits an item that was refused, with where it was in the request and why.
+    public mutating func refuse(via: String, position: String, index: Int, error: ValueError, raw: String?, at: Date) throws {
+        try audit("item.refused", subject: raw.map { String($0.prefix(256)) } ?? "", at: at) { w in
+            w.field("via", via)
+            w.field(position, index)
+            w.field("code", error.code.rawValue)
+            w.field("error", error.message)
+        }
+    }
+
+    // MARK: Decisions
+
+    /// Applies the safety rails and merges the block into the active decision for the same value, or
+    /// creates one. Every outcome, refusals included, is audited.
+    public mutating func block(_ request: BlockRequest, policy: SafetyPolicy, now: Date) throws -> BlockOutcome {
+        if let refusal = policy.check(request.target) {
+            try auditRefusal(request, code: refusal.code, message: refusal.message, now: now)
+            return .refused(refusal)
+        }
+        let expiresAt = now.adding(request.duration)
+        try expireStale(value: request.target.description, now: now)
+        if var existing = try activeDecision(value: request.target.description, simulated: request.simulated, now: now) {
+            let previous = existing
+            existing.expiresAt = max(existing.expiresAt, expiresAt)
+            existing.direction = existing.direction.union(request.direction)
+            let changed = existing != previous
+            if changed {
+                try db.execute(
+                    sql: "UPDATE decision SET expires_at = ?, direction = ? WHERE id = ?",
+                    arguments: [existing.expiresAt.milliseconds, existing.direction.rawValue, existing.id]
+                )
+            }
+            try audit(changed ? "decision.extended" : "decision.merged", subject: existing.id, at: now) { w in
+                w.field("value", existing.value)
+                w.field("expires_at", Timestamp.format(existing.expiresAt))
+                w.field("direction", existing.direction.rawValue)
+                Self.writeCause(request, to: &w)
+            }
+            return changed ? .extended(existing, previous: previous) : .unchanged(existing)
+        }
+        if !request.simulated && state.activeBlocks >= policy.maxActiveBlocks {
+            let message = "\(state.activeBlocks) blocks are active, the most safety.max_active_blocks allows"
+            try auditRefusal(request, code: "too_many_blocks", message: message, now: now)
+            return .refused(SafetyPolicy.Refusal(code: "too_many_blocks", message: message))
+        }
+        let decision = Decision(
+            id: IDGenerator.shared.next(), target: request.target, direction: request.direction, createdAt: now,
+            expiresAt: expiresAt, playbook: request.playbook, item: request.item, origin: request.origin,
+            reason: request.reason, simulated: request.simulated
+        )
+        try db.execute(
+            sql: """
+                INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')
+                """,
+            arguments: [
+                decision.id, decision.value, decision.direction.rawValue, now.milliseconds, expiresAt.milliseconds,
+                decision.playbook, decision.item, decision.origin, decision.reason, decision.simulated,
+            ]
+        )
+        if !decision.simulated { state.activeBlocks += 1 }
+        try audit("decision.created", subject: decision.id, at: now) { w in
+            w.field("value", decision.value)
+            w.field("expires_at", Timestamp.format(expiresAt))
+            w.field("direction", decision.direction.rawValue)
+            w.field("simulated", decision.simulated)
+            Self.writeCause(request, to: &w)
+        }
+        return .created(decision)
+    }
+
+    /// Revokes active decisions: one by id, or every one for a value. Returns those revoked.
+    public mutating func revoke(id: String? = nil, value: String? = nil, reason: String, by: String, now: Date) throws -> [Decision] {
+        let rows: [Decision]
+        if let id {
+            rows = try Decision.fetchAll(db, sql: "SELECT * FROM decision WHERE id = ? AND state = 'active'", arguments: [id])
+        } else if let value {
+            rows = try Decision.fetchAll(db, sql: "SELECT * FROM decision WHERE value = ? AND state = 'active'", arguments: [value])
+        } else {
+            rows = []
+        }
+        var revoked: [Decision] = []
+        for var decision in rows {
+            let wasInForce = decision.isActive(at: now)
+            decision.state = .revoked
+            decision.revokedAt = now
+            try db.execute(
+                sql: "UPDATE decision SET state = 'revoked', revoked_at = ? WHERE id = ?",
+                arguments: [now.milliseconds, decision.id]
+            )
+            if !decision.simulated { state.activeBlocks -= 1 }
+            try audit("decision.revoked", subject: decision.id, at: now) { w in
+                w.field("value", decision.value)
+                w.field("reason", reason)
+                w.field("by", by)
+                w.field("was_in_force", wasInForce)
+            }
+            revoked.append(decision)
+        }
+        return revoked
+    }
+
+    /// Marks decisions whose time is up as expired (at most `limit` a call) and returns them.
+    public mutating func expire(now: Date, limit: Int = 10_000) throws -> [Decision] {
+        let due = try Decision.fetchAll(
+            db,
+            sql: "SELECT * FROM decision WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            arguments: [now.milliseconds, limit]
+        )
+        for decision in due { try markExpired(decision, now: now) }
+        return due
+    }
+
+    private mutating func markExpired(_ decision: Decision, now: Date) throws {
+        try db.execute(sql: "UPDATE decision SET state = 'expired' WHERE id = ?", arguments: [decision.id])
+        if !decision.simulated { state.activeBlocks -= 1 }
+        try audit("decision.expired", subject: decision.id, at: now) { w in
+            w.field("value", decision.value)
+            w.field("expires_at", Timestamp.format(decision.expiresAt))
+        }
+    }
+
+    /// A decision for `value` whose time ran out but which the expiry sweep has not reached yet is
+    /// closed before a new one is made, so one value never has two active decisions.
+    private mutating func expireStale(value: String, now: Date) throws {
+        let stale = try Decision.fetchAll(
+            db, sql: "SELECT * FROM decision WHERE value = ? AND state = 'active' AND expires_at <= ?",
+            arguments: [value, now.milliseconds]
+        )
+        for decision in stale { try markExpired(decision, now: now) }
+    }
+
+    private func activeDecision(value: String, simulated: Bool, now: Date) throws -> Decision? {
+        try Decision.fetchOne(
+            db,
+            sql: "SELECT * FROM decision WHERE value = ? AND simulated = ? AND state = 'active' AND expires_at > ?",
+            arguments: [value, simulated, now.milliseconds]
+        )
+    }
+
+    private mutating func auditRefusal(_ request: BlockRequest, code: String, message: String, now: Date) throws {
+        try audit("decision.refused", subject: request.target.description, at: now) { w in
+            w.field("code", code)
+            w.field("error", message)
+            Self.writeCause(request, to: &w)
+        }
+    }
+
+    private static func writeCause(_ request: BlockRequest, to w: inout JSONWriter) {
+        w.field("duration", request.duration.text)
+        w.field("playbook", request.playbook)
+        w.field("item", request.item)
+        w.field("origin", request.origin)
+        w.field("reason", request.reason)
+    }
+}
+
+/// What a block request did.
+public enum BlockOutcome: Sendable, Hashable {
+    case created(Decision)
+    /// Merged into an active decision whose expiry or direction grew.
+    case extended(Decision, previous: Decision)
+    /// Merged into an active decision that already covered it.
+    case unchanged(Decision)
+    case refused(SafetyPolicy.Refusal)
+
+    public var decision: Decision? {
+        switch self {
+        case .created(let d), .extended(let d, _), .unchanged(let d): d
+        case .refused: nil
+        }
+    }
+}
+
+/// The writer connection's statements for the hot inserts, prepared once.
+final class PreparedStatements {
+    let insertAudit: Statement
+    let insertItem: Statement
+
+    init(_ db: Database) throws {
+        insertAudit = try db.makeStatement(sql: "INSERT INTO audit(seq, at, event, subject, detail, hash) VALUES (?, ?, ?, ?, ?, ?)")
+        insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq) VALUES (?, ?)")
+    }
+}
+
+/// An item with its stored JSON and that JSON's digest, computed before the item reaches the
+/// writer thread.
+public struct EncodedItem: Sendable {
+    public let item: Item
+    let json: [UInt8]
+    let digest: [UInt8]
+
+    public init(_ item: Item) {
+        self.item = item
+        json = item.json
+        digest = AuditChain.digest(json)
+    }
+}

@@ -1,0 +1,197 @@
+import Foundation
+import GRDB
+import RampartCore
+import Testing
+
+@testable import RampartStore
+
+struct StoreTests {
+    let directory: String
+    let store: Store
+    let now = Date(milliseconds: 1_800_000_000_000)
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "rampart-store-\(UUID().uuidString)"
+        store = try Store(path: directory + "/rampart.sqlite")
+    }
+
+    func item(_ value: String, via: String = "api:test") throws -> Item {
+        let (kind, normalised) = try IndicatorValue.normalise(value)
+        return Item(
+            id: IDGenerator.shared.next(), payload: .indicator(Indicator(kind: kind, value: normalised)), via: via,
+            origin: "node-a", receivedAt: now
+        )
+    }
+
+    func block(_ value: String, _ duration: Duration = .seconds(3600), direction: Direction = .both, simulated: Bool = false) -> BlockRequest {
+        BlockRequest(
+            target: try! IPNetwork(parsing: value, allowBareAddress: true), direction: direction, duration: duration,
+            origin: "node-a", reason: "test", simulated: simulated
+        )
+    }
+
+    @Test func itemsAreStoredOnceAndAudited() async throws {
+        let first = try item("198.51.100.7")
+        let inserted = try await store.write { tx in
+            [try tx.insert(first), try tx.insert(first)]
+        }
+        #expect(inserted == [true, false])
+        #expect(try await store.itemCount() == 1)
+        let entries = try await store.audit(after: 0, limit: 10)
+        #expect(entries.map(\.event) == ["item.accepted"])
+        #expect(entries[0].subject == first.id)
+        #expect(try store.verifyAudit().isIntact)
+    }
+
+    @Test func aFailingJobRollsBackAloneAndKeepsTheChainWhole() async throws {
+        struct Boom: Error {}
+        let good = try item("198.51.100.7")
+        let bad = try item("198.51.100.8")
+        let store = store
+        let a = Task { try await store.write { tx in try tx.insert(good) } }
+        let b = Task {
+            try await store.write { tx in
+                try tx.insert(bad)
+                throw Boom()
+            }
+        }
+        #expect(try await a.value)
+        await #expect(throws: Boom.self) { try await b.value }
+        let later = try item("198.51.100.9")
+        _ = try await store.write { tx in try tx.insert(later) }
+        #expect(try await store.itemCount() == 2)
+        let verification = try store.verifyAudit()
+        #expect(verification.isIntact)
+        #expect(verification.entries == 2)
+    }
+
+    @Test func concurrentWritesShareCommitsAndAllLand() async throws {
+        let items = try (0..<500).map { try item("203.0.\($0 / 250).\($0 % 250 + 1)") }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for item in items {
+                group.addTask { try await store.write { tx in try tx.insert(item) } }
+            }
+            for try await inserted in group { #expect(inserted) }
+        }
+        #expect(try await store.itemCount() == 500)
+        #expect(try store.verifyAudit().entries == 500)
+    }
+
+    @Test func blocksMergeOnOneValueAndTheLongestExpiryWins() async throws {
+        let policy = SafetyPolicy()
+        let outcomes = try await store.write { [now] tx in
+            [
+                try tx.block(block("77.90.185.20", .seconds(3600), direction: .inbound), policy: policy, now: now),
+                try tx.block(block("77.90.185.20", .seconds(600), direction: .inbound), policy: policy, now: now),
+                try tx.block(block("77.90.185.20", .seconds(7200), direction: .outbound), policy: policy, now: now),
+            ]
+        }
+        guard case .created(let created) = outcomes[0], case .unchanged(let same) = outcomes[1],
+            case .extended(let extended, _) = outcomes[2]
+        else {
+            Issue.record("unexpected outcomes \(outcomes)")
+            return
+        }
+        #expect(same.id == created.id)
+        #expect(extended.id == created.id)
+        #expect(extended.expiresAt == now.adding(.seconds(7200)))
+        #expect(extended.direction == .both)
+        let active = try await store.decisions(Store.DecisionFilter(), now: now)
+        #expect(active.count == 1)
+    }
+
+    @Test func simulatedDecisionsAreSeparateFromEnforcedOnes() async throws {
+        let policy = SafetyPolicy()
+        _ = try await store.write { [now] tx in
+            _ = try tx.block(block("77.90.185.20", simulated: true), policy: policy, now: now)
+            _ = try tx.block(block("77.90.185.20"), policy: policy, now: now)
+        }
+        #expect(try await store.decisions(Store.DecisionFilter(), now: now).count == 2)
+        #expect(try await store.enforcedDecisions(now: now).count == 1)
+    }
+
+    @Test func refusedBlocksAreAuditedNotStored() async throws {
+        let outcome = try await store.write { [now] tx in
+            try tx.block(block("127.0.0.1"), policy: SafetyPolicy(), now: now)
+        }
+        guard case .refused(let refusal) = outcome else {
+            Issue.record("expected a refusal, got \(outcome)")
+            return
+        }
+        #expect(refusal.code == "protected")
+        #expect(try await store.decisions(Store.DecisionFilter(), now: now).isEmpty)
+        let entries = try await store.audit(after: 0, limit: 10)
+        #expect(entries.map(\.event) == ["decision.refused"])
+        #expect(entries[0].detail.contains("loopback"))
+    }
+
+    @Test func theActiveBlockCapHolds() async throws {
+        let policy = SafetyPolicy(maxActiveBlocks: 2)
+        let outcomes = try await store.write { [now] tx in
+            try ["77.90.185.20", "77.90.185.21", "77.90.185.22"].map { try tx.block(block($0), policy: policy, now: now) }
+        }
+        #expect(outcomes.compactMap(\.decision).count == 2)
+        guard case .refused(let refusal) = outcomes[2] else {
+            Issue.record("expected the third block to be refused")
+            return
+        }
+        #expect(refusal.code == "too_many_blocks")
+    }
+
+    @Test func revokeAndExpire() async throws {
+        let policy = SafetyPolicy()
+        let (a, _) = try await store.write { [now] tx in
+            (
+                try tx.block(block("77.90.185.20", .seconds(60)), policy: policy, now: now).decision!,
+                try tx.block(block("77.90.185.21", .seconds(2)), policy: policy, now: now).decision!
+            )
+        }
+        let revoked = try await store.write { [now] tx in try tx.revoke(id: a.id, reason: "false positive", by: "api:admin", now: now) }
+        #expect(revoked.map(\.id) == [a.id])
+        let later = now.adding(.seconds(3))
+        #expect(try await store.decisions(Store.DecisionFilter(), now: later).allSatisfy { !$0.isActive(at: later) })
+        let expired = try await store.write { tx in try tx.expire(now: later) }
+        #expect(expired.map(\.value) == ["77.90.185.21"])
+        let events = try await store.audit(after: 0, limit: 10).map(\.event)
+        #expect(events == ["decision.created", "decision.created", "decision.revoked", "decision.expired"])
+        #expect(try store.verifyAudit().isIntact)
+    }
+
+    @Test func containsFilterFindsNetworksHoldingTheAddress() async throws {
+        let policy = SafetyPolicy()
+        _ = try await store.write { [now] tx in
+            for value in ["77.90.185.20", "77.90.185.0/24", "77.90.0.0/16", "77.91.0.0/16"] {
+                _ = try tx.block(block(value), policy: policy, now: now)
+            }
+        }
+        var filter = Store.DecisionFilter()
+        filter.containing = try IPAddress(parsing: "77.90.185.20")
+        let values = try await store.decisions(filter, now: now).map(\.value).sorted()
+        #expect(values == ["77.90.0.0/16", "77.90.185.0/24", "77.90.185.20"])
+    }
+
+    @Test func verifyNamesTheFirstAlteredEntry() async throws {
+        _ = try await store.write { tx in
+            for i in 1...5 { try tx.insert(try item("203.0.113.\(i)")) }
+        }
+        #expect(try store.verifyAudit().isIntact)
+        try await store.pool.write { db in
+            try db.execute(sql: "UPDATE audit SET detail = replace(detail, '203.0.113.3', '203.0.113.99') WHERE seq = 3")
+        }
+        let verification = try store.verifyAudit()
+        #expect(verification.firstBroken == 3)
+        try await store.pool.write { db in try db.execute(sql: "DELETE FROM audit WHERE seq = 3") }
+        #expect(try store.verifyAudit().firstBroken == 3)
+    }
+
+    @Test func theChainContinuesAcrossReopen() async throws {
+        _ = try await store.write { tx in try tx.insert(try item("203.0.113.1")) }
+        store.close()
+        let reopened = try Store(path: store.path)
+        _ = try await reopened.write { tx in try tx.insert(try item("203.0.113.2")) }
+        let verification = try reopened.verifyAudit()
+        #expect(verification.isIntact)
+        #expect(verification.entries == 2)
+        reopened.close()
+    }
+}
