@@ -4,9 +4,19 @@ import PackageDescription
 let package = Package(
     name: "rampart",
     platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "rampart", targets: ["rampart"])
+    ],
     dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
     ],
@@ -29,10 +39,62 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Firewall backends.
+        .target(
+            name: "RampartFirewall",
+            dependencies: [
+                "RampartCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // HTTP API, ingest pipeline and service wiring.
+        .target(
+            name: "RampartServer",
+            dependencies: [
+                "RampartCore",
+                "RampartStore",
+                "RampartFirewall",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "rampart",
+            dependencies: [
+                "RampartCore",
+                "RampartStore",
+                "RampartServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "RampartCoreTests", dependencies: ["RampartCore"]),
         .testTarget(
             name: "RampartStoreTests",
             dependencies: ["RampartStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // Runs the built `rampart` binary as users do: CLI commands, a daemon killed with SIGKILL.
+        .testTarget(
+            name: "RampartCLITests",
+            dependencies: ["rampart", "RampartStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .testTarget(
+            name: "RampartServerTests",
+            dependencies: [
+                "RampartServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
     ]
 )

@@ -1,0 +1,38 @@
+import Crypto
+import Hummingbird
+import RampartCore
+
+/// Authenticates `Authorization: Bearer TOKEN` against the configured keys' SHA-256 hashes, for
+/// every `/v1/` endpoint. Health and metrics endpoints are open; routes check roles themselves.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = RampartRequestContext
+    let keys: [Config.APIKey]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.uri.path.hasPrefix("/v1/") else { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
+            throw Problem(
+                .unauthorized, code: "unauthorized", detail: "this endpoint needs Authorization: Bearer TOKEN",
+                headers: [.wwwAuthenticate: "Bearer"]
+            )
+        }
+        guard let key = AuthMiddleware.match(token: header.dropFirst(7), keys: keys) else {
+            throw Problem(.unauthorized, code: "unauthorized", detail: "the bearer token is not valid", headers: [.wwwAuthenticate: "Bearer"])
+        }
+        var context = context
+        context.apiKey = key
+        return try await next(request, context)
+    }
+
+    /// Compares the token's hash with every key's, in constant time, without stopping early.
+    static func match(token: Substring, keys: [Config.APIKey]) -> Config.APIKey? {
+        let digest = Array(SHA256.hash(data: Array(token.utf8)))
+        var found: Config.APIKey?
+        for key in keys {
+            var difference: UInt8 = 0
+            for (a, b) in zip(digest, key.tokenSHA256) { difference |= a ^ b }
+            if difference == 0 && key.tokenSHA256.count == digest.count { found = key }
+        }
+        return found
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import RampartCore
+import RampartFirewall
+import RampartStore
+import ServiceLifecycle
+
+/// Builds the daemon from a configuration: store, firewall, pipeline, HTTP API and background
+/// services. `rampart serve` runs what this builds; tests build it on port 0.
+public enum Daemon {
+    public typealias App = Application<RouterResponder<RampartRequestContext>>
+
+    /// Everything the running daemon is made of, for `rampart serve` and for tests that look inside.
+    public struct Parts: Sendable {
+        public let store: Store
+        public let firewall: any Firewall
+        public let enforcer: Enforcer
+        public let pipeline: Pipeline
+        public let readiness: Readiness
+    }
+
+    /// - Parameters:
+    ///   - firewall: overrides the configured backend (tests pass a recording one).
+    ///   - onListening: called with the bound port once the server accepts connections.
+    public static func build(
+        config: Config, logger: Logger, firewall: (any Firewall)? = nil, now: @escaping @Sendable () -> Date = Date.init,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> (App, Parts) {
+        let store = try Store(path: config.databasePath)
+        let firewall = firewall ?? makeFirewall(config, logger: logger)
+        let enforcer = Enforcer(firewall: firewall, logger: logger)
+        let pipeline = Pipeline(
+            store: store, nodeID: config.node.id,
+            limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth), now: now
+        )
+        let readiness = Readiness()
+        let policy = config.safetyPolicy
+
+        let router = Router(context: RampartRequestContext.self)
+        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: AuthMiddleware(keys: config.apiKeys))
+        HealthRoutes(readiness: readiness).register(on: router)
+        IndicatorRoutes(pipeline: pipeline, maxBodyBytes: config.http.maxBodyBytes).register(on: router)
+        DecisionRoutes(store: store, enforcer: enforcer, policy: { policy }, nodeID: config.node.id, now: now).register(on: router)
+        AuditRoutes(store: store).register(on: router)
+
+        let services: [any Service] = [
+            StoreService(store: store, logger: logger),
+            enforcer,
+            ExpiryService(store: store, enforcer: enforcer, interval: .seconds(1), now: now, logger: logger),
+        ]
+        var app = Application(
+            router: router,
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ExpectContinueHandler()],
+                    idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds)
+                )
+            ),
+            configuration: ApplicationConfiguration(address: .hostname(config.listen.host, port: config.listen.port)),
+            services: services,
+            onServerRunning: { channel in
+                readiness.set(true)
+                let port = channel.localAddress?.port ?? 0
+                let listening = Config.Listen(host: channel.localAddress?.ipAddress ?? config.listen.host, port: port)
+                logger.notice("daemon.ready", metadata: ["rampart.listen": "\(listening)", "rampart.node": "\(config.node.id)"])
+                await onListening(port)
+            },
+            logger: logger
+        )
+        app.beforeServerStarts {
+            // The kernel follows the store: bring the firewall to the decisions in force.
+            let blocks = try await store.enforcedDecisions(now: now()).map(FirewallBlock.init)
+            try await firewall.reconcile(blocks)
+            logger.info("firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
+        }
+        return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, readiness: readiness))
+    }
+
+    static func makeFirewall(_ config: Config, logger: Logger) -> any Firewall {
+        switch config.firewall.backend {
+        case .dryRun: DryRunFirewall(logger: logger)
+        }
+    }
+}

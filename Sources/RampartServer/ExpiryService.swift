@@ -1,0 +1,59 @@
+import Foundation
+import Logging
+import RampartCore
+import RampartStore
+import ServiceLifecycle
+
+/// Closes decisions whose time is up, every `interval`: each gets its `decision.expired` audit
+/// entry, and the firewall drops its element in the same step.
+struct ExpiryService: Service {
+    let store: Store
+    let enforcer: Enforcer
+    let interval: Duration
+    let now: @Sendable () -> Date
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await sweep()
+            } catch {
+                logger.error("expiry.failed", metadata: ["rampart.error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+
+    /// Expires everything due now; returns how many decisions expired.
+    @discardableResult
+    func sweep() async throws -> Int {
+        var total = 0
+        while true {
+            let at = now()
+            let expired = try await store.write { tx in try tx.expire(now: at) }
+            total += expired.count
+            enforcer.submit(expired.compactMap { $0.simulated ? nil : .remove($0.target) })
+            if expired.count < 10_000 { return total }
+        }
+    }
+}
+
+/// Keeps the store healthy while the other services run: checkpoints its write-ahead log in
+/// pauses between writes, off the commit path. It is first in the service group, so it stops
+/// last, and then closes the store after the queued writes.
+struct StoreService: Service {
+    let store: Store
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
+            do {
+                try store.checkpointIfDue()
+            } catch {
+                logger.warning("store.checkpoint_failed", metadata: ["rampart.error": "\(error)"])
+            }
+        }
+        store.close()
+    }
+}

@@ -1,0 +1,85 @@
+import Hummingbird
+import RampartCore
+
+/// `POST /v1/indicators`: JSON, NDJSON or plain-text bodies; defaults from query parameters.
+struct IndicatorRoutes {
+    let pipeline: Pipeline
+    let maxBodyBytes: Int
+
+    func register(on router: Router<RampartRequestContext>) {
+        router.post("/v1/indicators") { request, context in
+            try await ingest(request, context)
+        }
+    }
+
+    func ingest(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
+        let key = try context.require(.ingest)
+        let format = try IndicatorRoutes.format(of: request)
+        let defaults: IndicatorDefaults
+        do {
+            defaults = try IndicatorDefaults(parameters: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
+        } catch {
+            throw Problem.badRequest("invalid-parameter", error.message)
+        }
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
+            throw Problem(.contentTooLarge, code: "body-too-large", detail: "the body has \(length) bytes; http.max_body allows \(maxBodyBytes)")
+        }
+        let body = try await request.body.collect(upTo: maxBodyBytes)
+        let summary: Pipeline.Summary
+        do {
+            summary = try await pipeline.ingest(body, format: format, defaults: defaults, via: "api:\(key.name)")
+        } catch let error as IngestParser.BodyError {
+            switch error.kind {
+            case .invalid: throw Problem.badRequest("invalid-body", error.message)
+            case .tooManyItems: throw Problem(.contentTooLarge, code: "too-many-items", detail: error.message)
+            case .unsupported: throw Problem(.unsupportedMediaType, code: "unsupported-media-type", detail: error.message)
+            }
+        }
+        if summary.ids.isEmpty {
+            if summary.rejected.isEmpty { throw Problem.badRequest("empty-body", "the body holds no indicators") }
+            throw Problem(
+                .unprocessableContent, code: "all-items-refused",
+                detail: "none of the \(summary.rejected.count) items was accepted; each error says why", errors: summary.rejected
+            )
+        }
+        var w = JSONWriter(capacity: 64 + summary.ids.count * 39)
+        w.beginObject()
+        w.field("accepted", summary.ids.count)
+        w.key("rejected")
+        w.beginArray()
+        for error in summary.rejected { error.write(to: &w) }
+        w.endArray()
+        w.field("ids", summary.ids)
+        w.endObject()
+        return Response.json(.accepted, w)
+    }
+
+    static let mediaTypes: [String: IngestParser.Format] = [
+        "application/json": .json,
+        "application/x-ndjson": .ndjson,
+        "application/ndjson": .ndjson,
+        "application/jsonl": .ndjson,
+        "application/x-jsonlines": .ndjson,
+        "text/plain": .text,
+    ]
+
+    static func format(of request: Request) throws -> IngestParser.Format {
+        let mediaType = request.headers[.contentType]?.split(separator: ";").first.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        if let mediaType, let format = mediaTypes[mediaType] { return format }
+        if mediaType == "application/stix+json" {
+            throw Problem(.unsupportedMediaType, code: "unsupported-media-type", detail: "STIX bundles are not supported yet; post indicators as JSON, NDJSON or text")
+        }
+        throw Problem(
+            .unsupportedMediaType, code: "unsupported-media-type",
+            detail: "Content-Type \(mediaType.map { "'\($0)'" } ?? "missing"); send application/json, application/x-ndjson or text/plain (with curl: -H 'Content-Type: text/plain' --data-binary @file)"
+        )
+    }
+}
+
+extension Response {
+    static func json(_ status: HTTPResponse.Status, _ writer: JSONWriter) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import RampartCore
+
+/// An RFC 9457 problem: the body of every error answer (`application/problem+json`).
+public struct Problem: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    /// Stable, machine-readable: `body-too-large`, `forbidden`, `invalid-json`, ...
+    public var code: String
+    public var title: String
+    public var detail: String
+    /// Per-item errors, for requests that carried several items.
+    public var errors: [ItemError]
+    public var headers: HTTPFields
+
+    public struct ItemError: Sendable {
+        /// `index` (JSON arrays) or `line` (line-oriented bodies).
+        public var positionName: String
+        public var position: Int
+        public var code: String
+        public var message: String
+
+        func write(to w: inout JSONWriter) {
+            w.beginObject()
+            w.field(positionName, position)
+            w.field("code", code)
+            w.field("error", message)
+            w.endObject()
+        }
+    }
+
+    public init(
+        _ status: HTTPResponse.Status, code: String, title: String? = nil, detail: String, errors: [ItemError] = [],
+        headers: HTTPFields = [:]
+    ) {
+        self.status = status
+        self.code = code
+        self.title = title ?? status.reasonPhrase
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.field("type", "urn:rampart:problem:\(code)")
+        w.field("title", title)
+        w.field("status", status.code)
+        w.field("detail", detail)
+        w.field("code", code)
+        w.field("instance", request.uri.path)
+        if !errors.isEmpty {
+            w.key("errors")
+            w.beginArray()
+            for error in errors { error.write(to: &w) }
+            w.endArray()
+        }
+        w.endObject()
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
+    }
+}
+
+extension Problem {
+    static func badRequest(_ code: String, _ detail: String) -> Problem {
+        Problem(.badRequest, code: code, detail: detail)
+    }
+
+    static func notFound(_ detail: String) -> Problem {
+        Problem(.notFound, code: "not-found", detail: detail)
+    }
+}
+
+/// Turns every error a route throws into a problem+json answer: routes throw `Problem`s; framework
+/// errors (unknown route, body too large) are translated; anything else is a logged 500 that
+/// reveals nothing internal.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            return try problem.response(from: request, context: context)
+        } catch is NIOTooManyBytesError {
+            return try Problem(.contentTooLarge, code: "body-too-large", detail: "the request body is larger than http.max_body allows")
+                .response(from: request, context: context)
+        } catch let error as HTTPError {
+            let detail: String
+            switch error.status {
+            case .notFound: detail = "no such endpoint: \(request.method) \(request.uri.path)"
+            case .methodNotAllowed: detail = "\(request.method) is not allowed on \(request.uri.path)"
+            default: detail = error.body ?? error.status.reasonPhrase
+            }
+            let code = error.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "-")
+            return try Problem(error.status, code: code, detail: detail, headers: error.headers).response(from: request, context: context)
+        } catch {
+            context.logger.error("http.internal_error", metadata: ["rampart.error": "\(error)", "rampart.path": "\(request.uri.path)"])
+            return try Problem(.internalServerError, code: "internal", detail: "the request failed; the daemon's log says why")
+                .response(from: request, context: context)
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import Hummingbird
+import RampartCore
+
+/// Per-request state: who the caller is, once the bearer token was checked.
+public struct RampartRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The API key the request authenticated with.
+    public var apiKey: Config.APIKey?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+    }
+
+    /// Throws 403 unless the caller's key has `role`.
+    public func require(_ role: Config.Role) throws -> Config.APIKey {
+        guard let apiKey else {
+            throw Problem(.unauthorized, code: "unauthorized", detail: "send Authorization: Bearer TOKEN", headers: [.wwwAuthenticate: "Bearer"])
+        }
+        guard apiKey.roles.contains(role) else {
+            throw Problem(
+                .forbidden, code: "forbidden",
+                detail: "the API key '\(apiKey.name)' lacks the role '\(role.rawValue)' this endpoint needs"
+            )
+        }
+        return apiKey
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Rampart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Automated response daemon: ingest threat indicators, decide with playbooks, block, share with peers.",
+        subcommands: [Serve.self, Check.self, Decisions.self, Audit.self, Token.self]
+    )
+}

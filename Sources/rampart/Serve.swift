@@ -1,0 +1,23 @@
+import ArgumentParser
+import Hummingbird
+import Logging
+import RampartCore
+import RampartServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the daemon.")
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        LoggingSystem.bootstrap { label in
+            LineLogHandler(label: label, level: Logger.Level(configName: config.log.level), format: config.log.format)
+        }
+        let logger = Logger(label: "rampart")
+        logger.info("daemon.starting", metadata: ["rampart.config": "\(config.path)", "rampart.node": "\(config.node.id)"])
+        let (app, _) = try Daemon.build(config: config, logger: logger)
+        try await app.runService()
+        logger.info("daemon.stopped")
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import GRDB
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+@Suite struct CLITests {
+    @Test func checkNamesFileLineAndColumn() throws {
+        let sandbox = try Sandbox()
+        #expect(try rampart("check", "--config", sandbox.configPath).status == 0)
+
+        let bad = sandbox.directory.appendingPathComponent("bad.yaml").path
+        try "node: {id: n}\nstate_dir: s\nplaybooks: p\nlisten: 127.0.0.1:1\nfirewall:\n  backnd: dry-run\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let text = try rampart("check", bad)
+        #expect(text.status == 1)
+        #expect(text.stderr.contains("\(bad):6:3:"))
+        #expect(text.stderr.contains("backend"))
+
+        let json = try rampart("check", "--format", "json", bad)
+        #expect(json.status == 1)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(report["ok"] as? Bool == false)
+        #expect((report["errors"] as? [[String: Any]])?.first?["line"] as? Int == 6)
+
+        // The daemon refuses to start on it, with the same message.
+        let serve = try rampart("serve", "--config", bad)
+        #expect(serve.status != 0)
+        #expect(serve.stderr.contains("\(bad):6:3:"))
+    }
+
+    @Test func tokenPrintsATokenAndItsConfigLine() throws {
+        let output = try rampart("token", "--name", "soc", "--roles", "ingest,read")
+        #expect(output.status == 0)
+        let lines = output.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let token = try #require(lines.first { $0.hasPrefix("rmp_") })
+        #expect(token.count >= 40)
+        let configLine = try #require(lines.first { $0.hasPrefix("- {name: soc") })
+        #expect(configLine.contains("roles: [ingest, read]"))
+        #expect(!configLine.contains(token))
+        #expect(try rampart("token", "--roles", "root").status != 0)
+    }
+
+    @Test func decisionsCommandsTalkToTheRunningDaemon() throws {
+        let sandbox = try Sandbox()
+        let daemon = try DaemonProcess(sandbox)
+        let api = ["--config", sandbox.configPath, "--url", daemon.url, "--token", Sandbox.adminToken]
+
+        let add = try run(rampartBinary, ["decisions", "add", "77.90.185.20", "--duration", "2h", "--reason", "scanner"] + api)
+        #expect(add.status == 0, "\(add.stderr)")
+        #expect(add.stdout.hasPrefix("created: 77.90.185.20"))
+
+        let refused = try run(rampartBinary, ["decisions", "add", "127.0.0.1"] + api)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("loopback"))
+
+        let list = try run(rampartBinary, ["decisions", "list", "--active"] + api)
+        #expect(list.status == 0)
+        #expect(list.stdout.contains("77.90.185.20"))
+
+        let json = try run(rampartBinary, ["decisions", "list", "--json", "--value", "77.90.185.20"] + api)
+        let id = try #require(
+            (try JSONSerialization.jsonObject(with: Data(json.stdout.split(separator: "\n").first.map(String.init)?.utf8 ?? "".utf8)) as? [String: Any])?["id"] as? String
+        )
+
+        let unauthorised = try run(rampartBinary, ["decisions", "list", "--config", sandbox.configPath, "--url", daemon.url, "--token", "wrong"])
+        #expect(unauthorised.status != 0)
+        #expect(unauthorised.stderr.contains("401") || unauthorised.stderr.contains("not valid"))
+
+        let delete = try run(rampartBinary, ["decisions", "delete", id] + api)
+        #expect(delete.status == 0, "\(delete.stderr)")
+        #expect(delete.stdout.contains("revoked 77.90.185.20"))
+        let after = try run(rampartBinary, ["decisions", "list", "--active"] + api)
+        #expect(!after.stdout.contains("77.90.185.20"))
+
+        #expect(daemon.stop() == 0)
+        #expect(daemon.log.contains("daemon.stopped"))
+    }
+
+    @Test func auditVerifyNamesTheFirstAlteredEntry() throws {
+        let sandbox = try Sandbox()
+        let daemon = try DaemonProcess(sandbox)
+        for value in ["45.9.148.1", "45.9.148.2", "45.9.148.3", "45.9.148.4"] {
+            let (status, _) = try post(daemon.url + "/v1/indicators", "text/plain", value)
+            #expect(status == 202)
+        }
+        #expect(daemon.stop() == 0)
+        let intact = try rampart("audit", "verify", "--config", sandbox.configPath)
+        #expect(intact.status == 0, "\(intact.stderr)")
+        #expect(intact.stdout.contains("4 entries"))
+
+        // Someone rewrites history with sqlite3.
+        let sqlite = try run("/usr/bin/sqlite3", [sandbox.databasePath, "UPDATE audit SET detail = replace(detail, '45.9.148.3', '45.9.148.9') WHERE seq = 3"])
+        #expect(sqlite.status == 0, "\(sqlite.stderr)")
+        let broken = try rampart("audit", "verify", "--config", sandbox.configPath)
+        #expect(broken.status == 1)
+        #expect(broken.stderr.contains("entry 3"))
+
+        // Deleting an entry is found too.
+        _ = try run("/usr/bin/sqlite3", [sandbox.databasePath, "UPDATE audit SET detail = replace(detail, '45.9.148.9', '45.9.148.3') WHERE seq = 3; DELETE FROM audit WHERE seq = 2"])
+        let missing = try rampart("audit", "verify", "--config", sandbox.configPath)
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("entry 2 is missing"))
+    }
+
+    /// Clients post batches concurrently; the daemon is killed with SIGKILL mid-stream. Every id it
+    /// acknowledged must be in the database afterwards, and the audit chain must verify.
+    @Test func killDashNineLosesNothingAcknowledged() async throws {
+        let sandbox = try Sandbox()
+        let daemon = try DaemonProcess(sandbox)
+        let url = daemon.url + "/v1/indicators"
+        let pid = daemon.process.processIdentifier
+        let acknowledged = try await withThrowingTaskGroup(of: [String].self) { group in
+            for client in 0..<8 {
+                group.addTask {
+                    var ids: [String] = []
+                    for round in 0..<10_000 {
+                        let body = (0..<100).map { "\(40 + client).\(round / 200).\(round % 200).\($0 + 1)" }.joined(separator: "\n")
+                        guard let (status, answer) = try? await postAsync(url, body), status == 202 else { break }
+                        ids += answer["ids"] as? [String] ?? []
+                    }
+                    return ids
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(1500))
+                kill(pid, SIGKILL)
+                return []
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        daemon.process.waitUntilExit()
+        #expect(daemon.process.terminationReason == .uncaughtSignal)
+        #expect(acknowledged.count > 1000, "too few requests completed before the kill to prove anything")
+
+        let queue = try DatabaseQueue(path: sandbox.databasePath)
+        let stored = try await queue.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM item")) }
+        let lost = acknowledged.filter { !stored.contains($0) }
+        #expect(lost.isEmpty, "\(lost.count) of \(acknowledged.count) acknowledged items are missing")
+        try queue.close()
+
+        let verify = try rampart("audit", "verify", "--config", sandbox.configPath)
+        #expect(verify.status == 0, "\(verify.stderr)")
+        // And the daemon starts again on the same state.
+        let restarted = try DaemonProcess(sandbox)
+        #expect(restarted.stop() == 0)
+    }
+}
+
+/// POSTs with the admin token; the status and the JSON answer.
+func post(_ url: String, _ contentType: String, _ body: String) throws -> (Int, [String: Any]) {
+    let output = try run(
+        "/usr/bin/curl",
+        ["-sS", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: \(contentType)", "--data-binary", body, url]
+    )
+    let lines = output.stdout.split(separator: "\n")
+    let status = Int(lines.last ?? "") ?? 0
+    let json = lines.dropLast().joined().data(using: .utf8).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+    return (status, json)
+}
+
+func postAsync(_ url: String, _ body: String) async throws -> (Int, [String: Any]) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = "POST"
+    request.setValue("Bearer \(Sandbox.adminToken)", forHTTPHeaderField: "Authorization")
+    request.setValue("text/plain", forHTTPHeaderField: "Content-Type")
+    request.httpBody = Data(body.utf8)
+    let (data, response) = try await URLSession.shared.data(for: request)
+    let json = (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, json)
+}
+
+@Suite struct CheckoutTests {
+    static let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardized.path
+
+    /// `main` stays green: the shipped configuration and playbooks pass `rampart check`.
+    @Test func shippedConfigAndPlaybooksPassCheck() throws {
+        let config = try rampart("check", "--config", Self.checkout + "/deploy/rampart.dev.yaml")
+        #expect(config.status == 0, "\(config.stderr)")
+        let playbooks = try rampart("check", Self.checkout + "/playbooks")
+        #expect(playbooks.status == 0, "\(playbooks.stderr)")
+    }
+}

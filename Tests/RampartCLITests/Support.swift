@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+
+/// The `rampart` binary built next to the test bundle.
+let rampartBinary: String = {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("rampart").path
+}()
+
+struct Output {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs a program to completion with no standard input.
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    let (out, err) = (Pipe(), Pipe())
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+func rampart(_ arguments: String...) throws -> Output {
+    try run(rampartBinary, arguments)
+}
+
+/// A temporary directory with a configuration for a daemon on a free loopback port.
+struct Sandbox {
+    let directory: URL
+    let configPath: String
+    var databasePath: String { directory.appendingPathComponent("state/rampart.sqlite").path }
+    static let adminToken = "tok_admin"
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
+        configPath = directory.appendingPathComponent("rampart.yaml").path
+        // token_sha256 is SHA-256 of tok_admin.
+        try """
+            node: {id: cli-test}
+            listen: 127.0.0.1:0
+            state_dir: state
+            playbooks: playbooks
+            api_keys:
+              - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
+            log: {level: info}
+            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+}
+
+/// `rampart serve` as a child process; its log goes to a file the test reads.
+final class DaemonProcess {
+    let process = Process()
+    let logPath: String
+    private(set) var port = 0
+
+    init(_ sandbox: Sandbox) throws {
+        logPath = sandbox.directory.appendingPathComponent("daemon-\(UUID().uuidString).log").path
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: rampartBinary)
+        process.arguments = ["serve", "--config", sandbox.configPath]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle(forWritingAtPath: logPath)
+        process.standardError = FileHandle(forWritingAtPath: logPath)
+        try process.run()
+        // daemon.ready ... rampart.listen=[IPv4]127.0.0.1/127.0.0.1:PORT
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, process.isRunning {
+            if let line = log.split(separator: "\n").first(where: { $0.contains("daemon.ready") }),
+                let listen = line.split(separator: " ").first(where: { $0.hasPrefix("rampart.listen=") }),
+                let port = listen.split(separator: ":").last.flatMap({ Int($0.filter(\.isNumber)) })
+            {
+                self.port = port
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        process.terminate()
+        throw DaemonError(message: "the daemon did not become ready:\n\(log)")
+    }
+
+    struct DaemonError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    /// SIGTERM, and the exit status.
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import HummingbirdTesting
+import RampartCore
+import RampartServer
+import Testing
+
+@Suite struct DecisionAPITests {
+    @Test func manualBlockMergeListAndRevoke() async throws {
+        let node = try TestNode()
+        try await node.run { client, _ in
+            let created = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1h","direction":"inbound","reason":"scanner"}"#
+            )
+            #expect(created.status == .created)
+            #expect(created["outcome"] as? String == "created")
+            let decision = try #require(created["decision"] as? [String: Any])
+            let id = try #require(decision["id"] as? String)
+            #expect(created.headers[.location] == "/v1/decisions/\(id)")
+            #expect(decision["value"] as? String == "77.90.185.20")
+            #expect(decision["direction"] as? String == "inbound")
+            #expect(decision["active"] as? Bool == true)
+            #expect(decision["simulated"] as? Bool == false)
+
+            // A longer block of the same value merges into the same decision: longest expiry, union of directions.
+            let merged = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"4h","direction":"outbound"}"#
+            )
+            #expect(merged.status == .ok)
+            #expect(merged["outcome"] as? String == "extended")
+            let mergedDecision = try #require(merged["decision"] as? [String: Any])
+            #expect(mergedDecision["id"] as? String == id)
+            #expect(mergedDecision["direction"] as? String == "both")
+
+            // A shorter one changes nothing, but is recorded as merged.
+            let shorter = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1m","direction":"both"}"#)
+            #expect(shorter["outcome"] as? String == "unchanged")
+
+            try await waitUntil { node.firewall.current.map(\.target.description) == ["77.90.185.20"] }
+            #expect(node.firewall.current.first?.direction == .both)
+
+            let cidr = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"45.9.148.0/24","duration":"2h"}"#)
+            #expect(cidr.status == .created)
+
+            // Filters: contains-IP finds the CIDR; origin; active.
+            let containing = try await client.call(.get, "/v1/decisions?value=45.9.148.77", as: "read")
+            #expect((containing["decisions"] as? [[String: Any]])?.map { $0["value"] as? String } == ["45.9.148.0/24"])
+            let all = try await client.call(.get, "/v1/decisions?active=true&origin=test-1", as: "read")
+            #expect((all["decisions"] as? [[String: Any]])?.count == 2)
+            #expect(all.json.keys.contains("next"))
+            let firstPage = try await client.call(.get, "/v1/decisions?limit=1", as: "read")
+            let cursor = try #require(firstPage["next"] as? String)
+            let secondPage = try await client.call(.get, "/v1/decisions?limit=1&cursor=\(cursor)", as: "read")
+            let pageValues = [firstPage, secondPage].compactMap { ($0["decisions"] as? [[String: Any]])?.first?["value"] as? String }
+            #expect(Set(pageValues) == ["77.90.185.20", "45.9.148.0/24"])
+            #expect(try await client.call(.get, "/v1/decisions/\(id)", as: "read")["value"] as? String == "77.90.185.20")
+            #expect(try await client.call(.get, "/v1/decisions/nope", as: "read").status == .notFound)
+
+            // Revoke by id and by value; the firewall follows.
+            let revoked = try await client.call(.delete, "/v1/decisions/\(id)?reason=false%20positive")
+            #expect(revoked.status == .ok)
+            #expect((revoked["revoked"] as? [[String: Any]])?.first?["state"] as? String == "revoked")
+            #expect(try await client.call(.delete, "/v1/decisions/\(id)").status == .notFound)
+            #expect(try await client.call(.delete, "/v1/decisions?value=45.9.148.0/24").status == .ok)
+            try await waitUntil { node.firewall.current.isEmpty }
+            let active = try await client.call(.get, "/v1/decisions?active=true", as: "read")
+            #expect((active["decisions"] as? [[String: Any]])?.isEmpty == true)
+
+            // Everything is in the audit chain, in order.
+            let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
+            let events = (audit["entries"] as? [[String: Any]])?.compactMap { $0["event"] as? String }
+            #expect(events == ["decision.created", "decision.extended", "decision.merged", "decision.created", "decision.revoked", "decision.revoked"])
+        }
+    }
+
+    @Test func safetyRailsRefuseAndAudit() async throws {
+        let node = try TestNode()
+        try await node.run { client, _ in
+            let refusals: [(String, String)] = [
+                ("127.0.0.1", "refused-"), ("203.0.113.9", "refused-"), ("10.1.2.3", "refused-"),
+                ("0.0.0.0/0", "refused-"), ("::ffff:127.0.0.1", "refused-"), ("45.0.0.0/8", "refused-"),
+            ]
+            for (value, prefix) in refusals {
+                let answer = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"\#(value)","duration":"1h"}"#)
+                #expect(answer.status == .unprocessableContent, "\(value)")
+                #expect(answer.problemCode?.hasPrefix(prefix) == true, "\(value): \(answer.json)")
+            }
+            let invalid = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"8.8.8.8","duration":"forever"}"#)
+            #expect(invalid.status == .badRequest)
+            #expect(invalid.problemCode == "invalid-decision")
+            let unknownField = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"8.8.8.8","duraton":"1h"}"#)
+            #expect(unknownField.status == .badRequest)
+
+            #expect(node.firewall.current.isEmpty)
+            let audit = try await client.call(.get, "/v1/audit", as: "read")
+            let events = (audit["entries"] as? [[String: Any]])?.compactMap { $0["event"] as? String }
+            #expect(events == Array(repeating: "decision.refused", count: refusals.count))
+        }
+    }
+
+    @Test func expiredDecisionsLeaveTheActiveListAndTheFirewall() async throws {
+        let clock = TestNode.Clock()
+        let node = try TestNode(clock: clock)
+        try await node.run { client, _ in
+            let created = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"2a0e:1c80::1","duration":"30s"}"#)
+            #expect(created.status == .created)
+            try await waitUntil { node.firewall.current.count == 1 }
+
+            clock.advance(29)
+            #expect((try await client.call(.get, "/v1/decisions?active=true", as: "read")["decisions"] as? [Any])?.count == 1)
+            clock.advance(2)
+            // Out of the active list the moment it expires ...
+            let listed = try await client.call(.get, "/v1/decisions", as: "read")
+            let decision = try #require((listed["decisions"] as? [[String: Any]])?.first)
+            #expect(decision["active"] as? Bool == false)
+            #expect(decision["state"] as? String == "expired")
+            #expect((try await client.call(.get, "/v1/decisions?active=true", as: "read")["decisions"] as? [Any])?.isEmpty == true)
+            // ... and out of the firewall within the one-second sweep, audited.
+            try await waitUntil(seconds: 3) { node.firewall.current.isEmpty }
+            try await waitUntil(seconds: 3) {
+                let audit = try await client.call(.get, "/v1/audit", as: "read")
+                return (audit["entries"] as? [[String: Any]])?.last?["event"] as? String == "decision.expired"
+            }
+        }
+    }
+}
+
+/// Polls `condition` until it holds, failing after `seconds`.
+func waitUntil(seconds: Double = 5, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("condition did not hold within \(seconds) s")
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import RampartCore
+import RampartFirewall
+import RampartServer
+import Synchronization
+
+/// A daemon built from a real configuration file in a temporary state directory, served on a
+/// free loopback port.
+struct TestNode {
+    static let tokens = ["ingest": "tok_ingest", "read": "tok_read", "admin": "tok_admin"]
+
+    let config: Config
+    let firewall: DryRunFirewall
+    let clock: Clock?
+
+    /// A clock the test moves by hand.
+    final class Clock: Sendable {
+        private let value: Mutex<Date>
+        init(_ start: Date = Date()) { value = Mutex(start) }
+        var now: Date { value.withLock { $0 } }
+        func advance(_ seconds: TimeInterval) { value.withLock { $0 += seconds } }
+    }
+
+    init(extraYAML: String = "", clock: Clock? = nil) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
+        // Token hashes: SHA-256 of tok_ingest, tok_read and tok_admin.
+        let yaml = """
+            node: {id: test-1}
+            listen: 127.0.0.1:0
+            state_dir: state
+            playbooks: playbooks
+            safety:
+              never_block: [203.0.113.0/24]
+            api_keys:
+              - {name: feeder, roles: [ingest], token_sha256: 587e6d711c8018f4991930f76c56c54ab6c2b1a24c3dc0f95b0d34ce43c3569a}
+              - {name: viewer, roles: [read], token_sha256: 5e381c0eae0a225d1fc76afba5a54758c79547a4d13234a23b3cfcb04b13fd62}
+              - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
+            \(extraYAML)
+            """
+        let path = dir.appendingPathComponent("rampart.yaml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        config = try Config.load(path: path)
+        firewall = DryRunFirewall(logger: Logger(label: "test"))
+        self.clock = clock
+    }
+
+    /// Runs `body` against the live daemon, then shuts it down.
+    func run(_ body: @Sendable (TestClientProtocol, Daemon.Parts) async throws -> Void) async throws {
+        var logger = Logger(label: "rampart-test")
+        logger.logLevel = .warning
+        let clock = self.clock
+        let (app, parts) = try Daemon.build(config: config, logger: logger, firewall: firewall, now: { clock?.now ?? Date() })
+        try await app.test(.live) { client in try await body(client, parts) }
+    }
+}
+
+/// A decoded answer: status, headers and JSON body.
+struct Answer {
+    let status: HTTPResponse.Status
+    let headers: HTTPFields
+    let json: [String: Any]
+
+    subscript(key: String) -> Any? { json[key] }
+    var problemCode: String? { json["code"] as? String }
+}
+
+extension TestClientProtocol {
+    /// Sends a request with the named key's token (`ingest`, `read`, `admin`, or nil for none).
+    func call(
+        _ method: HTTPRequest.Method, _ uri: String, as role: String? = "admin", contentType: String? = nil, body: String? = nil
+    ) async throws -> Answer {
+        var headers: HTTPFields = [:]
+        if let role { headers[.authorization] = "Bearer \(TestNode.tokens[role] ?? role)" }
+        if let contentType { headers[.contentType] = contentType }
+        return try await execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }) { response in
+            let object = response.body.readableBytes == 0
+                ? [:] : (try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any] ?? [:])
+            return Answer(status: response.status, headers: response.headers, json: object)
+        }
+    }
+}
