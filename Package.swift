@@ -78,6 +78,12 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The baseline the ingest benchmark compares against: bare Hummingbird, same JSON, no storage.
+        .executableTarget(
+            name: "rampart-baseline",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "Benchmarks/Baseline"
+        ),
         .testTarget(name: "RampartCoreTests", dependencies: ["RampartCore"]),
         .testTarget(
             name: "RampartStoreTests",

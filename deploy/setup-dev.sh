@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages Rampart's build, tests and benchmarks need on Debian 12, without
+# questions. Swift itself (6.1 or later) is not a Debian package: install it from swift.org.
+set -euo pipefail
+packages=(
+    libsqlite3-dev   # GRDB links the system SQLite
+    sqlite3          # tests alter the audit table behind the daemon's back
+    curl             # README examples, tests, benchmarks
+    ca-certificates
+    nftables iproute2 iputils-ping   # firewall backends and network-namespace tests
+    wrk python3 util-linux           # Benchmarks/ (util-linux has taskset)
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+if ! command -v swift >/dev/null; then
+    echo "swift is not on PATH: install Swift 6.1 or later from https://www.swift.org/install/linux/" >&2
+    exit 1
+fi
+echo "development dependencies present"
