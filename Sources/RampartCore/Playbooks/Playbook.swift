@@ -1,0 +1,102 @@
+import Foundation
+
+/// A compiled playbook: which items it matches and what it does about them.
+public struct Playbook: Sendable {
+    public enum Trigger: String, Sendable, CaseIterable {
+        case indicator, rule
+    }
+
+    public enum Mode: String, Sendable, CaseIterable {
+        case enforce, simulate
+    }
+
+    public var name: String
+    public var description: String?
+    /// The file it was loaded from, for messages.
+    public var file: String
+    public var on: Trigger = .indicator
+    public var mode: Mode = .enforce
+    /// Lower runs first.
+    public var priority = 100
+    /// Ends evaluation after this playbook when it matches.
+    public var stop = false
+    public var match: Condition = .all([])
+    public var actions: [Action] = []
+
+    public init(name: String, file: String) {
+        self.name = name
+        self.file = file
+    }
+}
+
+/// What a playbook does when it matches.
+public enum Action: Sendable, Equatable {
+    /// Block the item's address or network.
+    case block(BlockAction)
+
+    public var name: String {
+        switch self {
+        case .block: "block"
+        }
+    }
+}
+
+public struct BlockAction: Sendable, Equatable {
+    public var duration: Duration
+    public var direction: Direction
+
+    public init(duration: Duration, direction: Direction) {
+        self.duration = duration
+        self.direction = direction
+    }
+}
+
+/// The facts about an item that conditions look at.
+public struct Subject: Sendable {
+    public var kind: IndicatorKind
+    public var value: String
+    public var confidence: Int
+    public var severity: Severity
+    public var tlp: TLP
+    public var tags: Set<String>
+    public var via: String
+    public var suggested: Set<String>
+    /// The address or network, for IP kinds.
+    public var network: IPNetwork?
+    /// The domain the value names, for domain, URL and e-mail kinds (lower-case, punycode).
+    public var domain: String?
+
+    public init(_ item: Item) {
+        let indicator = item.indicator!
+        self.init(indicator, via: item.via, suggested: item.suggested)
+    }
+
+    public init(_ indicator: Indicator, via: String, suggested: [String] = []) {
+        kind = indicator.kind
+        value = indicator.value
+        confidence = indicator.confidence
+        severity = indicator.severity
+        tlp = indicator.tlp
+        tags = Set(indicator.tags)
+        self.via = via
+        self.suggested = Set(suggested)
+        network = indicator.network
+        domain = Subject.domain(of: indicator)
+    }
+
+    static func domain(of indicator: Indicator) -> String? {
+        switch indicator.kind {
+        case .domain: return indicator.value
+        case .email: return indicator.value.split(separator: "@").last.map(String.init)
+        case .url:
+            // The normalised URL: scheme://host[:port][/...]; no credentials (they are refused).
+            guard let start = indicator.value.range(of: "://")?.upperBound else { return nil }
+            let authority = indicator.value[start...].prefix { !"/?#".contains($0) }
+            guard !authority.hasPrefix("[") else { return nil }
+            let host = authority.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+            guard !host.isEmpty, (try? IPAddress(parsing: host)) == nil else { return nil }
+            return host.lowercased()
+        default: return nil
+        }
+    }
+}

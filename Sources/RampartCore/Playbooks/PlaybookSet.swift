@@ -1,0 +1,116 @@
+/// Loaded playbooks compiled into indexes, so that matching an item costs in proportion to the
+/// playbooks that could match it rather than to all of them. Each playbook is filed under the most
+/// selective condition its `match` requires (a network, a domain suffix, a named list, a tag, a
+/// source); the rest are filed by the kinds they accept. An item's candidates come from a handful of
+/// hash lookups, and only candidates are evaluated in full, in priority order.
+public struct PlaybookSet: Sendable {
+    /// Ordered by priority (lower first), then name.
+    public let playbooks: [Playbook]
+    private var byNetwork = PrefixIndex<Int>()
+    private var bySuffix: [String: [Int]] = [:]
+    private var byList: [(list: NamedList, playbooks: [Int])] = []
+    private var byTag: [String: [Int]] = [:]
+    private var byFrom: [String: [Int]] = [:]
+    private var byKind: [IndicatorKind: [Int]] = [:]
+
+    public init(_ playbooks: [Playbook]) {
+        self.playbooks = playbooks.sorted { ($0.priority, $0.name) < ($1.priority, $1.name) }
+        var lists: [String: Int] = [:]
+        for (index, playbook) in self.playbooks.enumerated() {
+            switch PlaybookSet.indexKey(playbook.match) {
+            case .networks(let set):
+                for network in set.networks { byNetwork.insert(network, index) }
+            case .suffixes(let set):
+                for suffix in set.suffixes { bySuffix[suffix, default: []].append(index) }
+            case .list(let list):
+                if let slot = lists[list.name] {
+                    byList[slot].playbooks.append(index)
+                } else {
+                    lists[list.name] = byList.count
+                    byList.append((list, [index]))
+                }
+            case .tags(let any, let all, _):
+                for tag in any.isEmpty ? [all.sorted()[0]] : Array(any) { byTag[tag, default: []].append(index) }
+            case .from(let sources):
+                for source in sources { byFrom[source, default: []].append(index) }
+            default:
+                for kind in playbook.match.possibleKinds { byKind[kind, default: []].append(index) }
+            }
+        }
+    }
+
+    /// The required condition a playbook is filed under, if it has an indexable one.
+    static func indexKey(_ condition: Condition) -> Condition? {
+        let required: [Condition]
+        if case .all(let parts) = condition { required = parts } else { required = [condition] }
+        // Most selective first.
+        for part in required { if case .networks(let set) = part, !set.networks.isEmpty { return part } }
+        for part in required { if case .suffixes(let set) = part, !set.suffixes.isEmpty { return part } }
+        for part in required { if case .list = part { return part } }
+        for part in required { if case .tags(let any, let all, _) = part, !any.isEmpty || !all.isEmpty { return part } }
+        for part in required { if case .from(let sources) = part, !sources.isEmpty { return part } }
+        return nil
+    }
+
+    /// Indexes of the playbooks that could match, in priority order.
+    public func candidates(for subject: Subject) -> [Int] {
+        var found = byKind[subject.kind] ?? []
+        if let network = subject.network { found += byNetwork.containing(network) }
+        if let domain = subject.domain {
+            for suffix in SuffixSet.suffixes(of: domain) { if let hits = bySuffix[suffix] { found += hits } }
+        }
+        for entry in byList where entry.list.contains(subject) { found += entry.playbooks }
+        for tag in subject.tags { if let hits = byTag[tag] { found += hits } }
+        if let hits = byFrom[subject.via] { found += hits }
+        found.sort()
+        var unique: [Int] = []
+        unique.reserveCapacity(found.count)
+        for index in found where unique.last != index { unique.append(index) }
+        return unique
+    }
+
+    /// The playbooks that match, in priority order, up to and including the first matching one with `stop`.
+    public func matches(for subject: Subject, trigger: Playbook.Trigger = .indicator) -> [Playbook] {
+        var matched: [Playbook] = []
+        for index in candidates(for: subject) {
+            let playbook = playbooks[index]
+            guard playbook.on == trigger, playbook.match.holds(for: subject) else { continue }
+            matched.append(playbook)
+            if playbook.stop { break }
+        }
+        return matched
+    }
+
+    /// Every playbook's verdict on the item, for `rampart test`: matched, skipped after a `stop`, or
+    /// the first condition that failed.
+    public func explain(_ subject: Subject, trigger: Playbook.Trigger = .indicator) -> [(playbook: Playbook, verdict: Verdict)] {
+        var stoppedBy: String?
+        return playbooks.map { playbook in
+            if playbook.on != trigger { return (playbook, .failed("it runs on \(playbook.on.rawValue) items")) }
+            if let why = playbook.match.failure(for: subject) { return (playbook, .failed(why)) }
+            if let stoppedBy { return (playbook, .skipped(stoppedBy)) }
+            if playbook.stop { stoppedBy = playbook.name }
+            return (playbook, .matched)
+        }
+    }
+
+    public enum Verdict: Sendable, Equatable {
+        case matched
+        case failed(String)
+        /// It matched, but an earlier playbook with `stop: true` ended evaluation.
+        case skipped(String)
+    }
+}
+
+extension SuffixSet {
+    /// `a.b.example.com`, `b.example.com`, `example.com`, `com`.
+    static func suffixes(of domain: String) -> [String] {
+        var found = [domain]
+        var rest = Substring(domain)
+        while let dot = rest.firstIndex(of: ".") {
+            rest = rest[rest.index(after: dot)...]
+            found.append(String(rest))
+        }
+        return found
+    }
+}
