@@ -28,15 +28,17 @@ public enum Daemon {
         config: Config, logger: Logger, firewall: (any Firewall)? = nil, now: @escaping @Sendable () -> Date = Date.init,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> (App, Parts) {
+        let playbooks = try PlaybookSet(PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory))
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let enforcer = Enforcer(firewall: firewall, logger: logger)
+        let policy = config.safetyPolicy
         let pipeline = Pipeline(
-            store: store, nodeID: config.node.id,
-            limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth), now: now
+            store: store, enforcer: enforcer, nodeID: config.node.id,
+            limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
+            policy: policy, playbooks: playbooks, now: now
         )
         let readiness = Readiness()
-        let policy = config.safetyPolicy
 
         let router = Router(context: RampartRequestContext.self)
         router.add(middleware: ProblemMiddleware())
@@ -65,7 +67,10 @@ public enum Daemon {
                 readiness.set(true)
                 let port = channel.localAddress?.port ?? 0
                 let listening = Config.Listen(host: channel.localAddress?.ipAddress ?? config.listen.host, port: port)
-                logger.notice("daemon.ready", metadata: ["rampart.listen": "\(listening)", "rampart.node": "\(config.node.id)"])
+                logger.notice(
+                    "daemon.ready",
+                    metadata: ["rampart.listen": "\(listening)", "rampart.node": "\(config.node.id)", "rampart.playbooks": "\(playbooks.playbooks.count)"]
+                )
                 await onListening(port)
             },
             logger: logger

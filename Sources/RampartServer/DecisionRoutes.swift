@@ -92,7 +92,7 @@ struct DecisionRoutes {
         case .unchanged: (status, outcomeName) = (.ok, "unchanged")
         }
         let decision = outcome.decision!
-        if case .unchanged = outcome {} else if let change = decision.firewallChange(at: at) { enforcer.submit([change]) }
+        if let change = outcome.firewallChange(at: at) { enforcer.submit([change]) }
         var w = JSONWriter()
         w.beginObject()
         w.field("outcome", outcomeName)

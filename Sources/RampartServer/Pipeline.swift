@@ -3,24 +3,41 @@ import Logging
 import NIOCore
 import RampartCore
 import RampartStore
+import Synchronization
 
-/// The ingest path: parse a request body into items, and commit them (with their audit entries)
-/// in chunks that pipeline with parsing: while one chunk commits on the writer thread, the next
-/// is parsed on this one. `ingest` returns once every chunk is durable.
+/// The ingest path: parse a request body into items, run each through the playbooks, and commit
+/// them with what they caused (decisions, audit entries) in chunks that pipeline with parsing:
+/// while one chunk commits on the writer thread, the next is parsed and matched on this one.
+/// `ingest` returns once every chunk is durable; the firewall hears of new blocks after the commit.
 public final class Pipeline: Sendable {
     let store: Store
+    let enforcer: Enforcer
     let nodeID: String
     let ids: IDGenerator
     let now: @Sendable () -> Date
     let limits: IngestParser.Limits
+    let policy: SafetyPolicy
+    private let playbookSet: Mutex<PlaybookSet>
     static let chunkSize = 2048
 
-    public init(store: Store, nodeID: String, limits: IngestParser.Limits, ids: IDGenerator = .shared, now: @escaping @Sendable () -> Date = Date.init) {
+    public init(
+        store: Store, enforcer: Enforcer, nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet,
+        ids: IDGenerator = .shared, now: @escaping @Sendable () -> Date = Date.init
+    ) {
         self.store = store
+        self.enforcer = enforcer
         self.nodeID = nodeID
         self.ids = ids
         self.now = now
         self.limits = limits
+        self.policy = policy
+        self.playbookSet = Mutex(playbooks)
+    }
+
+    /// The playbooks in force. A request uses the set that was in force when it started.
+    public var playbooks: PlaybookSet {
+        get { playbookSet.withLock { $0 } }
+        set { playbookSet.withLock { $0 = newValue } }
     }
 
     public struct Summary: Sendable {
@@ -29,7 +46,7 @@ public final class Pipeline: Sendable {
     }
 
     private enum Prepared: Sendable {
-        case accepted(EncodedItem)
+        case accepted(EncodedItem, [Playbook])
         case refused(position: Int, ValueError, raw: String?)
     }
 
@@ -39,7 +56,9 @@ public final class Pipeline: Sendable {
         let receivedAt = now()
         let positionName = IngestParser.positionName(format)
         var summary = Summary()
-        var commits: [PendingWrite<Void>] = []
+        let playbooks = self.playbooks
+        let policy = self.policy
+        var commits: [PendingWrite<[FirewallChange]>] = []
         // Chunks stay referenced here until their commits are done, so that they are freed on
         // this thread rather than on the writer's.
         var chunks: [[Prepared]] = []
@@ -47,7 +66,9 @@ public final class Pipeline: Sendable {
         chunk.reserveCapacity(Pipeline.chunkSize)
         func flush() {
             guard !chunk.isEmpty else { return }
-            commits.append(store.enqueue { [chunk] tx in try Pipeline.commit(chunk, via: via, positionName: positionName, at: receivedAt, in: &tx) })
+            commits.append(store.enqueue { [chunk] tx in
+                try Pipeline.commit(chunk, via: via, positionName: positionName, policy: policy, at: receivedAt, in: &tx)
+            })
             chunks.append(chunk)
             chunk = []
             chunk.reserveCapacity(Pipeline.chunkSize)
@@ -58,7 +79,8 @@ public final class Pipeline: Sendable {
                 case .success(let indicator):
                     let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
-                    chunk.append(.accepted(EncodedItem(item)))
+                    let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via))
+                    chunk.append(.accepted(EncodedItem(item), matched))
                 case .failure(let error):
                     summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
                     chunk.append(.refused(position: entry.position, error, raw: entry.raw))
@@ -67,19 +89,49 @@ public final class Pipeline: Sendable {
             }
         }
         flush()
-        for commit in commits { try await commit.value() }
+        for commit in commits { enforcer.submit(try await commit.value()) }
         chunks.removeAll()
         return summary
     }
 
-    private static func commit(_ chunk: [Prepared], via: String, positionName: String, at: Date, in tx: inout StoreTransaction) throws {
+    private static func commit(
+        _ chunk: [Prepared], via: String, positionName: String, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction
+    ) throws -> [FirewallChange] {
+        var changes: [FirewallChange] = []
         for entry in chunk {
             switch entry {
-            case .accepted(let encoded):
-                try tx.insert(encoded)
+            case .accepted(let encoded, let matched):
+                guard try tx.insert(encoded) else { continue }
+                for playbook in matched {
+                    changes += try apply(playbook, to: encoded.item, policy: policy, at: at, in: &tx)
+                }
             case .refused(let position, let error, let raw):
                 try tx.refuse(via: via, position: positionName, index: position, error: error, raw: raw, at: at)
             }
         }
+        return changes
+    }
+
+    /// Records the match and carries out the playbook's actions inside the item's transaction.
+    static func apply(_ playbook: Playbook, to item: Item, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction) throws -> [FirewallChange] {
+        try tx.audit("playbook.matched", subject: item.id, at: at) { w in
+            w.field("playbook", playbook.name)
+            w.field("mode", playbook.mode.rawValue)
+            w.field("value", item.indicator?.value ?? "")
+            w.field("actions", playbook.actions.map(\.name))
+        }
+        var changes: [FirewallChange] = []
+        for action in playbook.actions {
+            switch action {
+            case .block(let block):
+                guard let target = item.indicator?.network else { continue }
+                let request = BlockRequest(
+                    target: target, direction: block.direction, duration: block.duration, playbook: playbook.name, item: item.id,
+                    origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate
+                )
+                if let change = try tx.block(request, policy: policy, now: at).firewallChange(at: at) { changes.append(change) }
+            }
+        }
+        return changes
     }
 }

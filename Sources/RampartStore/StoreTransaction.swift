@@ -248,6 +248,15 @@ public enum BlockOutcome: Sendable, Hashable {
         case .refused: nil
         }
     }
+
+    /// What the firewall must change after this outcome: nothing when the decision was refused or
+    /// already covered the request.
+    public func firewallChange(at now: Date) -> FirewallChange? {
+        switch self {
+        case .created(let d), .extended(let d, _): d.firewallChange(at: now)
+        case .unchanged, .refused: nil
+        }
+    }
 }
 
 /// The writer connection's statements for the hot inserts, prepared once.

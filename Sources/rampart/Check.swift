@@ -4,8 +4,12 @@ import RampartCore
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Validate the configuration; exit 1 with file:line:col errors if it is invalid.",
-        discussion: "PATH is a configuration file or a playbooks directory; without it, the configuration --config names."
+        abstract: "Validate the configuration, playbooks and lists; exit 1 with file:line:col errors if anything is invalid.",
+        discussion: """
+            PATH is a configuration file (checked with its playbooks and lists) or a playbooks directory \
+            (checked with the lists directory of the configuration, when it loads); without PATH, the \
+            configuration --config names.
+            """
     )
 
     @OptionGroup var options: ConfigOptions
@@ -27,21 +31,24 @@ struct Check: ParsableCommand {
             throw CLIError("\(target): no such file or directory")
         }
         var problems: [Diagnostic] = []
-        if isDirectory.boolValue {
-            problems = try Check.playbookFiles(in: target).map {
-                Diagnostic(file: $0, line: 1, column: 1, message: "playbooks are not supported by this build yet; remove the file or use a build that has them")
+        var count = 0
+        do {
+            let playbooks: [Playbook]
+            if isDirectory.boolValue {
+                let lists = (try? Config.load(path: options.path))?.listsDirectory
+                playbooks = try PlaybookLoader.load(directory: target, listsDirectory: lists)
+            } else {
+                let config = try Config.load(path: target)
+                playbooks = try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory)
             }
-        } else {
-            do {
-                _ = try Config.load(path: target)
-            } catch {
-                problems = error.items
-            }
+            count = playbooks.count
+        } catch {
+            problems = error.items
         }
         switch format {
         case .text:
             if problems.isEmpty {
-                print("\(target): ok")
+                print("\(target): ok, \(count) playbook\(count == 1 ? "" : "s")")
             } else {
                 for problem in problems { FileHandle.standardError.write(Data("\(problem)\n".utf8)) }
             }
@@ -49,6 +56,7 @@ struct Check: ParsableCommand {
             var w = JSONWriter()
             w.beginObject()
             w.field("ok", problems.isEmpty)
+            w.field("playbooks", count)
             w.key("errors")
             w.beginArray()
             for problem in problems {
@@ -64,13 +72,5 @@ struct Check: ParsableCommand {
             print(w.string)
         }
         if !problems.isEmpty { throw ExitCode.failure }
-    }
-
-    /// The `*.yaml` files of a playbooks directory, sorted.
-    static func playbookFiles(in directory: String) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: directory)
-            .filter { $0.hasSuffix(".yaml") && !$0.hasPrefix(".") }
-            .sorted()
-            .map { (directory as NSString).appendingPathComponent($0) }
     }
 }

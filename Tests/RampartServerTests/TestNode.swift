@@ -25,9 +25,12 @@ struct TestNode {
         func advance(_ seconds: TimeInterval) { value.withLock { $0 += seconds } }
     }
 
-    init(extraYAML: String = "", clock: Clock? = nil) throws {
+    init(extraYAML: String = "", playbooks: [String: String] = [:], clock: Clock? = nil) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
+        for (name, text) in playbooks {
+            try text.write(to: dir.appendingPathComponent("playbooks/\(name).yaml"), atomically: true, encoding: .utf8)
+        }
         // Token hashes: SHA-256 of tok_ingest, tok_read and tok_admin.
         let yaml = """
             node: {id: test-1}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import RampartCore
+
+/// `rampart test`: runs items through the playbooks without a daemon and without side effects,
+/// and explains each verdict.
+struct TestPlaybooks: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "test",
+        abstract: "Explain what the playbooks would do with an item or a file of items (no daemon, no side effects).",
+        discussion: "Exits 0 when every item was read, 1 when an item or a playbook is invalid."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(help: "The playbooks directory (default: the configuration's).")
+    var playbooks: String?
+
+    @Option(help: "One indicator as JSON, such as '{\"value\": \"77.90.185.20\", \"confidence\": 90}'.")
+    var item: String?
+
+    @Option(help: "A file of items: .json (an object or an array), .ndjson/.jsonl, or text (one value a line).")
+    var file: String?
+
+    @Option(help: "Where the items come from, as playbooks' `from` sees it.")
+    var via = "api:test"
+
+    func validate() throws {
+        guard (item == nil) != (file == nil) else { throw ValidationError("give either --item or --file") }
+    }
+
+    func run() throws {
+        let config = try? Config.load(path: options.path)
+        guard let directory = playbooks ?? config?.playbooksDirectory else {
+            throw CLIError("no playbooks directory: pass --playbooks DIR, or a configuration that loads (\(options.path))")
+        }
+        let set: PlaybookSet
+        do {
+            set = PlaybookSet(try PlaybookLoader.load(directory: directory, listsDirectory: config?.listsDirectory))
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let policy = config?.safetyPolicy ?? SafetyPolicy()
+        let (body, format) = try input()
+        var failed = false
+        try body.withUnsafeBytes { raw in
+            try IngestParser.parse(raw, format: format, defaults: IndicatorDefaults(), now: Date(), limits: .init(maxItems: 1_000_000, maxDepth: 32)) { entry in
+                let label = format == .json ? "item \(entry.position)" : "line \(entry.position)"
+                switch entry.result {
+                case .failure(let error):
+                    failed = true
+                    print("\(label): refused: \(error.message)")
+                case .success(let indicator):
+                    print("\(label): \(indicator.kind.rawValue) \(indicator.value)")
+                    report(set.explain(Subject(indicator, via: via)), indicator: indicator, policy: policy)
+                }
+            }
+        }
+        if failed { throw ExitCode.failure }
+    }
+
+    func input() throws -> (Data, IngestParser.Format) {
+        if let item { return (Data(item.utf8), .json) }
+        let path = file!
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+        if path.hasSuffix(".json") { return (data, .json) }
+        if path.hasSuffix(".ndjson") || path.hasSuffix(".jsonl") { return (data, .ndjson) }
+        return (data, .text)
+    }
+
+    func report(_ verdicts: [(playbook: Playbook, verdict: PlaybookSet.Verdict)], indicator: Indicator, policy: SafetyPolicy) {
+        if verdicts.isEmpty { print("  no playbooks loaded") }
+        for (playbook, verdict) in verdicts {
+            let mode = playbook.mode == .simulate ? ", simulate" : ""
+            switch verdict {
+            case .failed(let why):
+                print("  - \(playbook.name): no match: \(why)")
+            case .skipped(let by):
+                print("  - \(playbook.name): would match, but \(by) (stop: true) ran first")
+            case .matched:
+                print("  + \(playbook.name) (priority \(playbook.priority)\(mode)): matched")
+                for action in playbook.actions {
+                    switch action {
+                    case .block(let block):
+                        guard let target = indicator.network else { continue }
+                        let verb = playbook.mode == .simulate ? "would record (not enforce)" : "would block"
+                        if let refusal = policy.check(target) {
+                            print("      block: refused by the safety rails: \(refusal.message)")
+                        } else {
+                            print("      block: \(verb) \(target) for \(block.duration.text), \(block.direction.rawValue)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
