@@ -18,6 +18,7 @@ public enum Daemon {
         public let firewall: any Firewall
         public let enforcer: Enforcer
         public let pipeline: Pipeline
+        public let reloader: Reloader
         public let readiness: Readiness
     }
 
@@ -32,11 +33,10 @@ public enum Daemon {
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let enforcer = Enforcer(firewall: firewall, logger: logger)
-        let policy = config.safetyPolicy
         let pipeline = Pipeline(
             store: store, enforcer: enforcer, nodeID: config.node.id,
             limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
-            policy: policy, playbooks: playbooks, now: now
+            policy: config.safetyPolicy, playbooks: playbooks, now: now
         )
         let readiness = Readiness()
 
@@ -45,13 +45,16 @@ public enum Daemon {
         router.add(middleware: AuthMiddleware(keys: config.apiKeys))
         HealthRoutes(readiness: readiness).register(on: router)
         IndicatorRoutes(pipeline: pipeline, maxBodyBytes: config.http.maxBodyBytes).register(on: router)
-        DecisionRoutes(store: store, enforcer: enforcer, policy: { policy }, nodeID: config.node.id, now: now).register(on: router)
+        DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, nodeID: config.node.id, now: now).register(on: router)
+        let reloader = Reloader(configPath: config.path, pipeline: pipeline, store: store, logger: logger, now: now)
+        PlaybookRoutes(pipeline: pipeline, reloader: reloader, now: now).register(on: router)
         AuditRoutes(store: store).register(on: router)
 
         let services: [any Service] = [
             StoreService(store: store, logger: logger),
             enforcer,
             ExpiryService(store: store, enforcer: enforcer, interval: .seconds(1), now: now, logger: logger),
+            ReloadOnHangup(reloader: reloader),
         ]
         var app = Application(
             router: router,
@@ -81,7 +84,7 @@ public enum Daemon {
             try await firewall.reconcile(blocks)
             logger.info("firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
         }
-        return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, readiness: readiness))
+        return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, reloader: reloader, readiness: readiness))
     }
 
     static func makeFirewall(_ config: Config, logger: Logger) -> any Firewall {

@@ -7,7 +7,7 @@ import RampartStore
 struct DecisionRoutes {
     let store: Store
     let enforcer: Enforcer
-    let policy: @Sendable () -> SafetyPolicy
+    let pipeline: Pipeline
     let nodeID: String
     let now: @Sendable () -> Date
     static let maxDuration: Duration = .seconds(366 * 86_400)
@@ -80,7 +80,7 @@ struct DecisionRoutes {
             throw Problem.badRequest(error.code == .invalidJSON ? "invalid-json" : "invalid-decision", error.message)
         }
         let at = now()
-        let currentPolicy = policy()
+        let currentPolicy = pipeline.policy
         let outcome = try await store.write { tx in try tx.block(blockRequest, policy: currentPolicy, now: at) }
         let status: HTTPResponse.Status
         let outcomeName: String

@@ -16,8 +16,7 @@ public final class Pipeline: Sendable {
     let ids: IDGenerator
     let now: @Sendable () -> Date
     let limits: IngestParser.Limits
-    let policy: SafetyPolicy
-    private let playbookSet: Mutex<PlaybookSet>
+    private let rules: Mutex<(playbooks: PlaybookSet, policy: SafetyPolicy)>
     static let chunkSize = 2048
 
     public init(
@@ -30,14 +29,18 @@ public final class Pipeline: Sendable {
         self.ids = ids
         self.now = now
         self.limits = limits
-        self.policy = policy
-        self.playbookSet = Mutex(playbooks)
+        self.rules = Mutex((playbooks, policy))
     }
 
     /// The playbooks in force. A request uses the set that was in force when it started.
-    public var playbooks: PlaybookSet {
-        get { playbookSet.withLock { $0 } }
-        set { playbookSet.withLock { $0 = newValue } }
+    public var playbooks: PlaybookSet { rules.withLock { $0.playbooks } }
+
+    /// The safety policy in force, for every block whatever its source.
+    public var policy: SafetyPolicy { rules.withLock { $0.policy } }
+
+    /// Puts a new set of playbooks and safety policy in force, at once, for the requests that start after.
+    public func replace(playbooks: PlaybookSet, policy: SafetyPolicy) {
+        rules.withLock { $0 = (playbooks, policy) }
     }
 
     public struct Summary: Sendable {
@@ -56,8 +59,7 @@ public final class Pipeline: Sendable {
         let receivedAt = now()
         let positionName = IngestParser.positionName(format)
         var summary = Summary()
-        let playbooks = self.playbooks
-        let policy = self.policy
+        let (playbooks, policy) = rules.withLock { $0 }
         var commits: [PendingWrite<[FirewallChange]>] = []
         // Chunks stay referenced here until their commits are done, so that they are freed on
         // this thread rather than on the writer's.

@@ -79,18 +79,7 @@ struct TestPlaybooks: ParsableCommand {
                 print("  - \(playbook.name): would match, but \(by) (stop: true) ran first")
             case .matched:
                 print("  + \(playbook.name) (priority \(playbook.priority)\(mode)): matched")
-                for action in playbook.actions {
-                    switch action {
-                    case .block(let block):
-                        guard let target = indicator.network else { continue }
-                        let verb = playbook.mode == .simulate ? "would record (not enforce)" : "would block"
-                        if let refusal = policy.check(target) {
-                            print("      block: refused by the safety rails: \(refusal.message)")
-                        } else {
-                            print("      block: \(verb) \(target) for \(block.duration.text), \(block.direction.rawValue)")
-                        }
-                    }
-                }
+                for line in playbook.plan(for: indicator, policy: policy) { print("      \(line)") }
             }
         }
     }

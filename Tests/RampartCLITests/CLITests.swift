@@ -104,6 +104,34 @@ import Testing
         #expect(missing.stderr.contains("entry 2 is missing"))
     }
 
+    @Test func sighupAndRampartReload() throws {
+        let sandbox = try Sandbox()
+        let daemon = try DaemonProcess(sandbox)
+        let api = ["--config", sandbox.configPath, "--url", daemon.url, "--token", Sandbox.adminToken]
+        let playbooks = sandbox.directory.appendingPathComponent("playbooks")
+        try "name: c2\nmatch: {kind: ipv4, tags: {any: [c2]}}\nactions: [{block: {duration: 1h}}]\n"
+            .write(to: playbooks.appendingPathComponent("c2.yaml"), atomically: true, encoding: .utf8)
+
+        kill(daemon.process.processIdentifier, SIGHUP)
+        let deadline = Date().addingTimeInterval(10)
+        while !daemon.log.contains("msg=config.reloaded"), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(daemon.log.contains("msg=config.reloaded rampart.by=signal:SIGHUP rampart.playbooks=1"))
+        let (status, _) = try post(daemon.url + "/v1/indicators?tags=c2", "text/plain", "45.9.148.3")
+        #expect(status == 202)
+        #expect(try run(rampartBinary, ["decisions", "list", "--active"] + api).stdout.contains("45.9.148.3"))
+
+        try "name: bad\nmatch: {kind: ipv4}\nactions: [{block: {duraton: 1h}}]\n"
+            .write(to: playbooks.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
+        let refused = try run(rampartBinary, ["reload"] + api)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("bad.yaml:3:20: unknown key 'duraton'"), "\(refused.stderr)")
+        try FileManager.default.removeItem(at: playbooks.appendingPathComponent("bad.yaml"))
+        let accepted = try run(rampartBinary, ["reload"] + api)
+        #expect(accepted.status == 0)
+        #expect(accepted.stdout == "reloaded: 1 playbook in force\n")
+        #expect(daemon.stop() == 0)
+    }
+
     /// Clients post batches concurrently; the daemon is killed with SIGKILL mid-stream. Every id it
     /// acknowledged must be in the database afterwards, and the audit chain must verify.
     @Test func killDashNineLosesNothingAcknowledged() async throws {

@@ -83,3 +83,57 @@ import Testing
         }
     }
 }
+
+@Suite struct PlaybookAPITests {
+    @Test func listTestAndReload() async throws {
+        let node = try TestNode(playbooks: ["c2": PlaybookPipelineTests.playbooks["c2"]!])
+        try await node.run { client, _ in
+            let listed = try await client.call(.get, "/v1/playbooks", as: "read")
+            let playbooks = try #require(listed["playbooks"] as? [[String: Any]])
+            #expect(playbooks.map { $0["name"] as? String } == ["block-c2"])
+            #expect(playbooks.first?["actions"] as? [String] == ["block"])
+
+            // Dry run: explained, nothing stored.
+            let tested = try await client.call(
+                .post, "/v1/playbooks/test", as: "read", contentType: "application/json",
+                body: #"[{"value": "77.90.185.20", "confidence": 90, "tags": ["c2"]}, {"value": "77.90.185.20", "confidence": 20, "tags": ["c2"]}, {"value": "1.2.3.4/8"}]"#
+            )
+            #expect(tested.status == .ok)
+            let items = try #require(tested["items"] as? [[String: Any]])
+            let first = try #require((items[0]["playbooks"] as? [[String: Any]])?.first)
+            #expect(first["verdict"] as? String == "matched")
+            #expect(first["would"] as? [String] == ["block: block 77.90.185.20 for 4h, inbound"])
+            let second = try #require((items[1]["playbooks"] as? [[String: Any]])?.first)
+            #expect(second["verdict"] as? String == "no_match")
+            #expect(second["reason"] as? String == "confidence 20 is below 80")
+            #expect((items[2]["error"] as? String)?.contains("host bits") == true)
+            #expect((try await client.call(.get, "/v1/decisions", as: "read")["decisions"] as? [Any])?.isEmpty == true)
+
+            // A new playbook file, then a reload: in force for the next request.
+            let directory = URL(fileURLWithPath: node.config.playbooksDirectory)
+            try "name: scanners\nmatch: {kind: ipv4, tags: {any: [scanner]}}\nactions: [{block: {duration: 1h}}]\n"
+                .write(to: directory.appendingPathComponent("scanners.yaml"), atomically: true, encoding: .utf8)
+            let reloaded = try await client.call(.post, "/v1/reload")
+            #expect(reloaded.status == .ok)
+            #expect(reloaded["playbooks"] as? Int == 2)
+            _ = try await client.call(.post, "/v1/indicators?tags=scanner", as: "ingest", contentType: "text/plain", body: "45.9.148.3\n")
+            let decisions = try await client.call(.get, "/v1/decisions", as: "read")
+            #expect((decisions["decisions"] as? [[String: Any]])?.first?["playbook"] as? String == "scanners")
+
+            // An invalid set is refused, every error listed, and the old set stays in force.
+            try "name: broken\nmatch: {kind: ipv4, confidense: 1}\nactions: []\n"
+                .write(to: directory.appendingPathComponent("broken.yaml"), atomically: true, encoding: .utf8)
+            let refused = try await client.call(.post, "/v1/reload")
+            #expect(refused.status == .unprocessableContent)
+            #expect(refused.problemCode == "reload-failed")
+            let errors = try #require(refused["errors"] as? [[String: Any]])
+            #expect((errors.first?["error"] as? String)?.contains("broken.yaml:2:21: unknown key 'confidense'") == true)
+            #expect((try await client.call(.get, "/v1/playbooks", as: "read")["playbooks"] as? [Any])?.count == 2)
+            #expect(try await client.call(.post, "/v1/reload", as: "read").status == .forbidden)
+
+            let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
+            let events = (audit["entries"] as? [[String: Any]])?.compactMap { $0["event"] as? String } ?? []
+            #expect(events.filter { $0.hasPrefix("config.") } == ["config.reloaded", "config.reload_failed"])
+        }
+    }
+}

@@ -100,3 +100,19 @@ public struct Subject: Sendable {
         }
     }
 }
+
+extension Playbook {
+    /// What the playbook's actions would do with the indicator, in words, for `rampart test` and
+    /// `POST /v1/playbooks/test`.
+    public func plan(for indicator: Indicator, policy: SafetyPolicy) -> [String] {
+        actions.map { action in
+            switch action {
+            case .block(let block):
+                guard let target = indicator.network else { return "block: nothing to block in a \(indicator.kind.rawValue)" }
+                if let refusal = policy.check(target) { return "block: refused by the safety rails: \(refusal.message)" }
+                let verb = mode == .simulate ? "record (simulate, not enforced) a block of" : "block"
+                return "block: \(verb) \(target) for \(block.duration.text), \(block.direction.rawValue)"
+            }
+        }
+    }
+}
