@@ -85,6 +85,8 @@ let package = Package(
             dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
             path: "Benchmarks/Baseline"
         ),
+        // The matcher benchmark: indexed PlaybookSet against a linear evaluation (Benchmarks/matcher.sh).
+        .executableTarget(name: "rampart-bench-matcher", dependencies: ["RampartCore"], path: "Benchmarks/Matcher"),
         .testTarget(name: "RampartCoreTests", dependencies: ["RampartCore"]),
         .testTarget(
             name: "RampartStoreTests",

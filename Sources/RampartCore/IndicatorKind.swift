@@ -2,6 +2,21 @@
 public enum IndicatorKind: String, CaseIterable, Sendable, Hashable, Codable {
     case ipv4, ipv6, cidr, domain, url, md5, sha1, sha256, email
 
+    /// The position in `allCases`, for tables indexed by kind.
+    public var ordinal: Int {
+        switch self {
+        case .ipv4: 0
+        case .ipv6: 1
+        case .cidr: 2
+        case .domain: 3
+        case .url: 4
+        case .md5: 5
+        case .sha1: 6
+        case .sha256: 7
+        case .email: 8
+        }
+    }
+
     /// Kinds whose values are addresses or networks, the only ones a firewall can block.
     public var isNetwork: Bool {
         switch self {
@@ -64,5 +79,31 @@ public enum TLP: String, CaseIterable, Sendable, Hashable, Codable, Comparable {
             throw ValueError(.invalidField, "unknown TLP '\(name.preview)'; expected clear, green, amber, amber+strict or red")
         }
         self = value
+    }
+}
+
+/// A set of kinds as a bit mask: membership is one AND, on the matcher's hot path.
+public struct KindSet: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral {
+    private var bits: UInt16
+
+    public static let all = KindSet(IndicatorKind.allCases)
+
+    public init<S: Sequence<IndicatorKind>>(_ kinds: S) {
+        bits = kinds.reduce(0) { $0 | KindSet.bit($1) }
+    }
+
+    public init(arrayLiteral kinds: IndicatorKind...) {
+        self.init(kinds)
+    }
+
+    private static func bit(_ kind: IndicatorKind) -> UInt16 { 1 << UInt16(kind.ordinal) }
+
+    public func contains(_ kind: IndicatorKind) -> Bool { bits & KindSet.bit(kind) != 0 }
+    public func intersection(_ other: KindSet) -> KindSet { var s = self; s.bits &= other.bits; return s }
+    public func union(_ other: KindSet) -> KindSet { var s = self; s.bits |= other.bits; return s }
+    public var isEmpty: Bool { bits == 0 }
+
+    public func makeIterator() -> IndexingIterator<[IndicatorKind]> {
+        IndicatorKind.allCases.filter(contains).makeIterator()
     }
 }

@@ -6,7 +6,7 @@ public indirect enum Condition: Sendable {
     case all([Condition])
     case any([Condition])
     case not(Condition)
-    case kind(Set<IndicatorKind>)
+    case kind(KindSet)
     case confidence(min: Int, max: Int)
     case severity(min: Severity, max: Severity)
     case tlp(Set<TLP>)
@@ -22,9 +22,25 @@ public indirect enum Condition: Sendable {
     /// `value: {in_list: NAME}`.
     case list(NamedList)
 
-    /// Whether the item satisfies the condition.
+    /// Whether the item satisfies the condition. The hot path: no message is built.
     public func holds(for subject: Subject) -> Bool {
-        failure(for: subject) == nil
+        switch self {
+        case .all(let conditions): return conditions.allSatisfy { $0.holds(for: subject) }
+        case .any(let conditions): return conditions.contains { $0.holds(for: subject) }
+        case .not(let condition): return !condition.holds(for: subject)
+        case .kind(let kinds): return kinds.contains(subject.kind)
+        case .confidence(let min, let max): return subject.confidence >= min && subject.confidence <= max
+        case .severity(let min, let max): return subject.severity >= min && subject.severity <= max
+        case .tlp(let levels): return levels.contains(subject.tlp)
+        case .tags(let any, let all, let none):
+            return (any.isEmpty || !any.isDisjoint(with: subject.tags)) && all.isSubset(of: subject.tags) && none.isDisjoint(with: subject.tags)
+        case .from(let sources): return sources.contains(subject.via)
+        case .suggested(let actions): return !actions.isDisjoint(with: subject.suggested)
+        case .networks(let set): return subject.network.map(set.contains) ?? false
+        case .suffixes(let set): return subject.domain.map(set.matches) ?? false
+        case .regex(let regex): return regex.matches(subject.value)
+        case .list(let list): return list.contains(subject)
+        }
     }
 
     /// Nil when the condition holds; otherwise the first part that does not, in words.
@@ -106,40 +122,50 @@ public indirect enum Condition: Sendable {
 /// Networks with values attached, answering "which of them contain this address or network" with
 /// one hash lookup per distinct prefix length present (at most 33 for IPv4, 129 for IPv6).
 public struct PrefixIndex<Value: Sendable>: Sendable {
-    private struct Key: Hashable {
-        var bits: UInt128
-        var length: UInt8
-        var v6: Bool
-    }
-
-    private var entries: [Key: [Value]] = [:]
-    private var lengthsV4: [Int] = []
-    private var lengthsV6: [Int] = []
+    /// Per family, one table per prefix length present, shortest first.
+    private var v4: [(length: Int, table: [UInt32: [Value]])] = []
+    private var v6: [(length: Int, table: [UInt128: [Value]])] = []
 
     public init() {}
 
-    public var isEmpty: Bool { entries.isEmpty }
+    public var isEmpty: Bool { v4.isEmpty && v6.isEmpty }
 
     public mutating func insert(_ network: IPNetwork, _ value: Value) {
-        let key = Key(bits: network.address.bits, length: UInt8(network.prefixLength), v6: network.family == .v6)
-        entries[key, default: []].append(value)
-        if key.v6 {
-            if !lengthsV6.contains(network.prefixLength) { lengthsV6.append(network.prefixLength); lengthsV6.sort() }
-        } else if !lengthsV4.contains(network.prefixLength) {
-            lengthsV4.append(network.prefixLength)
-            lengthsV4.sort()
+        switch network.address {
+        case .v4(let bits): PrefixIndex.insert(bits, network.prefixLength, value, into: &v4)
+        case .v6(let bits): PrefixIndex.insert(bits, network.prefixLength, value, into: &v6)
         }
     }
 
-    /// The values of every network that contains `network` (equal or wider).
-    public func containing(_ network: IPNetwork) -> [Value] {
-        var found: [Value] = []
-        let v6 = network.family == .v6
-        for length in v6 ? lengthsV6 : lengthsV4 {
-            guard length <= network.prefixLength else { break }
-            let masked = IPNetwork.mask(network.address, to: length)
-            if let values = entries[Key(bits: masked.bits, length: UInt8(length), v6: v6)] { found += values }
+    private static func insert<K: FixedWidthInteger>(_ key: K, _ length: Int, _ value: Value, into tables: inout [(length: Int, table: [K: [Value]])]) {
+        if let slot = tables.firstIndex(where: { $0.length == length }) {
+            tables[slot].table[key, default: []].append(value)
+        } else {
+            tables.append((length, [key: [value]]))
+            tables.sort { $0.length < $1.length }
         }
+    }
+
+    /// Calls `body` with the value of every network that contains `network` (equal or wider).
+    public func forEachContaining(_ network: IPNetwork, _ body: (Value) -> Void) {
+        switch network.address {
+        case .v4(let bits): PrefixIndex.lookup(bits, network.prefixLength, in: v4, body)
+        case .v6(let bits): PrefixIndex.lookup(bits, network.prefixLength, in: v6, body)
+        }
+    }
+
+    private static func lookup<K: FixedWidthInteger>(_ key: K, _ length: Int, in tables: [(length: Int, table: [K: [Value]])], _ body: (Value) -> Void) {
+        for (prefix, table) in tables {
+            guard prefix <= length else { return }
+            let masked = prefix == 0 ? 0 : key & ~K(0) << (K.bitWidth - prefix)
+            if let values = table[masked] { values.forEach(body) }
+        }
+    }
+
+    /// Whether any network contains `network`.
+    public func hasContaining(_ network: IPNetwork) -> Bool {
+        var found = false
+        forEachContaining(network) { _ in found = true }
         return found
     }
 }
@@ -156,16 +182,18 @@ public struct NetworkSet: Sendable {
         self.index = index
     }
 
-    public func contains(_ network: IPNetwork) -> Bool { !index.containing(network).isEmpty }
+    public func contains(_ network: IPNetwork) -> Bool { index.hasContaining(network) }
     public var label: String { Condition.list(networks.map(\.cidrNotation)) }
 }
 
 /// Domain suffixes: `example.com` matches `example.com` and `a.b.example.com`, not `badexample.com`.
 public struct SuffixSet: Sendable {
     public let suffixes: Set<String>
+    private let lookup: Set<Substring>
 
     public init(_ suffixes: some Sequence<String>) {
         self.suffixes = Set(suffixes)
+        lookup = Set(self.suffixes.map { Substring($0) })
     }
 
     public var label: String { Condition.list(suffixes) }
@@ -173,7 +201,7 @@ public struct SuffixSet: Sendable {
     public var isEmpty: Bool { suffixes.isEmpty }
 
     public func matches(_ domain: String) -> Bool {
-        SuffixSet.suffixes(of: domain).contains { suffixes.contains($0) }
+        SuffixSet.forEachSuffix(of: domain) { lookup.contains($0) }
     }
 }
 
@@ -215,7 +243,7 @@ public struct NamedList: Sendable {
     }
 
     public func contains(_ subject: Subject) -> Bool {
-        if let network = subject.network, !networks.containing(network).isEmpty { return true }
+        if let network = subject.network, networks.hasContaining(network) { return true }
         if let domain = subject.domain, domains.matches(domain) { return true }
         return values.contains(subject.value)
     }

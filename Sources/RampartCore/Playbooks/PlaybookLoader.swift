@@ -171,7 +171,7 @@ struct MatchReader {
                     for word in words {
                         do { kinds.insert(try IndicatorKind(name: word)) } catch { reader.error(n, "\(here): \(error.message)") }
                     }
-                    parts.append(.kind(kinds))
+                    parts.append(.kind(KindSet(kinds)))
                 }
             case "confidence":
                 if let range = minMax(n, here, parse: { node, what in reader.int(node, what, in: 0...100) }) {
@@ -286,13 +286,13 @@ struct MatchReader {
 
 extension Condition {
     /// The kinds an item can have and still satisfy the condition (all kinds when it does not say).
-    var possibleKinds: Set<IndicatorKind> {
+    var possibleKinds: KindSet {
         switch self {
         case .kind(let kinds): return kinds
-        case .all(let parts): return parts.reduce(Set(IndicatorKind.allCases)) { $0.intersection($1.possibleKinds) }
-        case .any(let parts): return parts.isEmpty ? Set(IndicatorKind.allCases) : parts.reduce([]) { $0.union($1.possibleKinds) }
+        case .all(let parts): return parts.reduce(KindSet.all) { $0.intersection($1.possibleKinds) }
+        case .any(let parts): return parts.isEmpty ? KindSet.all : parts.reduce([]) { $0.union($1.possibleKinds) }
         case .networks: return [.ipv4, .ipv6, .cidr]
-        default: return Set(IndicatorKind.allCases)
+        default: return KindSet.all
         }
     }
 }

@@ -7,21 +7,26 @@ public struct PlaybookSet: Sendable {
     /// Ordered by priority (lower first), then name.
     public let playbooks: [Playbook]
     private var byNetwork = PrefixIndex<Int>()
-    private var bySuffix: [String: [Int]] = [:]
+    private var bySuffix: [Substring: [Int]] = [:]
     private var byList: [(list: NamedList, playbooks: [Int])] = []
     private var byTag: [String: [Int]] = [:]
     private var byFrom: [String: [Int]] = [:]
-    private var byKind: [IndicatorKind: [Int]] = [:]
+    /// Playbooks with no indexable condition, by kind (`IndicatorKind.allCases` order).
+    private var byKind: [[Int]] = Array(repeating: [], count: IndicatorKind.allCases.count)
 
     public init(_ playbooks: [Playbook]) {
-        self.playbooks = playbooks.sorted { ($0.priority, $0.name) < ($1.priority, $1.name) }
+        self.playbooks = playbooks.sorted { ($0.priority, $0.name) < ($1.priority, $1.name) }.map { playbook in
+            var compiled = playbook
+            compiled.match = playbook.match.cheapestFirst
+            return compiled
+        }
         var lists: [String: Int] = [:]
         for (index, playbook) in self.playbooks.enumerated() {
             switch PlaybookSet.indexKey(playbook.match) {
             case .networks(let set):
                 for network in set.networks { byNetwork.insert(network, index) }
             case .suffixes(let set):
-                for suffix in set.suffixes { bySuffix[suffix, default: []].append(index) }
+                for suffix in set.suffixes { bySuffix[Substring(suffix), default: []].append(index) }
             case .list(let list):
                 if let slot = lists[list.name] {
                     byList[slot].playbooks.append(index)
@@ -34,7 +39,7 @@ public struct PlaybookSet: Sendable {
             case .from(let sources):
                 for source in sources { byFrom[source, default: []].append(index) }
             default:
-                for kind in playbook.match.possibleKinds { byKind[kind, default: []].append(index) }
+                for kind in playbook.match.possibleKinds { byKind[kind.ordinal].append(index) }
             }
         }
     }
@@ -54,14 +59,18 @@ public struct PlaybookSet: Sendable {
 
     /// Indexes of the playbooks that could match, in priority order.
     public func candidates(for subject: Subject) -> [Int] {
-        var found = byKind[subject.kind] ?? []
-        if let network = subject.network { found += byNetwork.containing(network) }
-        if let domain = subject.domain {
-            for suffix in SuffixSet.suffixes(of: domain) { if let hits = bySuffix[suffix] { found += hits } }
+        var found = byKind[subject.kind.ordinal]
+        if let network = subject.network { byNetwork.forEachContaining(network) { found.append($0) } }
+        if let domain = subject.domain, !bySuffix.isEmpty {
+            SuffixSet.forEachSuffix(of: domain) { suffix in
+                if let hits = bySuffix[suffix] { found += hits }
+                return false
+            }
         }
         for entry in byList where entry.list.contains(subject) { found += entry.playbooks }
         for tag in subject.tags { if let hits = byTag[tag] { found += hits } }
         if let hits = byFrom[subject.via] { found += hits }
+        guard found.count > 1 else { return found }
         found.sort()
         var unique: [Int] = []
         unique.reserveCapacity(found.count)
@@ -103,14 +112,39 @@ public struct PlaybookSet: Sendable {
 }
 
 extension SuffixSet {
-    /// `a.b.example.com`, `b.example.com`, `example.com`, `com`.
-    static func suffixes(of domain: String) -> [String] {
-        var found = [domain]
+    @discardableResult
+    /// Calls `body` with `a.b.example.com`, `b.example.com`, `example.com`, `com`, without copying,
+    /// until it returns true; returns whether it did.
+    static func forEachSuffix(of domain: String, _ body: (Substring) -> Bool) -> Bool {
         var rest = Substring(domain)
-        while let dot = rest.firstIndex(of: ".") {
-            rest = rest[rest.index(after: dot)...]
-            found.append(String(rest))
+        while true {
+            if body(rest) { return true }
+            guard let dot = rest.utf8.firstIndex(of: UInt8(ascii: ".")) else { return false }
+            rest = rest[rest.utf8.index(after: dot)...]
         }
-        return found
+    }
+}
+
+extension Condition {
+    /// The same condition with the parts of every `all`/`any` ordered cheapest first, so that
+    /// expensive checks (regexes, lists, sets) run only when the cheap ones pass.
+    var cheapestFirst: Condition {
+        switch self {
+        case .all(let parts): return .all(parts.map(\.cheapestFirst).sorted { $0.cost < $1.cost })
+        case .any(let parts): return .any(parts.map(\.cheapestFirst).sorted { $0.cost < $1.cost })
+        case .not(let part): return .not(part.cheapestFirst)
+        default: return self
+        }
+    }
+
+    var cost: Int {
+        switch self {
+        case .kind, .confidence, .severity, .tlp: 0
+        case .from, .suggested, .tags: 1
+        case .networks, .suffixes, .list: 2
+        case .all(let parts), .any(let parts): parts.map(\.cost).max() ?? 0
+        case .not(let part): part.cost
+        case .regex: 9
+        }
     }
 }
