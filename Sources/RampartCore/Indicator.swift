@@ -184,9 +184,14 @@ extension Indicator {
         guard list.count <= maxTags else { throw ValueError(.invalidField, "at most \(maxTags) tags are allowed") }
         var tags: [String] = []
         for item in list {
-            let tag = try string(item, field: "tags").trimmingCharacters(in: .whitespaces).lowercased()
+            let raw = try string(item, field: "tags")
+            // Most tags are already lower-case ASCII: skip Foundation's trimming and Unicode properties.
+            let plain = raw.utf8.count <= 64 && raw.utf8.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e || $0 == 0x3a || $0 == 0x2f || $0 == 0x3d
+            }
+            let tag = plain ? raw : raw.trimmingCharacters(in: .whitespaces).lowercased()
             guard !tag.isEmpty, tag.utf8.count <= 64,
-                tag.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.:/=".unicodeScalars.contains($0) })
+                plain || tag.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.:/=".unicodeScalars.contains($0) })
             else {
                 throw ValueError(.invalidField, "tag '\(tag.preview)' must be 1-64 letters, digits or -_.:/=")
             }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import RampartCore
@@ -184,5 +185,21 @@ struct IndicatorValueTests {
         }
         // RFC 3492 sample (A): Arabic (Egyptian).
         #expect(Punycode.encode(Array("ليهمابتكلموشعربي؟".unicodeScalars)) == "egbpdaj6bu4bxfgehfvwxn")
+    }
+}
+
+@Suite struct IndicatorFieldTests {
+    func indicator(_ json: String) throws -> Indicator {
+        try Indicator(json: JSONValue.parse(Array(json.utf8)), defaults: IndicatorDefaults(), now: Date())
+    }
+
+    @Test func tagsAreTrimmedLowerCasedAndDeduplicated() throws {
+        let parsed = try indicator(#"{"value": "8.8.8.8", "tags": ["c2", " Botnet ", "C2", "mitre:t1071", "tlp=amber", "ça-va"]}"#)
+        #expect(parsed.tags == ["c2", "botnet", "mitre:t1071", "tlp=amber", "ça-va"])
+    }
+
+    @Test(arguments: [#"["a b"]"#, #"["x;rm"]"#, #"[""]"#, #"["   "]"#, "[\"\(String(repeating: "a", count: 65))\"]", #"["a\u0000"]"#, "[1]"])
+    func badTagsAreRefused(_ tags: String) {
+        #expect(throws: ValueError.self) { try indicator(#"{"value": "8.8.8.8", "tags": \#(tags)}"#) }
     }
 }
