@@ -98,10 +98,12 @@ public struct BlockRequest: Sendable, Hashable {
     public var origin: String
     public var reason: String
     public var simulated: Bool
+    /// Longer blocks for repeat offenders: see `Escalation`.
+    public var escalation: Escalation?
 
     public init(
         target: IPNetwork, direction: Direction, duration: Duration, playbook: String? = nil, item: String? = nil,
-        origin: String, reason: String, simulated: Bool = false
+        origin: String, reason: String, simulated: Bool = false, escalation: Escalation? = nil
     ) {
         self.target = target
         self.direction = direction
@@ -111,5 +113,25 @@ public struct BlockRequest: Sendable, Hashable {
         self.origin = origin
         self.reason = reason
         self.simulated = simulated
+        self.escalation = escalation
+    }
+}
+
+/// `escalate: {factor: 2, max: 7d}`: a playbook's block of a value it has blocked `n` times before
+/// lasts `duration × factor^n`, at most `max`.
+public struct Escalation: Sendable, Hashable {
+    public var factor: Double
+    public var max: Duration
+
+    public init(factor: Double, max: Duration) {
+        self.factor = factor
+        self.max = max
+    }
+
+    /// The duration of a block after `previous` earlier ones.
+    public func duration(_ base: Duration, previous: Int) -> Duration {
+        let seconds = Double(base.milliseconds) / 1000 * Foundation.pow(factor, Double(Swift.min(previous, 64)))
+        let cap = Double(max.milliseconds) / 1000
+        return seconds >= cap ? max : .milliseconds(Int64(seconds * 1000))
     }
 }

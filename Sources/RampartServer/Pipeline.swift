@@ -129,7 +129,8 @@ public final class Pipeline: Sendable {
                 guard let target = item.indicator?.network else { continue }
                 let request = BlockRequest(
                     target: target, direction: block.direction, duration: block.duration, playbook: playbook.name, item: item.id,
-                    origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate
+                    origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate,
+                    escalation: block.escalate
                 )
                 if let change = try tx.block(request, policy: policy, now: at).firewallChange(at: at) { changes.append(change) }
             }

@@ -91,6 +91,13 @@ public struct StoreTransaction {
     /// Applies the safety rails and merges the block into the active decision for the same value, or
     /// creates one. Every outcome, refusals included, is audited.
     public mutating func block(_ request: BlockRequest, policy: SafetyPolicy, now: Date) throws -> BlockOutcome {
+        var request = request
+        if let escalation = request.escalation, let playbook = request.playbook {
+            let previous = try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM decision WHERE value = ? AND playbook = ?", arguments: [request.target.description, playbook]
+            ) ?? 0
+            request.duration = escalation.duration(request.duration, previous: previous)
+        }
         if let refusal = policy.check(request.target) {
             try auditRefusal(request, code: refusal.code, message: refusal.message, now: now)
             return .refused(refusal)

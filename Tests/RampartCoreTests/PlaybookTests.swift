@@ -96,3 +96,12 @@ import Testing
         }
     }
 }
+
+@Suite struct EscalationUnitTests {
+    @Test func durationsGrowByTheFactorUpToTheMaximum() {
+        let escalation = Escalation(factor: 2, max: .seconds(7 * 86_400))
+        let hours = [0, 1, 2, 3, 5, 6, 1000].map { escalation.duration(.seconds(4 * 3600), previous: $0).milliseconds / 3_600_000 }
+        #expect(hours == [4, 8, 16, 32, 128, 168, 168])
+        #expect(Escalation(factor: 1.5, max: .seconds(86_400)).duration(.seconds(3600), previous: 1) == .seconds(5400))
+    }
+}

@@ -137,3 +137,28 @@ import Testing
         }
     }
 }
+
+@Suite struct EscalationTests {
+    @Test func repeatOffendersAreBlockedLongerUpToTheCap() async throws {
+        let clock = TestNode.Clock()
+        let playbook = """
+            name: scanners
+            match: {kind: ipv4, tags: {any: [scanner]}}
+            actions:
+              - block: {duration: 1h, escalate: {factor: 2, max: 3h}}
+            """
+        let node = try TestNode(playbooks: ["scanners": playbook], clock: clock)
+        try await node.run { client, _ in
+            var lifetimes: [TimeInterval] = []
+            for _ in 0..<3 {
+                let start = clock.now
+                _ = try await client.call(.post, "/v1/indicators?tags=scanner", as: "ingest", contentType: "text/plain", body: "45.9.148.3\n")
+                let listed = try await client.call(.get, "/v1/decisions?active=true", as: "read")
+                let expires = try #require((listed["decisions"] as? [[String: Any]])?.first?["expires_at"] as? String)
+                lifetimes.append(try Timestamp.parse(expires).timeIntervalSince(start))
+                clock.advance(4 * 3600)  // past every block, so the next sighting is a new episode
+            }
+            #expect(lifetimes.map { ($0 / 60).rounded() } == [60, 120, 180])
+        }
+    }
+}

@@ -44,10 +44,12 @@ public enum Action: Sendable, Equatable {
 public struct BlockAction: Sendable, Equatable {
     public var duration: Duration
     public var direction: Direction
+    public var escalate: Escalation?
 
-    public init(duration: Duration, direction: Direction) {
+    public init(duration: Duration, direction: Direction, escalate: Escalation? = nil) {
         self.duration = duration
         self.direction = direction
+        self.escalate = escalate
     }
 }
 
@@ -111,7 +113,8 @@ extension Playbook {
                 guard let target = indicator.network else { return "block: nothing to block in a \(indicator.kind.rawValue)" }
                 if let refusal = policy.check(target) { return "block: refused by the safety rails: \(refusal.message)" }
                 let verb = mode == .simulate ? "record (simulate, not enforced) a block of" : "block"
-                return "block: \(verb) \(target) for \(block.duration.text), \(block.direction.rawValue)"
+                let escalation = block.escalate.map { ", \($0.factor.formatted())x longer for each earlier block by this playbook, up to \($0.max.text)" } ?? ""
+                return "block: \(verb) \(target) for \(block.duration.text)\(escalation), \(block.direction.rawValue)"
             }
         }
     }

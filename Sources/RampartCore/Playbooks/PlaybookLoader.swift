@@ -84,8 +84,21 @@ public enum PlaybookLoader {
         switch name {
         case "block":
             guard let block = reader.fields(body, allowed: ["duration", "direction", "escalate"], what: "\(path).block") else { return nil }
-            if let n = block.keyNode("escalate") { reader.error(n, "escalate is not supported by this build yet") }
             let duration = block.required("duration").flatMap { reader.duration($0, "\(path).block.duration") }
+            var escalate: Escalation?
+            if let n = block["escalate"], let fields = reader.fields(n, allowed: ["factor", "max"], what: "\(path).block.escalate") {
+                let factor = fields.required("factor").flatMap { f in
+                    reader.word(f, "\(path).block.escalate.factor") { (text) throws(ValueError) -> Double in
+                        guard let value = Double(text), value > 1, value <= 100 else {
+                            throw ValueError(.invalidField, "expected a number above 1 and at most 100, such as 2 or 1.5, found '\(text.preview)'")
+                        }
+                        return value
+                    }
+                }
+                let max = fields.required("max").flatMap { reader.duration($0, "\(path).block.escalate.max") }
+                if let max, let duration, max < duration { reader.error(n, "\(path).block.escalate.max (\(max.text)) is shorter than the duration (\(duration.text))") }
+                if let factor, let max { escalate = Escalation(factor: factor, max: max) }
+            }
             var direction = Direction.both
             if let n = block["direction"] {
                 direction = reader.word(n, "\(path).block.direction") { (text) throws(ValueError) in try Direction(name: text) } ?? .both
@@ -98,7 +111,7 @@ public enum PlaybookLoader {
                 )
             }
             guard let duration else { return nil }
-            return .block(BlockAction(duration: duration, direction: direction))
+            return .block(BlockAction(duration: duration, direction: direction, escalate: escalate))
         default:
             reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block")
             return nil
