@@ -33,8 +33,9 @@ public enum Daemon {
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let enforcer = Enforcer(firewall: firewall, logger: logger)
+        let execRunner = ExecRunner(store: store, logger: logger, now: now)
         let pipeline = Pipeline(
-            store: store, enforcer: enforcer, nodeID: config.node.id,
+            store: store, enforcer: enforcer, execRunner: execRunner, nodeID: config.node.id,
             limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
             policy: config.safetyPolicy, playbooks: playbooks, now: now
         )
@@ -53,6 +54,7 @@ public enum Daemon {
         let services: [any Service] = [
             StoreService(store: store, logger: logger),
             enforcer,
+            execRunner,
             ExpiryService(store: store, enforcer: enforcer, interval: .seconds(1), now: now, logger: logger),
             ReloadOnHangup(reloader: reloader),
         ]

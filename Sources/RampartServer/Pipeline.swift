@@ -12,6 +12,7 @@ import Synchronization
 public final class Pipeline: Sendable {
     let store: Store
     let enforcer: Enforcer
+    let execRunner: ExecRunner
     let nodeID: String
     let ids: IDGenerator
     let now: @Sendable () -> Date
@@ -20,11 +21,12 @@ public final class Pipeline: Sendable {
     static let chunkSize = 2048
 
     public init(
-        store: Store, enforcer: Enforcer, nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet,
+        store: Store, enforcer: Enforcer, execRunner: ExecRunner, nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet,
         ids: IDGenerator = .shared, now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
         self.enforcer = enforcer
+        self.execRunner = execRunner
         self.nodeID = nodeID
         self.ids = ids
         self.now = now
@@ -60,7 +62,7 @@ public final class Pipeline: Sendable {
         let positionName = IngestParser.positionName(format)
         var summary = Summary()
         let (playbooks, policy) = rules.withLock { $0 }
-        var commits: [PendingWrite<[FirewallChange]>] = []
+        var commits: [PendingWrite<Effects>] = []
         // Chunks stay referenced here until their commits are done, so that they are freed on
         // this thread rather than on the writer's.
         var chunks: [[Prepared]] = []
@@ -91,38 +93,50 @@ public final class Pipeline: Sendable {
             }
         }
         flush()
-        for commit in commits { enforcer.submit(try await commit.value()) }
+        for commit in commits {
+            let effects = try await commit.value()
+            enforcer.submit(effects.firewall)
+            execRunner.submit(effects.execs)
+        }
         chunks.removeAll()
         return summary
     }
 
+    /// What a commit leaves to do outside the database once it is durable.
+    struct Effects: Sendable {
+        var firewall: [FirewallChange] = []
+        var execs: [ExecJob] = []
+    }
+
     private static func commit(
         _ chunk: [Prepared], via: String, positionName: String, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction
-    ) throws -> [FirewallChange] {
-        var changes: [FirewallChange] = []
+    ) throws -> Effects {
+        var effects = Effects()
         for entry in chunk {
             switch entry {
             case .accepted(let encoded, let matched):
                 guard try tx.insert(encoded) else { continue }
                 for playbook in matched {
-                    changes += try apply(playbook, to: encoded.item, policy: policy, at: at, in: &tx)
+                    try apply(playbook, to: encoded, policy: policy, at: at, in: &tx, effects: &effects)
                 }
             case .refused(let position, let error, let raw):
                 try tx.refuse(via: via, position: positionName, index: position, error: error, raw: raw, at: at)
             }
         }
-        return changes
+        return effects
     }
 
     /// Records the match and carries out the playbook's actions inside the item's transaction.
-    static func apply(_ playbook: Playbook, to item: Item, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction) throws -> [FirewallChange] {
+    static func apply(
+        _ playbook: Playbook, to encoded: EncodedItem, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction, effects: inout Effects
+    ) throws {
+        let item = encoded.item
         try tx.audit("playbook.matched", subject: item.id, at: at) { w in
             w.field("playbook", playbook.name)
             w.field("mode", playbook.mode.rawValue)
             w.field("value", item.indicator?.value ?? "")
             w.field("actions", playbook.actions.map(\.name))
         }
-        var changes: [FirewallChange] = []
         for action in playbook.actions {
             switch action {
             case .block(let block):
@@ -132,9 +146,24 @@ public final class Pipeline: Sendable {
                     origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate,
                     escalation: block.escalate
                 )
-                if let change = try tx.block(request, policy: policy, now: at).firewallChange(at: at) { changes.append(change) }
+                if let change = try tx.block(request, policy: policy, now: at).firewallChange(at: at) { effects.firewall.append(change) }
+            case .exec(let exec):
+                let argv = exec.arguments(for: item, playbook: playbook.name)
+                guard playbook.mode == .enforce else {
+                    try tx.audit("action.exec", subject: item.id, at: at) { w in
+                        w.field("playbook", playbook.name)
+                        w.field("argv", argv)
+                        w.field("simulated", true)
+                    }
+                    continue
+                }
+                effects.execs.append(
+                    ExecJob(
+                        item: item.id, playbook: playbook.name, argv: argv, input: encoded.json,
+                        environment: ExecRunner.environment(for: item, playbook: playbook.name), timeout: exec.timeout
+                    )
+                )
             }
         }
-        return changes
     }
 }

@@ -281,7 +281,7 @@ final class PreparedStatements {
 /// writer thread.
 public struct EncodedItem: Sendable {
     public let item: Item
-    let json: [UInt8]
+    public let json: [UInt8]
     let digest: [UInt8]
 
     public init(_ item: Item) {

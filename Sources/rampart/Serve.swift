@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Hummingbird
 import Logging
@@ -10,6 +11,8 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
+        // exec actions write to pipes of commands that may exit early: EPIPE, not death by SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let config = try options.load()
         LoggingSystem.bootstrap { label in
             LineLogHandler(label: label, level: Logger.Level(configName: config.log.level), format: config.log.format)

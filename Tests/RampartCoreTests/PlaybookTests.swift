@@ -105,3 +105,23 @@ import Testing
         #expect(Escalation(factor: 1.5, max: .seconds(86_400)).duration(.seconds(3600), previous: 1) == .seconds(5400))
     }
 }
+
+@Suite struct ActionTemplateTests {
+    @Test func unknownFieldsAreLoadErrors() {
+        #expect(throws: ValueError.self) { try ActionTemplate("--ip {{vlue}}", output: .text) }
+        do {
+            _ = try ActionTemplate("{{vlue}}", output: .text)
+        } catch {
+            #expect(error.message.contains("did you mean 'value'?"))
+        }
+        #expect(throws: Never.self) { try ActionTemplate("{{value}} {{#tags}}{{.}},{{/tags}} {{playbook}}", output: .text) }
+    }
+
+    @Test func textIsVerbatimAndJSONIsEscaped() throws {
+        let indicator = try Indicator(json: JSONValue.parse(Array(#"{"value": "8.8.8.8", "description": "a \"quoted\" <b>\n", "tags": ["x", "y"]}"#.utf8)), defaults: IndicatorDefaults(), now: Date())
+        let item = Item(id: "i1", payload: .indicator(indicator), via: "api:t", origin: "n1", receivedAt: Date())
+        #expect(try ActionTemplate("{{description}}", output: .text).render(item, playbook: "p") == "a \"quoted\" <b>\n")
+        #expect(try ActionTemplate(#"{"text": "{{description}}"}"#, output: .json).render(item, playbook: "p") == #"{"text": "a \"quoted\" <b>\n"}"#)
+        #expect(try ActionTemplate("{{#tags}}{{.}};{{/tags}}{{playbook}}", output: .text).render(item, playbook: "p") == "x;y;p")
+    }
+}

@@ -162,3 +162,69 @@ import Testing
         }
     }
 }
+
+@Suite struct ExecActionTests {
+    func auditEntries(_ client: TestClientProtocol, event: String) async throws -> [[String: Any]] {
+        let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
+        return (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == event }
+    }
+
+    @Test func runsArgvWithTheItemOnStdinAndAuditsTheOutcome() async throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-exec-\(UUID().uuidString)").path
+        let playbooks = [
+            "ticket": """
+                name: ticket
+                match: {kind: ipv4, tags: {any: [c2]}}
+                actions:
+                  - exec: {argv: [/bin/sh, -c, 'cat > "$1"; printf "%s|%s|%s" "$2" "$RAMPART_VALUE" "${HOME:-no-home}"', sh, \(out), '{{description}}'], timeout: 5s}
+                """,
+            "slow": """
+                name: slow
+                match: {kind: ipv4, tags: {any: [slow]}}
+                actions:
+                  - exec: {argv: [/bin/sleep, '30'], timeout: 300ms}
+                """,
+        ]
+        let node = try TestNode(playbooks: playbooks)
+        try await node.run { client, _ in
+            let hostile = #"$(touch /tmp/rampart-pwned); `id`; rm -rf /"#
+            let body = #"{"value": "77.90.185.20", "tags": ["c2"], "description": "\#(hostile)"}"#
+            let answer = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: body)
+            let id = try #require((answer["ids"] as? [String])?.first)
+            try await waitUntil { try await !auditEntries(client, event: "action.exec").isEmpty }
+            let entry = try #require(try await auditEntries(client, event: "action.exec").first)
+            #expect(entry["subject"] as? String == id)
+            let detail = try #require(entry["detail"] as? [String: Any])
+            #expect(detail["exit_status"] as? Int == 0)
+            #expect(detail["timed_out"] as? Bool == false)
+            // The template value is one argument, never interpreted; the daemon's environment is not passed on.
+            #expect(detail["stdout"] as? String == "\(hostile)|77.90.185.20|no-home")
+            #expect(!FileManager.default.fileExists(atPath: "/tmp/rampart-pwned"))
+            let stdin = try #require(FileManager.default.contents(atPath: out))
+            let item = try #require(try JSONSerialization.jsonObject(with: stdin) as? [String: Any])
+            #expect(item["id"] as? String == id)
+
+            _ = try await client.call(.post, "/v1/indicators?tags=slow", as: "ingest", contentType: "text/plain", body: "45.9.148.3\n")
+            try await waitUntil(seconds: 5) { try await auditEntries(client, event: "action.exec").count == 2 }
+            let slow = try #require(try await auditEntries(client, event: "action.exec").last?["detail"] as? [String: Any])
+            #expect(slow["timed_out"] as? Bool == true)
+            #expect(slow["signal"] as? Int == Int(SIGTERM))
+            #expect((slow["duration_ms"] as? Int ?? 0) < 2000)
+        }
+    }
+
+    @Test func simulatedExecIsRecordedNotRun() async throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-exec-\(UUID().uuidString)").path
+        let node = try TestNode(playbooks: [
+            "sim": "name: sim\nmode: simulate\nmatch: {kind: ipv4}\nactions:\n  - exec: {argv: [/usr/bin/touch, \(out)]}\n"
+        ])
+        try await node.run { client, _ in
+            _ = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "45.9.148.3\n")
+            let entry = try #require(try await auditEntries(client, event: "action.exec").first?["detail"] as? [String: Any])
+            #expect(entry["simulated"] as? Bool == true)
+            #expect(entry["argv"] as? [String] == ["/usr/bin/touch", out])
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+}

@@ -30,14 +30,32 @@ public struct Playbook: Sendable {
 }
 
 /// What a playbook does when it matches.
-public enum Action: Sendable, Equatable {
+public enum Action: Sendable {
     /// Block the item's address or network.
     case block(BlockAction)
+    /// Run a local command (argv, never a shell) with the item as JSON on its standard input.
+    case exec(ExecAction)
 
     public var name: String {
         switch self {
         case .block: "block"
+        case .exec: "exec"
         }
+    }
+}
+
+public struct ExecAction: Sendable {
+    /// argv[0] is an absolute path; the other entries may name fields (`{{value}}`).
+    public var argv: [ActionTemplate]
+    public var timeout: Duration
+
+    public init(argv: [ActionTemplate], timeout: Duration) {
+        self.argv = argv
+        self.timeout = timeout
+    }
+
+    public func arguments(for item: Item, playbook: String) -> [String] {
+        argv.map { $0.render(item, playbook: playbook) }
     }
 }
 
@@ -115,6 +133,11 @@ extension Playbook {
                 let verb = mode == .simulate ? "record (simulate, not enforced) a block of" : "block"
                 let escalation = block.escalate.map { ", \($0.factor.formatted())x longer for each earlier block by this playbook, up to \($0.max.text)" } ?? ""
                 return "block: \(verb) \(target) for \(block.duration.text)\(escalation), \(block.direction.rawValue)"
+            case .exec(let exec):
+                let item = Item(id: "(item id)", payload: .indicator(indicator), via: "(via)", origin: "(origin)", receivedAt: Date())
+                let argv = exec.arguments(for: item, playbook: name).map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }
+                let verb = mode == .simulate ? "record (simulate, not run)" : "run"
+                return "exec: \(verb) \(argv.joined(separator: " ")) with the item as JSON on stdin, timeout \(exec.timeout.text)"
             }
         }
     }

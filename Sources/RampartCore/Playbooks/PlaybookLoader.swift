@@ -112,8 +112,27 @@ public enum PlaybookLoader {
             }
             guard let duration else { return nil }
             return .block(BlockAction(duration: duration, direction: direction, escalate: escalate))
+        case "exec":
+            guard let exec = reader.fields(body, allowed: ["argv", "timeout"], what: "\(path).exec") else { return nil }
+            var timeout: Duration = .seconds(10)
+            if let n = exec["timeout"], let value = reader.duration(n, "\(path).exec.timeout") {
+                if value <= .seconds(300) { timeout = value } else { reader.error(n, "\(path).exec.timeout must be at most 5m") }
+            }
+            guard let n = exec.required("argv"), let entries = reader.list(n, "\(path).exec.argv", allowSingle: false) else { return nil }
+            guard let first = entries.first else {
+                reader.error(n, "\(path).exec.argv must name the program to run, as an absolute path")
+                return nil
+            }
+            if let program = reader.string(first, "\(path).exec.argv[0]"), !program.hasPrefix("/") || program.contains("{{") {
+                reader.error(first, "\(path).exec.argv[0] must be the program's absolute path, without template fields, such as /usr/local/bin/ticket")
+            }
+            let argv = entries.enumerated().compactMap { index, entry in
+                reader.word(entry, "\(path).exec.argv[\(index)]") { (text) throws(ValueError) in try ActionTemplate(text, output: .text) }
+            }
+            guard argv.count == entries.count else { return nil }
+            return .exec(ExecAction(argv: argv, timeout: timeout))
         default:
-            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block")
+            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block, exec")
             return nil
         }
     }
