@@ -34,8 +34,9 @@ public enum Daemon {
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let enforcer = Enforcer(firewall: firewall, logger: logger)
         let execRunner = ExecRunner(store: store, logger: logger, now: now)
+        let rules = RuleDirectory(stateDirectory: config.stateDirectory, logger: logger)
         let pipeline = Pipeline(
-            store: store, enforcer: enforcer, execRunner: execRunner, nodeID: config.node.id,
+            store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, nodeID: config.node.id,
             limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
             policy: config.safetyPolicy, playbooks: playbooks, now: now
         )
@@ -85,6 +86,8 @@ public enum Daemon {
             let blocks = try await store.enforcedDecisions(now: now()).map(FirewallBlock.init)
             try await firewall.reconcile(blocks)
             logger.info("firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
+            let rewritten = rules.reconcile(try await store.rules())
+            if rewritten > 0 { logger.notice("rules.reconciled", metadata: ["rampart.rules.rewritten": "\(rewritten)"]) }
         }
         return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, reloader: reloader, readiness: readiness))
     }

@@ -13,36 +13,38 @@ public final class Pipeline: Sendable {
     let store: Store
     let enforcer: Enforcer
     let execRunner: ExecRunner
+    let ruleDirectory: RuleDirectory
     let nodeID: String
     let ids: IDGenerator
     let now: @Sendable () -> Date
     let limits: IngestParser.Limits
-    private let rules: Mutex<(playbooks: PlaybookSet, policy: SafetyPolicy)>
+    private let inForce: Mutex<(playbooks: PlaybookSet, policy: SafetyPolicy)>
     static let chunkSize = 2048
 
     public init(
-        store: Store, enforcer: Enforcer, execRunner: ExecRunner, nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet,
+        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet,
         ids: IDGenerator = .shared, now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
         self.enforcer = enforcer
         self.execRunner = execRunner
+        self.ruleDirectory = rules
         self.nodeID = nodeID
         self.ids = ids
         self.now = now
         self.limits = limits
-        self.rules = Mutex((playbooks, policy))
+        self.inForce = Mutex((playbooks, policy))
     }
 
     /// The playbooks in force. A request uses the set that was in force when it started.
-    public var playbooks: PlaybookSet { rules.withLock { $0.playbooks } }
+    public var playbooks: PlaybookSet { inForce.withLock { $0.playbooks } }
 
     /// The safety policy in force, for every block whatever its source.
-    public var policy: SafetyPolicy { rules.withLock { $0.policy } }
+    public var policy: SafetyPolicy { inForce.withLock { $0.policy } }
 
     /// Puts a new set of playbooks and safety policy in force, at once, for the requests that start after.
     public func replace(playbooks: PlaybookSet, policy: SafetyPolicy) {
-        rules.withLock { $0 = (playbooks, policy) }
+        inForce.withLock { $0 = (playbooks, policy) }
     }
 
     public struct Summary: Sendable {
@@ -61,7 +63,7 @@ public final class Pipeline: Sendable {
         let receivedAt = now()
         let positionName = IngestParser.positionName(format)
         var summary = Summary()
-        let (playbooks, policy) = rules.withLock { $0 }
+        let (playbooks, policy) = inForce.withLock { $0 }
         var commits: [PendingWrite<Effects>] = []
         // Chunks stay referenced here until their commits are done, so that they are freed on
         // this thread rather than on the writer's.
@@ -95,6 +97,7 @@ public final class Pipeline: Sendable {
         flush()
         for commit in commits {
             let effects = try await commit.value()
+            ruleDirectory.write(effects.rules)
             enforcer.submit(effects.firewall)
             execRunner.submit(effects.execs)
         }
@@ -106,6 +109,7 @@ public final class Pipeline: Sendable {
     struct Effects: Sendable {
         var firewall: [FirewallChange] = []
         var execs: [ExecJob] = []
+        var rules: [RuleFile] = []
     }
 
     private static func commit(
@@ -162,6 +166,21 @@ public final class Pipeline: Sendable {
                         item: item.id, playbook: playbook.name, argv: argv, input: encoded.json,
                         environment: ExecRunner.environment(for: item, playbook: playbook.name), timeout: exec.timeout
                     )
+                )
+            case .rule(let rule):
+                guard playbook.mode == .enforce else {
+                    try tx.audit("action.rule", subject: item.id, at: at) { w in
+                        w.field("playbook", playbook.name)
+                        w.field("format", rule.format.rawValue)
+                        w.field("content", rule.template.render(item, playbook: playbook.name))
+                        w.field("simulated", true)
+                    }
+                    continue
+                }
+                effects.rules.append(
+                    try tx.writeRule(format: rule.format, playbook: playbook.name, item: item, render: { sid in
+                        rule.template.render(item, playbook: playbook.name, sid: sid)
+                    }, at: at)
                 )
             }
         }

@@ -132,7 +132,34 @@ public final class Store: Sendable {
                     """
             )
         }
+        migrator.registerMigration("v2-rules") { db in
+            try db.execute(
+                sql: """
+                    -- Detection rules rendered by rule actions: the files under state_dir/rules follow this table.
+                    CREATE TABLE rule (
+                        format TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        sid INTEGER NOT NULL UNIQUE,
+                        playbook TEXT NOT NULL,
+                        item TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        content TEXT NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        PRIMARY KEY (format, name)
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return migrator
+    }
+
+    /// Every rendered rule, for bringing the rules directory to the store at start.
+    public func rules() async throws -> [RuleFile] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT format, name, content FROM rule").compactMap { row in
+                RuleFormat(rawValue: row["format"]).map { RuleFile(format: $0, name: row["name"], content: row["content"]) }
+            }
+        }
     }
 }
 

@@ -125,3 +125,12 @@ import Testing
         #expect(try ActionTemplate("{{#tags}}{{.}};{{/tags}}{{playbook}}", output: .text).render(item, playbook: "p") == "x;y;p")
     }
 }
+
+@Suite struct RuleFileNameTests {
+    @Test func namesCannotEscapeTheRulesDirectory() {
+        #expect(RuleAction.fileName(playbook: "p", value: "2a0e:1c80::/29") == "p-2a0e_1c80___29")
+        #expect(RuleAction.fileName(playbook: "..", value: "../../etc/passwd") == "-.._.._etc_passwd")
+        #expect(!RuleAction.fileName(playbook: "a", value: "x/\u{0}y\nz").contains("/"))
+        #expect(RuleAction.fileName(playbook: "p", value: String(repeating: "a", count: 1000)).count == 180)
+    }
+}

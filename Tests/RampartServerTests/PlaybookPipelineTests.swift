@@ -228,3 +228,46 @@ import Testing
         }
     }
 }
+
+@Suite struct RuleActionTests {
+    static let playbook = """
+        name: c2-suricata
+        match: {kind: [ipv4, ipv6], tags: {any: [c2]}}
+        actions:
+          - rule:
+              format: suricata
+              template: 'drop ip {{value}} any -> $HOME_NET any (msg:"rampart {{playbook}}: {{description}}"; sid:{{sid}}; rev:1;)'
+        """
+
+    @Test func rendersOneFilePerValueAndKeepsTheSidAcrossVersions() async throws {
+        let node = try TestNode(playbooks: ["c2": Self.playbook])
+        let directory = URL(fileURLWithPath: node.config.stateDirectory).appendingPathComponent("rules/suricata")
+        try await node.run { client, _ in
+            let body = #"[{"value": "77.90.185.20", "tags": ["c2"], "description": "say \"hi\"; then\\leave"}, {"value": "2a0e:1c80::1", "tags": ["c2"]}]"#
+            let answer = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: body)
+            #expect(answer["accepted"] as? Int == 2)
+            let first = try String(contentsOf: directory.appendingPathComponent("c2-suricata-77.90.185.20.rules"), encoding: .utf8)
+            // Quotes, semicolons and backslashes in field values are escaped for a rule option.
+            #expect(first == #"drop ip 77.90.185.20 any -> $HOME_NET any (msg:"rampart c2-suricata: say \"hi\"\; then\\leave"; sid:1000000; rev:1;)"#)
+            let second = try String(contentsOf: directory.appendingPathComponent("c2-suricata-2a0e_1c80__1.rules"), encoding: .utf8)
+            #expect(second.contains("sid:1000001;"))
+
+            // The same value again: the same file and sid, the new content.
+            _ = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"{"value": "77.90.185.20", "tags": ["c2"], "description": "v2"}"#)
+            let replaced = try String(contentsOf: directory.appendingPathComponent("c2-suricata-77.90.185.20.rules"), encoding: .utf8)
+            #expect(replaced.contains("rampart c2-suricata: v2\""))
+            #expect(replaced.contains("sid:1000000;"))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["c2-suricata-2a0e_1c80__1.rules", "c2-suricata-77.90.185.20.rules"])
+
+            let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
+            let written = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.written" }
+            #expect(written.count == 3)
+            #expect((written.last?["detail"] as? [String: Any])?["replaced"] as? Bool == true)
+        }
+        // A lost file comes back from the store at the next start.
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("c2-suricata-2a0e_1c80__1.rules"))
+        try await node.run { _, _ in
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("c2-suricata-2a0e_1c80__1.rules").path))
+        }
+    }
+}

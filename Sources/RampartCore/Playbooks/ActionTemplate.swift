@@ -8,16 +8,23 @@ import Mustache
 public struct ActionTemplate: Sendable {
     public enum Output: String, Sendable {
         case text = "TEXT"
+        /// Inside a JSON (or YAML double-quoted) string.
         case json = "RAMPART_JSON"
+        /// Inside a Suricata or Snort rule option value.
+        case ruleOption = "RAMPART_RULE_OPTION"
+        /// Inside a YARA string literal.
+        case yaraString = "RAMPART_YARA_STRING"
     }
 
     /// What a template can name. `tags` is a list: `{{#tags}}{{.}} {{/tags}}`.
     public static let fields = ["id", "kind", "value", "confidence", "severity", "tlp", "source", "description", "tags", "via", "origin", "playbook", "received_at"]
+    /// What rule templates can name besides: the rule's signature id, stable for a playbook and value.
+    public static let ruleFields = fields + ["sid"]
 
     public let text: String
     private let template: MustacheTemplate
 
-    public init(_ text: String, output: Output) throws(ValueError) {
+    public init(_ text: String, output: Output, fields allowed: [String] = ActionTemplate.fields) throws(ValueError) {
         ActionTemplate.registerContentTypes
         do {
             template = try MustacheTemplate(string: "{{% CONTENT_TYPE: \(output.rawValue)}}" + text)
@@ -27,9 +34,9 @@ public struct ActionTemplate: Sendable {
         self.text = text
         let recorder = NameRecorder()
         _ = template.render(recorder)
-        if let unknown = recorder.names.first(where: { !ActionTemplate.fields.contains($0) }) {
-            var message = "the template names '\(unknown.preview)', which is not a field; it can use \(ActionTemplate.fields.joined(separator: ", "))"
-            if let guess = YAMLReader.closest(unknown, in: ActionTemplate.fields) { message += " (did you mean '\(guess)'?)" }
+        if let unknown = recorder.names.first(where: { !allowed.contains($0) }) {
+            var message = "the template names '\(unknown.preview)', which is not a field; it can use \(allowed.joined(separator: ", "))"
+            if let guess = YAMLReader.closest(unknown, in: allowed) { message += " (did you mean '\(guess)'?)" }
             throw ValueError(.invalidField, message)
         }
     }
@@ -37,14 +44,15 @@ public struct ActionTemplate: Sendable {
     /// Whether the template uses any field (a constant needs no rendering).
     public var isConstant: Bool { !text.contains("{{") }
 
-    public func render(_ item: Item, playbook: String) -> String {
-        isConstant ? text : template.render(ActionTemplate.context(item, playbook: playbook))
+    public func render(_ item: Item, playbook: String, sid: Int? = nil) -> String {
+        isConstant ? text : template.render(ActionTemplate.context(item, playbook: playbook, sid: sid))
     }
 
-    static func context(_ item: Item, playbook: String) -> [String: Any] {
+    static func context(_ item: Item, playbook: String, sid: Int?) -> [String: Any] {
         var context: [String: Any] = [
             "id": item.id, "via": item.via, "origin": item.origin, "playbook": playbook, "received_at": Timestamp.format(item.receivedAt),
         ]
+        if let sid { context["sid"] = sid }
         if let indicator = item.indicator {
             context["kind"] = indicator.kind.rawValue
             context["value"] = indicator.value
@@ -60,7 +68,24 @@ public struct ActionTemplate: Sendable {
 
     private static let registerContentTypes: Void = {
         MustacheContentTypes.register(JSONStringContent(), named: Output.json.rawValue)
+        MustacheContentTypes.register(BackslashContent(special: "\\\";"), named: Output.ruleOption.rawValue)
+        MustacheContentTypes.register(BackslashContent(special: "\\\""), named: Output.yaraString.rawValue)
     }()
+
+    /// Backslash-escapes the given characters; drops control characters, which no rule format
+    /// allows inside a value.
+    struct BackslashContent: MustacheContentType {
+        let special: String
+
+        func escapeText(_ text: String) -> String {
+            var out = ""
+            for scalar in text.unicodeScalars where scalar.value >= 0x20 && scalar.value != 0x7f {
+                if special.unicodeScalars.contains(scalar) { out.append("\\") }
+                out.unicodeScalars.append(scalar)
+            }
+            return out
+        }
+    }
 
     /// Escapes text for the inside of a JSON string.
     struct JSONStringContent: MustacheContentType {

@@ -35,11 +35,14 @@ public enum Action: Sendable {
     case block(BlockAction)
     /// Run a local command (argv, never a shell) with the item as JSON on its standard input.
     case exec(ExecAction)
+    /// Render a detection rule from the item into the rules directory.
+    case rule(RuleAction)
 
     public var name: String {
         switch self {
         case .block: "block"
         case .exec: "exec"
+        case .rule: "rule"
         }
     }
 }
@@ -138,6 +141,11 @@ extension Playbook {
                 let argv = exec.arguments(for: item, playbook: name).map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }
                 let verb = mode == .simulate ? "record (simulate, not run)" : "run"
                 return "exec: \(verb) \(argv.joined(separator: " ")) with the item as JSON on stdin, timeout \(exec.timeout.text)"
+            case .rule(let rule):
+                let file = "rules/\(rule.format.rawValue)/\(RuleAction.fileName(playbook: name, value: indicator.value)).\(rule.format.fileExtension)"
+                let item = Item(id: "(item id)", payload: .indicator(indicator), via: "(via)", origin: "(origin)", receivedAt: Date())
+                let verb = mode == .simulate ? "record (simulate, not written)" : "write"
+                return "rule: \(verb) \(file): \(rule.template.render(item, playbook: name, sid: 1_000_000))"
             }
         }
     }

@@ -131,8 +131,18 @@ public enum PlaybookLoader {
             }
             guard argv.count == entries.count else { return nil }
             return .exec(ExecAction(argv: argv, timeout: timeout))
+        case "rule":
+            guard let rule = reader.fields(body, allowed: ["format", "template"], what: "\(path).rule") else { return nil }
+            let format = rule.required("format").flatMap { n in
+                reader.word(n, "\(path).rule.format") { (text) throws(ValueError) in try choice(text, RuleFormat.self) }
+            }
+            guard let body = rule.required("template"), let format else { return nil }
+            let template = reader.word(body, "\(path).rule.template") { (text) throws(ValueError) in
+                try ActionTemplate(text, output: format.templateOutput, fields: ActionTemplate.ruleFields)
+            }
+            return template.map { .rule(RuleAction(format: format, template: $0)) }
         default:
-            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block, exec")
+            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block, exec, rule")
             return nil
         }
     }
