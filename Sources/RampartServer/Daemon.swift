@@ -56,7 +56,9 @@ public enum Daemon {
             StoreService(store: store, logger: logger),
             enforcer,
             execRunner,
-            ExpiryService(store: store, enforcer: enforcer, interval: .seconds(1), now: now, logger: logger),
+            ExpiryService(
+                store: store, enforcer: enforcer, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now, logger: logger
+            ),
             ReloadOnHangup(reloader: reloader),
         ]
         var app = Application(

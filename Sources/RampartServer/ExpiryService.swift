@@ -5,10 +5,13 @@ import RampartStore
 import ServiceLifecycle
 
 /// Closes decisions whose time is up, every `interval`: each gets its `decision.expired` audit
-/// entry, and the firewall drops its element in the same step.
+/// entry, and the firewall drops its element in the same step. Sightings older than the longest
+/// window of the playbooks in force go in the same transaction.
 struct ExpiryService: Service {
     let store: Store
     let enforcer: Enforcer
+    /// How long sightings must be kept (nil: none are needed).
+    let sightingWindow: @Sendable () -> Duration?
     let interval: Duration
     let now: @Sendable () -> Date
     let logger: Logger
@@ -24,13 +27,18 @@ struct ExpiryService: Service {
         }
     }
 
-    /// Expires everything due now; returns how many decisions expired.
+    /// Expires everything due now, and forgets sightings no playbook can count any more; returns
+    /// how many decisions expired.
     @discardableResult
     func sweep() async throws -> Int {
         var total = 0
         while true {
             let at = now()
-            let expired = try await store.write { tx in try tx.expire(now: at) }
+            let forgetBefore = at.addingTimeInterval(-Double((sightingWindow() ?? .zero).milliseconds) / 1000)
+            let expired = try await store.write { tx in
+                try tx.pruneSightings(before: forgetBefore)
+                return try tx.expire(now: at)
+            }
             total += expired.count
             enforcer.submit(expired.compactMap { $0.simulated ? nil : .remove($0.target) })
             if expired.count < 10_000 { return total }

@@ -53,7 +53,7 @@ public final class Pipeline: Sendable {
     }
 
     private enum Prepared: Sendable {
-        case accepted(EncodedItem, [Playbook])
+        case accepted(EncodedItem, [Playbook], recordSighting: Bool)
         case refused(position: Int, ValueError, raw: String?)
     }
 
@@ -86,7 +86,7 @@ public final class Pipeline: Sendable {
                     let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
                     let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via))
-                    chunk.append(.accepted(EncodedItem(item), matched))
+                    chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
                 case .failure(let error):
                     summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
                     chunk.append(.refused(position: entry.position, error, raw: entry.raw))
@@ -118,9 +118,14 @@ public final class Pipeline: Sendable {
         var effects = Effects()
         for entry in chunk {
             switch entry {
-            case .accepted(let encoded, let matched):
+            case .accepted(let encoded, let matched, let recordSighting):
                 guard try tx.insert(encoded) else { continue }
+                if recordSighting { try tx.recordSighting(encoded.item) }
                 for playbook in matched {
+                    if let sightings = playbook.sightings, let value = encoded.item.indicator?.value {
+                        let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
+                        guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
+                    }
                     try apply(playbook, to: encoded, policy: policy, at: at, in: &tx, effects: &effects)
                 }
             case .refused(let position, let error, let raw):

@@ -150,6 +150,22 @@ public final class Store: Sendable {
                     """
             )
         }
+        migrator.registerMigration("v3-sightings") { db in
+            try db.execute(
+                sql: """
+                    -- Who saw which value when, for playbooks' sightings conditions; kept for the longest window in use.
+                    CREATE TABLE sighting (
+                        value TEXT NOT NULL,
+                        at INTEGER NOT NULL,
+                        source TEXT,
+                        via TEXT NOT NULL,
+                        origin TEXT NOT NULL
+                    );
+                    CREATE INDEX sighting_value ON sighting(value, at);
+                    CREATE INDEX sighting_at ON sighting(at);
+                    """
+            )
+        }
         return migrator
     }
 

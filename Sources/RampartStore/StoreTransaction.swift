@@ -282,6 +282,28 @@ extension StoreTransaction {
     }
 }
 
+extension StoreTransaction {
+    /// Records that the item's value was seen, for sightings conditions.
+    public mutating func recordSighting(_ item: Item) throws {
+        guard let indicator = item.indicator else { return }
+        try db.execute(
+            sql: "INSERT INTO sighting(value, at, source, via, origin) VALUES (?, ?, ?, ?, ?)",
+            arguments: [indicator.value, item.receivedAt.milliseconds, indicator.source, item.via, item.origin]
+        )
+    }
+
+    /// How many times (or by how many distinct sources, vias or origins) `value` was seen since `date`.
+    public func countSightings(of value: String, distinct: Sightings.Distinct?, since date: Date) throws -> Int {
+        let counted = distinct.map { "COUNT(DISTINCT \($0.rawValue))" } ?? "COUNT(*)"
+        return try Int.fetchOne(db, sql: "SELECT \(counted) FROM sighting WHERE value = ? AND at >= ?", arguments: [value, date.milliseconds]) ?? 0
+    }
+
+    /// Forgets sightings older than `date`.
+    public mutating func pruneSightings(before date: Date) throws {
+        try db.execute(sql: "DELETE FROM sighting WHERE at < ?", arguments: [date.milliseconds])
+    }
+}
+
 public enum BlockOutcome: Sendable, Hashable {
     case created(Decision)
     /// Merged into an active decision whose expiry or direction grew.

@@ -69,6 +69,12 @@ import Testing
         ]),
         ("name: a\nmode: dry\nmatch: {kind: ipv4}\nactions: []\n", ["2:7: mode: expected one of enforce, simulate, found 'dry'"]),
         ("name: a\nmatch: {from: [soc]}\nactions: []\n", ["2:16: match.from: 'soc' must be api:KEY_NAME or peer:PEER_NAME"]),
+        ("name: a\nmatch: {any: [{sightings: {min: 2, within: 1h}}]}\nactions: []\n", [
+            "2:16: sightings must be a key of match itself, not inside any, all or not",
+        ]),
+        ("name: a\nmatch: {sightings: {min: 2, distinct: feed, within: 1h}}\nactions: []\n", [
+            "2:39: match.sightings.distinct: expected one of source, via, origin, found 'feed'",
+        ]),
     ]
 
     @Test(arguments: mistakes.indices)

@@ -271,3 +271,39 @@ import Testing
         }
     }
 }
+
+@Suite struct SightingsTests {
+    @Test func actsOnlyOnceEnoughDistinctSourcesSawTheValueWithinTheWindow() async throws {
+        let clock = TestNode.Clock()
+        let playbook = """
+            name: corroborated
+            match:
+              kind: ipv4
+              sightings: {min: 2, distinct: source, within: 1h}
+            actions:
+              - block: {duration: 1h}
+            """
+        let node = try TestNode(playbooks: ["corroborated": playbook], clock: clock)
+        try await node.run { client, _ in
+            func post(_ value: String, source: String) async throws {
+                let answer = try await client.call(.post, "/v1/indicators?source=\(source)", as: "ingest", contentType: "text/plain", body: value)
+                #expect(answer.status == .accepted)
+            }
+            func blocked() async throws -> [String] {
+                let listed = try await client.call(.get, "/v1/decisions", as: "read")
+                return (listed["decisions"] as? [[String: Any]] ?? []).compactMap { $0["value"] as? String }
+            }
+            try await post("45.9.148.3", source: "feed-a")
+            try await post("45.9.148.3", source: "feed-a")
+            #expect(try await blocked().isEmpty)
+            try await post("45.9.148.3", source: "feed-b")
+            #expect(try await blocked() == ["45.9.148.3"])
+
+            // Two sources, but an hour and a half apart: not corroborated.
+            try await post("45.9.148.4", source: "feed-a")
+            clock.advance(5400)
+            try await post("45.9.148.4", source: "feed-b")
+            #expect(try await blocked() == ["45.9.148.3"])
+        }
+    }
+}

@@ -21,11 +21,36 @@ public struct Playbook: Sendable {
     /// Ends evaluation after this playbook when it matches.
     public var stop = false
     public var match: Condition = .all([])
+    /// Corroboration before acting, counted in the store when the item is committed.
+    public var sightings: Sightings?
     public var actions: [Action] = []
 
     public init(name: String, file: String) {
         self.name = name
         self.file = file
+    }
+}
+
+/// `sightings: {min: 2, distinct: source, within: 1h}`: the value must have been seen at least
+/// `min` times (counting this item), or by `min` distinct sources, API keys or peers (`via`), or
+/// origin nodes, within the window.
+public struct Sightings: Sendable, Equatable {
+    public enum Distinct: String, Sendable, CaseIterable {
+        case source, via, origin
+    }
+
+    public var min: Int
+    public var distinct: Distinct?
+    public var within: Duration
+
+    public init(min: Int, distinct: Distinct?, within: Duration) {
+        self.min = min
+        self.distinct = distinct
+        self.within = within
+    }
+
+    public var summary: String {
+        "seen \(distinct.map { "by \(min) distinct \($0.rawValue)s" } ?? "\(min) times") within \(within.text)"
     }
 }
 
@@ -128,7 +153,8 @@ extension Playbook {
     /// What the playbook's actions would do with the indicator, in words, for `rampart test` and
     /// `POST /v1/playbooks/test`.
     public func plan(for indicator: Indicator, policy: SafetyPolicy) -> [String] {
-        actions.map { action in
+        let corroboration = sightings.map { ["only once the value is \($0.summary) (counted when the item is committed)"] } ?? []
+        return corroboration + actions.map { action in
             switch action {
             case .block(let block):
                 guard let target = indicator.network else { return "block: nothing to block in a \(indicator.kind.rawValue)" }

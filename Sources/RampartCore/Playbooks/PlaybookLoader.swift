@@ -62,7 +62,9 @@ public enum PlaybookLoader {
         if let n = top["priority"], let value = reader.int(n, "priority", in: -1_000_000...1_000_000) { playbook.priority = value }
         if let n = top["stop"], let value = reader.bool(n, "stop") { playbook.stop = value }
         if let n = top.required("match") {
-            playbook.match = MatchReader(reader: reader, lists: lists).condition(n, path: "match")
+            let matchReader = MatchReader(reader: reader, lists: lists)
+            playbook.match = matchReader.condition(n, path: "match")
+            playbook.sightings = matchReader.sightings
         }
         if let n = top.required("actions"), let entries = reader.list(n, "actions", allowSingle: false) {
             for (index, entry) in entries.enumerated() {
@@ -199,6 +201,20 @@ public enum PlaybookLoader {
 struct MatchReader {
     let reader: YAMLReader
     let lists: [String: NamedList]
+    private let found = Found()
+
+    /// What the walk finds besides conditions.
+    private final class Found {
+        var sightings: Sightings?
+    }
+
+    init(reader: YAMLReader, lists: [String: NamedList]) {
+        self.reader = reader
+        self.lists = lists
+    }
+
+    /// The top-level `sightings`, which the store evaluates at commit.
+    var sightings: Sightings? { found.sightings }
 
     func condition(_ node: Node, path: String) -> Condition {
         guard let fields = reader.fields(node, allowed: PlaybookLoader.matchKeys, what: path) else { return .all([]) }
@@ -245,7 +261,18 @@ struct MatchReader {
             case "suggested":
                 if let actions = reader.strings(n, here) { parts.append(.suggested(Set(actions))) }
             case "sightings":
-                reader.error(fields.keyNode(key), "\(here) is not supported by this build yet")
+                guard path == "match" else {
+                    reader.error(fields.keyNode(key), "sightings must be a key of match itself, not inside any, all or not")
+                    continue
+                }
+                guard let s = reader.fields(n, allowed: ["min", "distinct", "within"], what: here) else { continue }
+                let min = s.required("min").flatMap { reader.int($0, "\(here).min", in: 1...1000) }
+                let within = s.required("within").flatMap { reader.duration($0, "\(here).within") }
+                if let within, within > .seconds(366 * 86_400) { reader.error(s["within"], "\(here).within must be at most 366d") }
+                let distinct = s["distinct"].flatMap { d in
+                    reader.word(d, "\(here).distinct") { (text) throws(ValueError) in try PlaybookLoader.choice(text, Sightings.Distinct.self) }
+                }
+                if let min, let within { found.sightings = Sightings(min: min, distinct: distinct, within: within) }
             case "any", "all":
                 guard let entries = reader.list(n, here, allowSingle: false) else { continue }
                 if entries.isEmpty { reader.error(n, "\(here) must hold at least one condition") }

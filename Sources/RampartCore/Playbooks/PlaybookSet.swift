@@ -13,6 +13,10 @@ public struct PlaybookSet: Sendable {
     private var byFrom: [String: [Int]] = [:]
     /// Playbooks with no indexable condition, by kind (`IndicatorKind.allCases` order).
     private var byKind: [[Int]] = Array(repeating: [], count: IndicatorKind.allCases.count)
+    /// Kinds whose sightings must be recorded, because a playbook counts them.
+    public private(set) var sightingKinds: KindSet = []
+    /// How long sightings must be kept: the longest window of any playbook.
+    public private(set) var sightingWindow: Duration?
 
     public init(_ playbooks: [Playbook]) {
         self.playbooks = playbooks.sorted { ($0.priority, $0.name) < ($1.priority, $1.name) }.map { playbook in
@@ -22,6 +26,10 @@ public struct PlaybookSet: Sendable {
         }
         var lists: [String: Int] = [:]
         for (index, playbook) in self.playbooks.enumerated() {
+            if let sightings = playbook.sightings {
+                sightingKinds = sightingKinds.union(playbook.match.possibleKinds)
+                sightingWindow = max(sightingWindow ?? .zero, sightings.within)
+            }
             switch PlaybookSet.indexKey(playbook.match) {
             case .networks(let set):
                 for network in set.networks { byNetwork.insert(network, index) }
