@@ -89,7 +89,8 @@ let package = Package(
         ),
         // The matcher benchmark: indexed PlaybookSet against a linear evaluation (Benchmarks/matcher.sh).
         .executableTarget(name: "rampart-bench-matcher", dependencies: ["RampartCore"], path: "Benchmarks/Matcher"),
-        .testTarget(name: "RampartCoreTests", dependencies: ["RampartCore"]),
+        // Fixtures are read through #filePath, not bundled.
+        .testTarget(name: "RampartCoreTests", dependencies: ["RampartCore"], exclude: ["Fixtures"]),
         .testTarget(
             name: "RampartStoreTests",
             dependencies: ["RampartStore", .product(name: "GRDB", package: "GRDB.swift")]

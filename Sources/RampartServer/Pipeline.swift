@@ -53,8 +53,25 @@ public final class Pipeline: Sendable {
     }
 
     private enum Prepared: Sendable {
-        case accepted(EncodedItem, [Playbook], recordSighting: Bool)
+        case accepted(EncodedItem, [Match], recordSighting: Bool)
         case refused(position: Int, ValueError, raw: String?)
+    }
+
+    /// A playbook that matched an item, with its `playbook.matched` audit detail encoded before the
+    /// write.
+    struct Match: Sendable {
+        let playbook: Playbook
+        let detail: AuditDetail
+
+        init(_ playbook: Playbook, item: Item) {
+            self.playbook = playbook
+            detail = AuditDetail { w in
+                w.field("playbook", playbook.name)
+                w.field("mode", playbook.mode.rawValue)
+                w.field("value", item.indicator?.value ?? "")
+                w.field("actions", playbook.actions.map(\.name))
+            }
+        }
     }
 
     /// Parses and commits a body. Throws `IngestParser.BodyError` when the body as a whole is refused
@@ -85,7 +102,7 @@ public final class Pipeline: Sendable {
                 case .success(let indicator):
                     let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
-                    let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via))
+                    let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via)).map { Match($0, item: item) }
                     chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
                 case .failure(let error):
                     summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
@@ -121,12 +138,13 @@ public final class Pipeline: Sendable {
             case .accepted(let encoded, let matched, let recordSighting):
                 guard try tx.insert(encoded) else { continue }
                 if recordSighting { try tx.recordSighting(encoded.item) }
-                for playbook in matched {
+                for match in matched {
+                    let playbook = match.playbook
                     if let sightings = playbook.sightings, let value = encoded.item.indicator?.value {
                         let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
                         guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
                     }
-                    try apply(playbook, to: encoded, policy: policy, at: at, in: &tx, effects: &effects)
+                    try apply(match, to: encoded, policy: policy, at: at, in: &tx, effects: &effects)
                 }
             case .refused(let position, let error, let raw):
                 try tx.refuse(via: via, position: positionName, index: position, error: error, raw: raw, at: at)
@@ -137,15 +155,11 @@ public final class Pipeline: Sendable {
 
     /// Records the match and carries out the playbook's actions inside the item's transaction.
     static func apply(
-        _ playbook: Playbook, to encoded: EncodedItem, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction, effects: inout Effects
+        _ match: Match, to encoded: EncodedItem, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction, effects: inout Effects
     ) throws {
         let item = encoded.item
-        try tx.audit("playbook.matched", subject: item.id, at: at) { w in
-            w.field("playbook", playbook.name)
-            w.field("mode", playbook.mode.rawValue)
-            w.field("value", item.indicator?.value ?? "")
-            w.field("actions", playbook.actions.map(\.name))
-        }
+        let playbook = match.playbook
+        try tx.audit("playbook.matched", subject: item.id, detail: match.detail, at: at)
         for action in playbook.actions {
             switch action {
             case .block(let block):

@@ -44,14 +44,16 @@ public struct StoreTransaction {
         return seq
     }
 
+    /// Appends an entry whose detail was encoded and digested before the write.
+    @discardableResult
+    public mutating func audit(_ event: String, subject: String, detail: AuditDetail, at: Date) throws -> Int64 {
+        try audit(event, subject: subject, detail: detail.json, digest: detail.digest, at: at)
+    }
+
     /// Convenience for details built inline: `audit("x", subject: id, at: now) { $0.field("k", v) }`.
     @discardableResult
     public mutating func audit(_ event: String, subject: String, at: Date, _ build: (inout JSONWriter) -> Void) throws -> Int64 {
-        var w = JSONWriter(capacity: 128)
-        w.beginObject()
-        build(&w)
-        w.endObject()
-        return try audit(event, subject: subject, detail: w, at: at)
+        try audit(event, subject: subject, detail: AuditDetail(build), at: at)
     }
 
     // MARK: Items
@@ -72,7 +74,7 @@ public struct StoreTransaction {
         binder.bind(state.auditSeq + 1)  // the entry appended next
         try binder.step(db)
         guard db.changesCount == 1 else { return false }
-        try audit("item.accepted", subject: encoded.item.id, detail: encoded.json, digest: encoded.digest, at: encoded.item.receivedAt)
+        try audit("item.accepted", subject: encoded.item.id, detail: encoded.detail, at: encoded.item.receivedAt)
         return true
     }
 
@@ -86,6 +88,18 @@ public struct StoreTransaction {
         }
     }
 
+    // MARK: Statements
+
+    /// Statements run per matched item go through the connection's statement cache: preparing them
+    /// each time cost more than running them.
+    private func cached(_ sql: String) throws -> Statement {
+        try db.cachedStatement(sql: sql)
+    }
+
+    private func execute(_ sql: String, _ arguments: StatementArguments) throws {
+        try db.cachedStatement(sql: sql).execute(arguments: arguments)
+    }
+
     // MARK: Decisions
 
     /// Applies the safety rails and merges the block into the active decision for the same value, or
@@ -94,7 +108,7 @@ public struct StoreTransaction {
         var request = request
         if let escalation = request.escalation, let playbook = request.playbook {
             let previous = try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM decision WHERE value = ? AND playbook = ?", arguments: [request.target.description, playbook]
+                cached("SELECT COUNT(*) FROM decision WHERE value = ? AND playbook = ?"), arguments: [request.target.description, playbook]
             ) ?? 0
             request.duration = escalation.duration(request.duration, previous: previous)
         }
@@ -103,16 +117,19 @@ public struct StoreTransaction {
             return .refused(refusal)
         }
         let expiresAt = now.adding(request.duration)
-        try expireStale(value: request.target.description, now: now)
-        if var existing = try activeDecision(value: request.target.description, simulated: request.simulated, now: now) {
+        // A decision whose time ran out but which the expiry sweep has not reached yet is closed
+        // before a new one is made, so one value never has two active decisions.
+        let current = try activeDecisions(for: request.target)
+        for stale in current where stale.expiresAt <= now { try markExpired(stale, now: now) }
+        if var existing = current.first(where: { $0.simulated == request.simulated && $0.expiresAt > now }) {
             let previous = existing
             existing.expiresAt = max(existing.expiresAt, expiresAt)
             existing.direction = existing.direction.union(request.direction)
             let changed = existing != previous
             if changed {
-                try db.execute(
-                    sql: "UPDATE decision SET expires_at = ?, direction = ? WHERE id = ?",
-                    arguments: [existing.expiresAt.milliseconds, existing.direction.rawValue, existing.id]
+                try execute(
+                    "UPDATE decision SET expires_at = ?, direction = ? WHERE id = ?",
+                    [existing.expiresAt.milliseconds, existing.direction.rawValue, existing.id]
                 )
             }
             try audit(changed ? "decision.extended" : "decision.merged", subject: existing.id, at: now) { w in
@@ -133,12 +150,12 @@ public struct StoreTransaction {
             expiresAt: expiresAt, playbook: request.playbook, item: request.item, origin: request.origin,
             reason: request.reason, simulated: request.simulated
         )
-        try db.execute(
-            sql: """
+        try execute(
+            """
                 INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')
                 """,
-            arguments: [
+            [
                 decision.id, decision.value, decision.direction.rawValue, now.milliseconds, expiresAt.milliseconds,
                 decision.playbook, decision.item, decision.origin, decision.reason, decision.simulated,
             ]
@@ -158,9 +175,9 @@ public struct StoreTransaction {
     public mutating func revoke(id: String? = nil, value: String? = nil, reason: String, by: String, now: Date) throws -> [Decision] {
         let rows: [Decision]
         if let id {
-            rows = try Decision.fetchAll(db, sql: "SELECT * FROM decision WHERE id = ? AND state = 'active'", arguments: [id])
+            rows = try Decision.fetchAll(cached("SELECT * FROM decision WHERE id = ? AND state = 'active'"), arguments: [id])
         } else if let value {
-            rows = try Decision.fetchAll(db, sql: "SELECT * FROM decision WHERE value = ? AND state = 'active'", arguments: [value])
+            rows = try Decision.fetchAll(cached("SELECT * FROM decision WHERE value = ? AND state = 'active'"), arguments: [value])
         } else {
             rows = []
         }
@@ -169,9 +186,9 @@ public struct StoreTransaction {
             let wasInForce = decision.isActive(at: now)
             decision.state = .revoked
             decision.revokedAt = now
-            try db.execute(
-                sql: "UPDATE decision SET state = 'revoked', revoked_at = ? WHERE id = ?",
-                arguments: [now.milliseconds, decision.id]
+            try execute(
+                "UPDATE decision SET state = 'revoked', revoked_at = ? WHERE id = ?",
+                [now.milliseconds, decision.id]
             )
             if !decision.simulated { state.activeBlocks -= 1 }
             try audit("decision.revoked", subject: decision.id, at: now) { w in
@@ -188,8 +205,7 @@ public struct StoreTransaction {
     /// Marks decisions whose time is up as expired (at most `limit` a call) and returns them.
     public mutating func expire(now: Date, limit: Int = 10_000) throws -> [Decision] {
         let due = try Decision.fetchAll(
-            db,
-            sql: "SELECT * FROM decision WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            cached("SELECT * FROM decision WHERE state = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT ?"),
             arguments: [now.milliseconds, limit]
         )
         for decision in due { try markExpired(decision, now: now) }
@@ -197,7 +213,7 @@ public struct StoreTransaction {
     }
 
     private mutating func markExpired(_ decision: Decision, now: Date) throws {
-        try db.execute(sql: "UPDATE decision SET state = 'expired' WHERE id = ?", arguments: [decision.id])
+        try execute("UPDATE decision SET state = 'expired' WHERE id = ?", [decision.id])
         if !decision.simulated { state.activeBlocks -= 1 }
         try audit("decision.expired", subject: decision.id, at: now) { w in
             w.field("value", decision.value)
@@ -205,22 +221,25 @@ public struct StoreTransaction {
         }
     }
 
-    /// A decision for `value` whose time ran out but which the expiry sweep has not reached yet is
-    /// closed before a new one is made, so one value never has two active decisions.
-    private mutating func expireStale(value: String, now: Date) throws {
-        let stale = try Decision.fetchAll(
-            db, sql: "SELECT * FROM decision WHERE value = ? AND state = 'active' AND expires_at <= ?",
-            arguments: [value, now.milliseconds]
+    /// The active decisions for one value, read column by column: this runs for every block a
+    /// playbook makes, and decoding by name (and re-parsing the value) cost more than the query.
+    private func activeDecisions(for target: IPNetwork) throws -> [Decision] {
+        let rows = try Row.fetchCursor(
+            cached(
+                "SELECT id, direction, created_at, expires_at, playbook, item, origin, reason, simulated FROM decision WHERE value = ? AND state = 'active'"
+            ),
+            arguments: [target.description]
         )
-        for decision in stale { try markExpired(decision, now: now) }
-    }
-
-    private func activeDecision(value: String, simulated: Bool, now: Date) throws -> Decision? {
-        try Decision.fetchOne(
-            db,
-            sql: "SELECT * FROM decision WHERE value = ? AND simulated = ? AND state = 'active' AND expires_at > ?",
-            arguments: [value, simulated, now.milliseconds]
-        )
+        var found: [Decision] = []
+        while let row = try rows.next() {
+            found.append(
+                Decision(
+                    id: row[0], target: target, direction: Direction(rawValue: row[1]) ?? .both, createdAt: Date(milliseconds: row[2]),
+                    expiresAt: Date(milliseconds: row[3]), playbook: row[4], item: row[5], origin: row[6], reason: row[7], simulated: row[8]
+                )
+            )
+        }
+        return found
     }
 
     private mutating func auditRefusal(_ request: BlockRequest, code: String, message: String, now: Date) throws {
@@ -264,12 +283,12 @@ extension StoreTransaction {
     ) throws -> RuleFile {
         let value = item.indicator?.value ?? item.id
         let name = RuleAction.fileName(playbook: playbook, value: value)
-        let existing = try Int.fetchOne(db, sql: "SELECT sid FROM rule WHERE format = ? AND name = ?", arguments: [format.rawValue, name])
-        let sid = try existing ?? ((Int.fetchOne(db, sql: "SELECT MAX(sid) FROM rule") ?? 999_999) + 1)
+        let existing = try Int.fetchOne(cached("SELECT sid FROM rule WHERE format = ? AND name = ?"), arguments: [format.rawValue, name])
+        let sid = try existing ?? ((Int.fetchOne(cached("SELECT MAX(sid) FROM rule")) ?? 999_999) + 1)
         let file = RuleFile(format: format, name: name, content: render(sid))
-        try db.execute(
-            sql: "INSERT OR REPLACE INTO rule(format, name, sid, playbook, item, value, content, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            arguments: [format.rawValue, name, sid, playbook, item.id, value, file.content, now.milliseconds]
+        try execute(
+            "INSERT OR REPLACE INTO rule(format, name, sid, playbook, item, value, content, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [format.rawValue, name, sid, playbook, item.id, value, file.content, now.milliseconds]
         )
         try audit("rule.written", subject: item.id, at: now) { w in
             w.field("playbook", playbook)
@@ -286,21 +305,21 @@ extension StoreTransaction {
     /// Records that the item's value was seen, for sightings conditions.
     public mutating func recordSighting(_ item: Item) throws {
         guard let indicator = item.indicator else { return }
-        try db.execute(
-            sql: "INSERT INTO sighting(value, at, source, via, origin) VALUES (?, ?, ?, ?, ?)",
-            arguments: [indicator.value, item.receivedAt.milliseconds, indicator.source, item.via, item.origin]
+        try execute(
+            "INSERT INTO sighting(value, at, source, via, origin) VALUES (?, ?, ?, ?, ?)",
+            [indicator.value, item.receivedAt.milliseconds, indicator.source, item.via, item.origin]
         )
     }
 
     /// How many times (or by how many distinct sources, vias or origins) `value` was seen since `date`.
     public func countSightings(of value: String, distinct: Sightings.Distinct?, since date: Date) throws -> Int {
         let counted = distinct.map { "COUNT(DISTINCT \($0.rawValue))" } ?? "COUNT(*)"
-        return try Int.fetchOne(db, sql: "SELECT \(counted) FROM sighting WHERE value = ? AND at >= ?", arguments: [value, date.milliseconds]) ?? 0
+        return try Int.fetchOne(cached("SELECT \(counted) FROM sighting WHERE value = ? AND at >= ?"), arguments: [value, date.milliseconds]) ?? 0
     }
 
     /// Forgets sightings older than `date`.
     public mutating func pruneSightings(before date: Date) throws {
-        try db.execute(sql: "DELETE FROM sighting WHERE at < ?", arguments: [date.milliseconds])
+        try execute("DELETE FROM sighting WHERE at < ?", [date.milliseconds])
     }
 }
 
@@ -344,12 +363,33 @@ final class PreparedStatements {
 /// writer thread.
 public struct EncodedItem: Sendable {
     public let item: Item
-    public let json: [UInt8]
-    let digest: [UInt8]
+    let detail: AuditDetail
 
     public init(_ item: Item) {
         self.item = item
-        json = item.json
+        detail = AuditDetail(item.json)
+    }
+
+    /// The item's JSON, as its audit entry holds it.
+    public var json: [UInt8] { detail.json }
+}
+
+/// An audit entry's detail, encoded and digested before the write, off the writer's thread.
+public struct AuditDetail: Sendable {
+    public let json: [UInt8]
+    let digest: [UInt8]
+
+    public init(_ json: [UInt8]) {
+        self.json = json
         digest = AuditChain.digest(json)
+    }
+
+    /// A detail object built inline: `AuditDetail { $0.field("k", v) }`.
+    public init(_ build: (inout JSONWriter) -> Void) {
+        var w = JSONWriter(capacity: 128)
+        w.beginObject()
+        build(&w)
+        w.endObject()
+        self.init(w.bytes)
     }
 }

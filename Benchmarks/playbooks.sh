@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Playbook benchmarks (issue 3), release build, in one session:
+#   1. a feed posted as text/plain with no playbooks, then with 100 generated playbooks loaded
+#      (indicators/s and the ratio);
+#   2. a reload of 1,000 generated playbooks (POST /v1/reload), timed, while the feed is posted:
+#      both finish, and the ingest answer shows it went on during the reload.
+# Usage: Benchmarks/playbooks.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FEED=${1:-../shared/data/feeds/ipsum-level1.txt}
+RUNS=3
+[ -r "$FEED" ] || { echo "feed $FEED not found; pass a file of one IP a line" >&2; exit 2; }
+swift build -c release --product rampart >/dev/null
+BIN=$(swift build -c release --show-bin-path)
+WORK=$(mktemp -d)
+PID=""
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+TOKEN=rmp_bench_token
+HASH=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+LINES=$(grep -cv '^#' "$FEED" || true)
+
+generate() { # COUNT DIR: playbooks like an operator's: networks, suffixes, tags, some regex
+    rm -rf "$2"; mkdir -p "$2"
+    python3 - "$1" "$2" "$FEED" <<'PY'
+import random, sys
+count, out, feed = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+rng = random.Random(42)
+ips = [l.split()[0] for l in open(feed) if l.strip() and not l.startswith("#")]
+for i in range(count):
+    r = rng.random()
+    if r < 0.6:
+        # networks: /16s around addresses of the feed, so some playbooks match
+        nets = sorted({".".join(rng.choice(ips).split(".")[:2]) + ".0.0/16" for _ in range(rng.randint(1, 3))})
+        match = f"  kind: [ipv4, cidr]\n  confidence: {{min: {rng.randint(0, 60)}}}\n  value: {{cidr: [{', '.join(nets)}]}}\n"
+        actions = "  - block: {duration: 1h, direction: inbound}\n"
+    elif r < 0.8:
+        match = f"  kind: ipv4\n  tags: {{any: [tag{rng.randint(0, 300)}, tag{rng.randint(0, 300)}]}}\n"
+        actions = "  - block: {duration: 4h}\n"
+    elif r < 0.95:
+        match = f"  kind: [domain, url]\n  value: {{suffix: [site{rng.randint(0, 5000)}.com]}}\n"
+        actions = ""
+    else:
+        match = f"  kind: domain\n  value: {{suffix: [site{rng.randint(0, 5000)}.top], regex: '^[a-z0-9]{{12,}}\\\\.top$'}}\n"
+        actions = ""
+    with open(f"{out}/p{i:05d}.yaml", "w") as f:
+        actions = actions or "  []\n"
+        f.write(f"name: p{i:05d}\npriority: {rng.randint(1, 1000)}\nmatch:\n{match}actions:\n{actions}")
+PY
+}
+
+start() { # PLAYBOOKS_DIR: a fresh daemon on both cores
+    rm -rf "$WORK/state"
+    cat >"$WORK/rampart.yaml" <<YAML
+node: {id: bench}
+listen: 127.0.0.1:8474
+state_dir: state
+playbooks: $1
+firewall: {backend: dry-run}
+api_keys:
+  - {name: bench, roles: [ingest, read, admin], token_sha256: "$HASH"}
+log: {level: warning}
+YAML
+    "$BIN/rampart" serve --config "$WORK/rampart.yaml" 2>>"$WORK/daemon.log" &
+    PID=$!
+    for _ in $(seq 400); do curl -sf -o /dev/null http://127.0.0.1:8474/readyz && return; sleep 0.05; done
+    echo "daemon did not start:"; cat "$WORK/daemon.log"; exit 1
+}
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
+post() { curl -sS -o "$WORK/answer.json" -w '%{time_total}\n' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: text/plain' \
+    --data-binary @"$FEED" 'http://127.0.0.1:8474/v1/indicators?source=ipsum&confidence=60'; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+generate 100 "$WORK/p100"
+generate 1000 "$WORK/p1000"
+mkdir -p "$WORK/none"
+echo "== 1. $FEED ($LINES lines) as text/plain, fresh daemon each run, $RUNS alternating runs"
+: >"$WORK/t0"; : >"$WORK/t100"
+for run in $(seq $RUNS); do
+    start "$WORK/none"; post >>"$WORK/t0"; stop
+    start "$WORK/p100"; post >>"$WORK/t100"
+    DECISIONS=$(sqlite3 "$WORK/state/rampart.sqlite" "SELECT COUNT(*) FROM decision")
+    stop
+done
+T0=$(median <"$WORK/t0"); T100=$(median <"$WORK/t100")
+python3 -c "print(f'no playbooks:  {$T0:.3f} s = {$LINES/$T0:,.0f} indicators/s  runs: ' + ' '.join(open('$WORK/t0').read().split()))"
+python3 -c "print(f'100 playbooks: {$T100:.3f} s = {$LINES/$T100:,.0f} indicators/s  runs: ' + ' '.join(open('$WORK/t100').read().split()) + '  ($DECISIONS decisions created)')"
+python3 -c "print(f'ratio: {$T0/$T100:.2f} of the rate without playbooks')"
+
+echo "== 2. reload of 1,000 playbooks while the feed is posted"
+start "$WORK/p100"
+sed -i "s|playbooks: .*|playbooks: $WORK/p1000|" "$WORK/rampart.yaml"
+( post >"$WORK/ingest-time" ) &
+INGEST=$!
+sleep 0.1
+RELOAD=$(curl -sS -o "$WORK/reload.json" -w '%{time_total}' -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8474/v1/reload)
+wait $INGEST
+python3 -c "
+import json
+r = json.load(open('$WORK/reload.json')); a = json.load(open('$WORK/answer.json'))
+print(f'reload: {$RELOAD:.3f} s, {r[\"playbooks\"]} playbooks in force')
+print(f'ingest during it: {open(\"$WORK/ingest-time\").read().strip()} s, {a[\"accepted\"]:,} accepted')"
+for _ in 1 2 3; do
+    curl -sS -o "$WORK/reload.json" -w 'reload again: %{time_total} s\n' -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8474/v1/reload
+done
+stop
