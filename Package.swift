@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 "RampartCore",
                 "RampartStore",
+                "RampartFirewall",
                 "RampartServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -91,6 +92,7 @@ let package = Package(
         .executableTarget(name: "rampart-bench-matcher", dependencies: ["RampartCore"], path: "Benchmarks/Matcher"),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "RampartCoreTests", dependencies: ["RampartCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "RampartFirewallTests", dependencies: ["RampartFirewall"]),
         .testTarget(
             name: "RampartStoreTests",
             dependencies: ["RampartStore", .product(name: "GRDB", package: "GRDB.swift")]

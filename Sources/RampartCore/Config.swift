@@ -22,11 +22,24 @@ public struct Config: Sendable {
 
     public enum FirewallBackend: String, Sendable, CaseIterable {
         case dryRun = "dry-run"
+        case nftables
+        case exec
     }
 
     public struct Firewall: Sendable {
         public var backend: FirewallBackend = .dryRun
+        /// nftables: the table (`inet NAME`) Rampart owns.
         public var table = "rampart"
+        /// nftables: the hook priority of its chains (filter is 0; lower runs earlier).
+        public var priority = -10
+        /// nftables: the `nft` binary.
+        public var nft = "/usr/sbin/nft"
+        /// exec: the command that gets each batch as JSON on stdin.
+        public var command: [String] = []
+        /// How long one `nft` run or exec command may take.
+        public var timeout: Duration = .seconds(30)
+        /// How often the kernel's sets are brought to the store's active decisions.
+        public var reconcileInterval: Duration = .seconds(300)
     }
 
     public struct Safety: Sendable {
@@ -80,9 +93,11 @@ public struct Config: Sendable {
     /// The SQLite database inside the state directory.
     public var databasePath: String { stateDirectory + "/rampart.sqlite" }
 
-    public var safetyPolicy: SafetyPolicy {
+    /// The safety rails of this configuration on a host with `hostAddresses` (what its interfaces
+    /// hold: never blocked).
+    public func safetyPolicy(hostAddresses: [SafetyPolicy.Protected]) -> SafetyPolicy {
         SafetyPolicy(
-            neverBlock: safety.neverBlock.map { SafetyPolicy.Protected($0, "safety.never_block") },
+            neverBlock: safety.neverBlock.map { SafetyPolicy.Protected($0, "safety.never_block") } + hostAddresses,
             allowNonGlobal: safety.allowNonGlobal, maxPrefixV4: safety.maxPrefixV4, maxPrefixV6: safety.maxPrefixV6,
             maxActiveBlocks: safety.maxActiveBlocks
         )
@@ -132,7 +147,11 @@ public struct Config: Sendable {
             path: path, node: node, listen: listen, stateDirectory: stateDirectory, playbooksDirectory: playbooks,
             listsDirectory: lists
         )
-        if let n = top["firewall"], let fields = reader.fields(n, allowed: ["backend", "table"], what: "firewall") {
+        if let n = top["firewall"],
+            let fields = reader.fields(
+                n, allowed: ["backend", "table", "priority", "nft", "command", "timeout", "reconcile_interval"], what: "firewall"
+            )
+        {
             if let b = fields["backend"] {
                 config.firewall.backend = reader.word(b, "firewall.backend") { (text) throws(ValueError) -> FirewallBackend in
                     guard let backend = FirewallBackend(rawValue: text) else {
@@ -145,9 +164,31 @@ public struct Config: Sendable {
                 } ?? .dryRun
             }
             if let t = fields["table"], let table = reader.string(t, "firewall.table") {
-                if isName(table) && !table.contains(".") { config.firewall.table = table } else {
-                    reader.error(t, "firewall.table must be 1-64 letters, digits, '-' or '_'")
+                if isName(table) && !table.contains(".") && !table.contains("-") && table.first!.isLetter {
+                    config.firewall.table = table
+                } else {
+                    reader.error(t, "firewall.table must be 1-64 letters, digits or '_', starting with a letter")
                 }
+            }
+            if let v = fields["priority"], let priority = reader.int(v, "firewall.priority", in: -400...400) {
+                config.firewall.priority = priority
+            }
+            if let v = fields["nft"], let nft = reader.string(v, "firewall.nft") {
+                if nft.hasPrefix("/") { config.firewall.nft = nft } else { reader.error(v, "firewall.nft must be an absolute path") }
+            }
+            if let v = fields["command"], let argv = reader.strings(v, "firewall.command", allowSingle: false) {
+                if let program = argv.first, program.hasPrefix("/") {
+                    config.firewall.command = argv
+                } else {
+                    reader.error(v, "firewall.command must be a list whose first element is an absolute path (argv, never a shell line)")
+                }
+            }
+            if let v = fields["timeout"], let timeout = reader.duration(v, "firewall.timeout") { config.firewall.timeout = timeout }
+            if let v = fields["reconcile_interval"], let interval = reader.duration(v, "firewall.reconcile_interval") {
+                config.firewall.reconcileInterval = interval
+            }
+            if config.firewall.backend == .exec && config.firewall.command.isEmpty {
+                reader.error(n, "firewall.command is required with backend exec")
             }
         }
         if let n = top["safety"] {

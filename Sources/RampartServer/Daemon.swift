@@ -32,13 +32,16 @@ public enum Daemon {
         let playbooks = try PlaybookSet(PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory))
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
-        let enforcer = Enforcer(firewall: firewall, logger: logger)
+        let enforcer = Enforcer(
+            firewall: firewall, decisions: { try await store.enforcedDecisions(now: now()).map(FirewallBlock.init) },
+            reconcileInterval: config.firewall.reconcileInterval, logger: logger
+        )
         let execRunner = ExecRunner(store: store, logger: logger, now: now)
         let rules = RuleDirectory(stateDirectory: config.stateDirectory, logger: logger)
         let pipeline = Pipeline(
             store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, nodeID: config.node.id,
             limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
-            policy: config.safetyPolicy, playbooks: playbooks, now: now
+            policy: config.safetyPolicy(hostAddresses: HostAddresses.current()), playbooks: playbooks, now: now
         )
         let readiness = Readiness()
 
@@ -85,9 +88,7 @@ public enum Daemon {
         )
         app.beforeServerStarts {
             // The kernel follows the store: bring the firewall to the decisions in force.
-            let blocks = try await store.enforcedDecisions(now: now()).map(FirewallBlock.init)
-            try await firewall.reconcile(blocks)
-            logger.info("firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
+            try await enforcer.reconcile()
             let rewritten = rules.reconcile(try await store.rules())
             if rewritten > 0 { logger.notice("rules.reconciled", metadata: ["rampart.rules.rewritten": "\(rewritten)"]) }
         }
@@ -97,6 +98,12 @@ public enum Daemon {
     static func makeFirewall(_ config: Config, logger: Logger) -> any Firewall {
         switch config.firewall.backend {
         case .dryRun: DryRunFirewall(logger: logger)
+        case .nftables:
+            NFTablesFirewall(
+                table: config.firewall.table, priority: config.firewall.priority, nft: config.firewall.nft, timeout: config.firewall.timeout,
+                logger: logger
+            )
+        case .exec: ExecFirewall(command: config.firewall.command, timeout: config.firewall.timeout)
         }
     }
 }

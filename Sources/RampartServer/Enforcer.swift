@@ -3,18 +3,30 @@ import Logging
 import RampartCore
 import ServiceLifecycle
 
-/// Hands firewall changes to the backend in batches: the first change goes at once when the
-/// backend is idle; changes arriving while a batch is applied coalesce into the next one.
+/// The one way to the firewall backend: changes go in batches (the first at once when the backend
+/// is idle; changes arriving while a batch is applied coalesce into the next one), and reconciles
+/// (the backend brought to the store's active decisions: at start, on reload, every
+/// `reconcileInterval` and after a failed batch) run in the same loop, never beside a batch.
 public final class Enforcer: Service, @unchecked Sendable {
     private let firewall: any Firewall
+    private let decisions: @Sendable () async throws -> [FirewallBlock]
+    private let reconcileInterval: Duration
     private let logger: Logger
     private let lock = NSLock()
     private var pending: [FirewallChange] = []
+    private var reconcileWanted = false
+    private var waiting: [CheckedContinuation<Void, any Error>] = []
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
-    public init(firewall: any Firewall, logger: Logger) {
+    /// - Parameter decisions: the blocks that must be in force now (the store's active decisions).
+    public init(
+        firewall: any Firewall, decisions: @escaping @Sendable () async throws -> [FirewallBlock], reconcileInterval: Duration,
+        logger: Logger
+    ) {
         self.firewall = firewall
+        self.decisions = decisions
+        self.reconcileInterval = reconcileInterval
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -25,15 +37,63 @@ public final class Enforcer: Service, @unchecked Sendable {
         wake.yield()
     }
 
+    /// Brings the backend to the store, and returns once that is done (or throws why it failed).
+    public func reconcile() async throws {
+        try await withCheckedThrowingContinuation { continuation in
+            lock.withLock {
+                waiting.append(continuation)
+                reconcileWanted = true
+            }
+            wake.yield()
+        }
+    }
+
+    /// Asks for a reconcile soon, without waiting for it.
+    public func requestReconcile() {
+        lock.withLock { reconcileWanted = true }
+        wake.yield()
+    }
+
     public func run() async {
         await withGracefulShutdownHandler {
-            for await _ in wakeups {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.reconcileInterval)
+                        self.requestReconcile()
+                    }
+                }
+                for await _ in wakeups {
+                    await reconcileIfWanted()
+                    await applyPending()
+                }
                 await applyPending()
+                group.cancelAll()
             }
-            await applyPending()
+            let left = lock.withLock { defer { waiting.removeAll() }; return waiting }
+            for continuation in left { continuation.resume(throwing: CancellationError()) }
         } onGracefulShutdown: {
             // Apply what is queued, then end.
             self.wake.finish()
+        }
+    }
+
+    private func reconcileIfWanted() async {
+        let callers: [CheckedContinuation<Void, any Error>]? = lock.withLock {
+            guard reconcileWanted else { return nil }
+            reconcileWanted = false
+            defer { waiting.removeAll() }
+            return waiting
+        }
+        guard let callers else { return }
+        do {
+            let blocks = try await decisions()
+            try await firewall.reconcile(blocks)
+            logger.debug("firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
+            for caller in callers { caller.resume() }
+        } catch {
+            logger.error("firewall.reconcile_failed", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.error": "\(error)"])
+            for caller in callers { caller.resume(throwing: error) }
         }
     }
 
@@ -52,6 +112,8 @@ public final class Enforcer: Service, @unchecked Sendable {
                     "rampart.firewall.backend": "\(firewall.name)", "rampart.error": "\(error)", "rampart.firewall.changes": "\(batch.count)",
                 ]
             )
+            // The store is right; the kernel is brought to it.
+            requestReconcile()
         }
     }
 }

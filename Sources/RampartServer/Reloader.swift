@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RampartCore
+import RampartFirewall
 import RampartStore
 import ServiceLifecycle
 import Synchronization
@@ -38,7 +39,7 @@ public final class Reloader: Sendable {
         var policy = pipeline.policy
         do throws(Diagnostics) {
             let config = try Config.load(path: configPath)
-            policy = config.safetyPolicy
+            policy = config.safetyPolicy(hostAddresses: HostAddresses.current())
             result = .success(PlaybookSet(try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory)))
         } catch {
             result = .failure(error)
@@ -53,6 +54,7 @@ public final class Reloader: Sendable {
                 }
             }
             pipeline.replace(playbooks: playbooks, policy: policy)
+            pipeline.enforcer.requestReconcile()
             logger.notice("config.reloaded", metadata: ["rampart.by": "\(by)", "rampart.playbooks": "\(names.count)"])
             return .success(names.count)
         case .failure(let problems):

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RampartCore
+import RampartFirewall
 
 /// `rampart test`: runs items through the playbooks without a daemon and without side effects,
 /// and explains each verdict.
@@ -40,7 +41,7 @@ struct TestPlaybooks: ParsableCommand {
         } catch {
             throw CLIError("\(error)")
         }
-        let policy = config?.safetyPolicy ?? SafetyPolicy()
+        let policy = config?.safetyPolicy(hostAddresses: HostAddresses.current()) ?? SafetyPolicy()
         let (body, format) = try input()
         var failed = false
         try body.withUnsafeBytes { raw in

@@ -41,19 +41,21 @@ struct Sandbox {
     var databasePath: String { directory.appendingPathComponent("state/rampart.sqlite").path }
     static let adminToken = "tok_admin"
 
-    init() throws {
+    /// - Parameter extra: more top-level configuration (YAML lines).
+    init(listen: String = "127.0.0.1:0", extra: String = "") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
         configPath = directory.appendingPathComponent("rampart.yaml").path
         // token_sha256 is SHA-256 of tok_admin.
         try """
             node: {id: cli-test}
-            listen: 127.0.0.1:0
+            listen: \(listen)
             state_dir: state
             playbooks: playbooks
             api_keys:
               - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
             log: {level: info}
+            \(extra)
             """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 }
@@ -64,11 +66,14 @@ final class DaemonProcess {
     let logPath: String
     private(set) var port = 0
 
-    init(_ sandbox: Sandbox) throws {
+    /// - Parameter namespace: a network namespace to run the daemon in (`ip netns exec`).
+    init(_ sandbox: Sandbox, namespace: String? = nil) throws {
         logPath = sandbox.directory.appendingPathComponent("daemon-\(UUID().uuidString).log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: rampartBinary)
-        process.arguments = ["serve", "--config", sandbox.configPath]
+        let command = [rampartBinary, "serve", "--config", sandbox.configPath]
+        let argv = namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] + command } ?? command
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)
