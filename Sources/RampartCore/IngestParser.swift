@@ -54,51 +54,89 @@ public enum IngestParser {
         _ body: UnsafeRawBufferPointer, format: Format, defaults: IndicatorDefaults, now: Date, limits: Limits,
         emit: (Entry) -> Void
     ) throws(BodyError) {
-        var bytes = body.bindMemory(to: UInt8.self)
-        if bytes.starts(with: [0xef, 0xbb, 0xbf]) { bytes = UnsafeBufferPointer(rebasing: bytes[3...]) }  // UTF-8 byte order mark
-        switch format {
-        case .json:
-            let document: JSONValue
-            do {
-                document = try JSONValue.parse(buffer: bytes, maxDepth: limits.maxDepth)
-            } catch {
-                throw BodyError(kind: .invalid, message: error.message)
-            }
-            let elements: [JSONValue]
-            switch document {
-            case .array(let list): elements = list
-            case .object where document["type"] == .string("bundle"):
-                throw BodyError(kind: .unsupported, message: "STIX bundles are not supported yet; post indicators as JSON objects, NDJSON or text")
-            case .object: elements = [document]
-            default: throw BodyError(kind: .invalid, message: "expected an indicator object or an array of them, found \(document.typeName)")
-            }
-            guard elements.count <= limits.maxItems else { throw tooMany(limits) }
-            for (index, element) in elements.enumerated() {
-                emit(entry(index, raw: { (element["value"].flatMap { if case .string(let s) = $0 { s } else { nil } }) }) {
-                    () throws(ValueError) -> Indicator in try Indicator(json: element, defaults: defaults, now: now)
-                })
-            }
-        case .ndjson, .text:
-            guard lineCount(bytes) <= limits.maxItems else { throw tooMany(limits) }
-            var lineNumber = 0
-            forEachLine(bytes) { line in
-                lineNumber += 1
-                let trimmed = trimmed(line)
-                guard let first = trimmed.first else { return }
-                if format == .text {
-                    guard first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { return }
-                    emit(entry(lineNumber, raw: { String(decoding: trimmed, as: UTF8.self) }) { () throws(ValueError) -> Indicator in
-                        guard let text = String(validating: trimmed, as: UTF8.self) else {
-                            throw ValueError(.invalidField, "the line is not valid UTF-8")
-                        }
-                        return try Indicator(line: Substring(text), defaults: defaults, now: now)
-                    })
-                } else {
-                    emit(entry(lineNumber, raw: { String(decoding: trimmed.prefix(256), as: UTF8.self) }) { () throws(ValueError) -> Indicator in
-                        let value = try JSONValue.parse(buffer: trimmed, maxDepth: limits.maxDepth)
-                        return try Indicator(json: value, defaults: defaults, now: now)
-                    })
+        var reader = try Reader(Array(body), format: format, defaults: defaults, now: now, limits: limits)
+        while let entry = reader.next() { emit(entry) }
+    }
+
+    /// The items of a body, one at a time, so that a caller can pause between them (to let what
+    /// it made of the earlier ones commit) without holding the whole body's items at once.
+    public struct Reader: Sendable {
+        private let bytes: [UInt8]
+        private let format: Format
+        private let defaults: IndicatorDefaults
+        private let now: Date
+        private let maxDepth: Int
+        /// A JSON body's items, parsed up front (JSON cannot be read item by item).
+        private let elements: [JSONValue]
+        /// The next element (JSON) or the next line's first byte (NDJSON, text).
+        private var offset: Int
+        private var lineNumber = 0
+
+        /// Checks the body as a whole: throws `BodyError` when it cannot be read or holds too many items.
+        public init(_ body: [UInt8], format: Format, defaults: IndicatorDefaults, now: Date, limits: Limits) throws(BodyError) {
+            bytes = body
+            self.format = format
+            self.defaults = defaults
+            self.now = now
+            maxDepth = limits.maxDepth
+            offset = body.starts(with: [0xef, 0xbb, 0xbf]) ? 3 : 0  // UTF-8 byte order mark
+            switch format {
+            case .json:
+                let document: JSONValue
+                do {
+                    document = try body.withUnsafeBufferPointer { [offset] all throws(ValueError) in
+                        try JSONValue.parse(buffer: UnsafeBufferPointer(rebasing: all[offset...]), maxDepth: limits.maxDepth)
+                    }
+                } catch {
+                    throw BodyError(kind: .invalid, message: error.message)
                 }
+                switch document {
+                case .array(let list): elements = list
+                case .object where document["type"] == .string("bundle"):
+                    throw BodyError(kind: .unsupported, message: "STIX bundles are not supported yet; post indicators as JSON objects, NDJSON or text")
+                case .object: elements = [document]
+                default: throw BodyError(kind: .invalid, message: "expected an indicator object or an array of them, found \(document.typeName)")
+                }
+                guard elements.count <= limits.maxItems else { throw tooMany(limits) }
+                offset = 0
+            case .ndjson, .text:
+                elements = []
+                guard body.withUnsafeBufferPointer(lineCount) <= limits.maxItems else { throw tooMany(limits) }
+            }
+        }
+
+        /// The next item, or nil after the last.
+        public mutating func next() -> Entry? {
+            if format == .json {
+                guard offset < elements.count else { return nil }
+                defer { offset += 1 }
+                let element = elements[offset]
+                return entry(offset, raw: { (element["value"].flatMap { if case .string(let s) = $0 { s } else { nil } }) }) {
+                    () throws(ValueError) -> Indicator in try Indicator(json: element, defaults: defaults, now: now)
+                }
+            }
+            return bytes.withUnsafeBufferPointer { all in
+                while offset < all.count {
+                    let end = all[offset...].firstIndex(of: 0x0a) ?? all.count
+                    let line = trimmed(UnsafeBufferPointer(rebasing: all[offset..<end]))
+                    offset = end + 1
+                    lineNumber += 1
+                    guard let first = line.first else { continue }
+                    if format == .text {
+                        guard first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { continue }
+                        return entry(lineNumber, raw: { String(decoding: line, as: UTF8.self) }) { () throws(ValueError) -> Indicator in
+                            guard let text = String(validating: line, as: UTF8.self) else {
+                                throw ValueError(.invalidField, "the line is not valid UTF-8")
+                            }
+                            return try Indicator(line: Substring(text), defaults: defaults, now: now)
+                        }
+                    }
+                    return entry(lineNumber, raw: { String(decoding: line.prefix(256), as: UTF8.self) }) { () throws(ValueError) -> Indicator in
+                        let value = try JSONValue.parse(buffer: line, maxDepth: maxDepth)
+                        return try Indicator(json: value, defaults: defaults, now: now)
+                    }
+                }
+                return nil
             }
         }
     }
@@ -119,15 +157,6 @@ public enum IngestParser {
         var count = 0
         for byte in bytes where byte == 0x0a { count += 1 }
         return count + 1
-    }
-
-    static func forEachLine(_ bytes: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
-        var start = 0
-        for i in 0..<bytes.count where bytes[i] == 0x0a {
-            body(UnsafeBufferPointer(rebasing: bytes[start..<i]))
-            start = i + 1
-        }
-        if start < bytes.count { body(UnsafeBufferPointer(rebasing: bytes[start...])) }
     }
 
     static func trimmed(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {

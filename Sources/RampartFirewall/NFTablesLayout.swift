@@ -39,10 +39,14 @@ struct NFTablesLayout {
         static func < (lhs: SetName, rhs: SetName) -> Bool { lhs.description < rhs.description }
     }
 
+    /// One per block held: a direction rather than an array of sides, so that it needs no
+    /// allocation of its own.
     struct Placement: Hashable, Sendable {
-        var sides: [Side]
+        var direction: Direction
         var expiresAt: Date
         var layer: Int?
+
+        var sides: [Side] { Side.of(direction) }
     }
 
     /// A batch of element changes, written as one `nft -f` transaction.
@@ -151,7 +155,7 @@ struct NFTablesLayout {
                 }
                 batch.add[set, default: []].append((element, milliseconds))
             }
-            placed[target] = Placement(sides: sides, expiresAt: block.expiresAt, layer: old.layer)
+            placed[target] = Placement(direction: block.direction, expiresAt: block.expiresAt, layer: old.layer)
             return
         }
         var layer: Int? = nil
@@ -166,7 +170,7 @@ struct NFTablesLayout {
         for side in sides {
             batch.add[SetName(side: side, family: target.family, layer: layer), default: []].append((element, milliseconds))
         }
-        placed[target] = Placement(sides: sides, expiresAt: block.expiresAt, layer: layer)
+        placed[target] = Placement(direction: block.direction, expiresAt: block.expiresAt, layer: layer)
     }
 
     private mutating func remove(_ target: IPNetwork, in batch: inout Batch) {
@@ -188,7 +192,7 @@ struct NFTablesLayout {
             return ka != kb ? ka : a.target.prefixLength < b.target.prefixLength
         }
         for block in live where block.target.isHost {
-            layout.placed[block.target] = Placement(sides: Side.of(block.direction), expiresAt: block.expiresAt, layer: nil)
+            layout.placed[block.target] = Placement(direction: block.direction, expiresAt: block.expiresAt, layer: nil)
         }
         for block in networks {
             let target = block.target
@@ -199,7 +203,7 @@ struct NFTablesLayout {
                 continue
             }
             layout.occupancy[target.family]![layer].insert(target)
-            layout.placed[target] = Placement(sides: Side.of(block.direction), expiresAt: block.expiresAt, layer: layer)
+            layout.placed[target] = Placement(direction: block.direction, expiresAt: block.expiresAt, layer: layer)
         }
         return (layout, unplaced)
     }

@@ -33,7 +33,7 @@ public enum Daemon {
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let enforcer = Enforcer(
-            firewall: firewall, decisions: { try await store.enforcedDecisions(now: now()).map(FirewallBlock.init) },
+            firewall: firewall, decisions: { try await store.enforcedBlocks(now: now()) },
             reconcileInterval: config.firewall.reconcileInterval, logger: logger
         )
         let execRunner = ExecRunner(store: store, logger: logger, now: now)

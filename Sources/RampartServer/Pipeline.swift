@@ -20,6 +20,7 @@ public final class Pipeline: Sendable {
     let limits: IngestParser.Limits
     private let inForce: Mutex<(playbooks: PlaybookSet, policy: SafetyPolicy)>
     static let chunkSize = 2048
+    static let chunksInFlight = 4
 
     public init(
         store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet,
@@ -81,44 +82,43 @@ public final class Pipeline: Sendable {
         let positionName = IngestParser.positionName(format)
         var summary = Summary()
         let (playbooks, policy) = inForce.withLock { $0 }
-        var commits: [PendingWrite<Effects>] = []
-        // Chunks stay referenced here until their commits are done, so that they are freed on
-        // this thread rather than on the writer's.
-        var chunks: [[Prepared]] = []
-        var chunk: [Prepared] = []
-        chunk.reserveCapacity(Pipeline.chunkSize)
-        func flush() {
-            guard !chunk.isEmpty else { return }
-            commits.append(store.enqueue { [chunk] tx in
-                try Pipeline.commit(chunk, via: via, positionName: positionName, policy: policy, at: receivedAt, in: &tx)
-            })
-            chunks.append(chunk)
-            chunk = []
-            chunk.reserveCapacity(Pipeline.chunkSize)
-        }
-        try body.withUnsafeReadableBytes { raw in
-            try IngestParser.parse(raw, format: format, defaults: defaults, now: receivedAt, limits: limits) { entry in
-                switch entry.result {
-                case .success(let indicator):
-                    let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
-                    summary.ids.append(item.id)
-                    let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via)).map { Match($0, item: item) }
-                    chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
-                case .failure(let error):
-                    summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
-                    chunk.append(.refused(position: entry.position, error, raw: entry.raw))
-                }
-                if chunk.count >= Pipeline.chunkSize { flush() }
-            }
-        }
-        flush()
-        for commit in commits {
-            let effects = try await commit.value()
+        var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
+        // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
+        // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
+        // large body never holds more than a few chunks' items in memory while the writer catches up.
+        var inFlight: [(chunk: [Prepared], commit: PendingWrite<Effects>)] = []
+        func finishOldest() async throws {
+            let effects = try await inFlight.removeFirst().commit.value()
             ruleDirectory.write(effects.rules)
             enforcer.submit(effects.firewall)
             execRunner.submit(effects.execs)
         }
-        chunks.removeAll()
+        func send(_ chunk: [Prepared]) {
+            inFlight.append((chunk, store.enqueue(weight: chunk.count) { tx in
+                try Pipeline.commit(chunk, via: via, positionName: positionName, policy: policy, at: receivedAt, in: &tx)
+            }))
+        }
+        var chunk: [Prepared] = []
+        chunk.reserveCapacity(Pipeline.chunkSize)
+        while let entry = reader.next() {
+            switch entry.result {
+            case .success(let indicator):
+                let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
+                summary.ids.append(item.id)
+                let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via)).map { Match($0, item: item) }
+                chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
+            case .failure(let error):
+                summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
+                chunk.append(.refused(position: entry.position, error, raw: entry.raw))
+            }
+            guard chunk.count >= Pipeline.chunkSize else { continue }
+            if inFlight.count >= Pipeline.chunksInFlight { try await finishOldest() }
+            send(chunk)
+            chunk = []
+            chunk.reserveCapacity(Pipeline.chunkSize)
+        }
+        if !chunk.isEmpty { send(chunk) }
+        while !inFlight.isEmpty { try await finishOldest() }
         return summary
     }
 

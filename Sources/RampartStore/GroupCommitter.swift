@@ -2,7 +2,8 @@ import Foundation
 import GRDB
 
 /// Runs write jobs on one dedicated thread, many jobs to a transaction: while one transaction
-/// commits, new jobs queue, and the next transaction takes them all. Each job runs in its own
+/// commits, new jobs queue, and the next transaction takes them (up to a total weight, so that a
+/// transaction's dirty pages fit SQLite's page cache instead of spilling into the log twice). Each job runs in its own
 /// savepoint, so a job that fails rolls back alone; callers resume only after the commit that
 /// holds their job is durable.
 final class GroupCommitter: @unchecked Sendable {
@@ -14,7 +15,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// Owned by the writer thread (read once at start, then only there).
     private var state: WriterState
     private var statements: PreparedStatements?
-    private let maxJobsPerTransaction = 4096
+    /// The most work one transaction takes: jobs weigh 1 unless their caller says how many items
+    /// they write.
+    private let maxWeightPerTransaction = 4096
     private var lastActivity = ContinuousClock.now
 
     init(pool: DatabasePool, state: WriterState) {
@@ -39,8 +42,9 @@ final class GroupCommitter: @unchecked Sendable {
     }
 
     /// Queues `work` for the next transaction and returns at once; `PendingWrite.value()` waits
-    /// for the commit. Jobs run in the order they were enqueued.
-    func enqueue<T: Sendable>(_ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
+    /// for the commit. Jobs run in the order they were enqueued. `weight` is how many items the
+    /// job writes, roughly.
+    func enqueue<T: Sendable>(weight: Int = 1, _ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
         let pending = PendingWrite<T>()
         condition.lock()
         if stopped {
@@ -48,7 +52,7 @@ final class GroupCommitter: @unchecked Sendable {
             pending.resolve(.failure(StoreError(code: "store_closed", message: "the store is shutting down")))
             return pending
         }
-        self.pending.append(TypedJob(work: work, pending: pending))
+        self.pending.append(TypedJob(work: work, pending: pending, weight: max(1, weight)))
         lastActivity = .now
         condition.signal()
         condition.unlock()
@@ -70,8 +74,15 @@ final class GroupCommitter: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let batch = Array(pending.prefix(maxJobsPerTransaction))
-            pending.removeFirst(batch.count)
+            // At least one job; then jobs while the total stays under the bound.
+            var count = 0
+            var weight = 0
+            while count < pending.count && (count == 0 || weight + pending[count].weight <= maxWeightPerTransaction) {
+                weight += pending[count].weight
+                count += 1
+            }
+            let batch = Array(pending.prefix(count))
+            pending.removeFirst(count)
             condition.unlock()
             commit(batch)
             condition.lock()
@@ -117,6 +128,7 @@ struct WriterState: Sendable {
 }
 
 private protocol Job: AnyObject {
+    var weight: Int { get }
     /// Runs inside the transaction; false when the job's own work threw (its savepoint rolls back).
     func run(_ transaction: inout StoreTransaction) -> Bool
     /// After the commit: resumes the caller with the job's result.
@@ -128,11 +140,13 @@ private protocol Job: AnyObject {
 private final class TypedJob<T: Sendable>: Job {
     let work: @Sendable (inout StoreTransaction) throws -> T
     let pending: PendingWrite<T>
+    let weight: Int
     var result: Result<T, any Error>?
 
-    init(work: @escaping @Sendable (inout StoreTransaction) throws -> T, pending: PendingWrite<T>) {
+    init(work: @escaping @Sendable (inout StoreTransaction) throws -> T, pending: PendingWrite<T>, weight: Int) {
         self.work = work
         self.pending = pending
+        self.weight = weight
     }
 
     func run(_ transaction: inout StoreTransaction) -> Bool {

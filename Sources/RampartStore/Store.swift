@@ -83,9 +83,10 @@ public final class Store: Sendable {
     }
 
     /// Queues `work` without waiting, so that a caller can prepare the next piece of work while
-    /// this one commits; await `value()` on the result for the outcome.
-    public func enqueue<T: Sendable>(_ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
-        committer.enqueue(work)
+    /// this one commits; await `value()` on the result for the outcome. `weight`: how many items
+    /// `work` writes, roughly (a transaction takes a bounded amount of work).
+    public func enqueue<T: Sendable>(weight: Int = 1, _ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
+        committer.enqueue(weight: weight, work)
     }
 
     /// Finishes queued writes and stops the writer.
@@ -239,13 +240,23 @@ extension Store {
         try await pool.read { db in try Decision.fetchOne(db, sql: "SELECT * FROM decision WHERE id = ?", arguments: [id]) }
     }
 
-    /// Decisions in force (not simulated): what the firewall must hold.
-    public func enforcedDecisions(now: Date) async throws -> [Decision] {
+    /// What the firewall must hold: the decisions in force (not simulated), only the columns
+    /// enforcement needs (a reconcile reads every one of them).
+    public func enforcedBlocks(now: Date) async throws -> [FirewallBlock] {
         try await pool.read { db in
-            try Decision.fetchAll(
-                db, sql: "SELECT * FROM decision WHERE state = 'active' AND simulated = 0 AND expires_at > ?",
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT value, direction, expires_at FROM decision WHERE state = 'active' AND simulated = 0 AND expires_at > ?",
                 arguments: [now.milliseconds]
             )
+            var blocks: [FirewallBlock] = []
+            while let row = try rows.next() {
+                let value: String = row[0]
+                guard let target = try? IPNetwork(parsing: value, allowBareAddress: true) else {
+                    throw StoreError(code: "corrupt", message: "an active decision holds an invalid value '\(value)'")
+                }
+                blocks.append(FirewallBlock(target: target, direction: Direction(rawValue: row[1]) ?? .both, expiresAt: Date(milliseconds: row[2])))
+            }
+            return blocks
         }
     }
 

@@ -107,7 +107,7 @@ struct StoreTests {
             _ = try tx.block(block("77.90.185.20"), policy: policy, now: now)
         }
         #expect(try await store.decisions(Store.DecisionFilter(), now: now).count == 2)
-        #expect(try await store.enforcedDecisions(now: now).count == 1)
+        #expect(try await store.enforcedBlocks(now: now).map(\.target.description) == ["77.90.185.20"])
     }
 
     @Test func refusedBlocksAreAuditedNotStored() async throws {
