@@ -153,10 +153,11 @@ public enum IngestParser {
         BodyError(kind: .tooManyItems, message: "more than \(limits.maxItems) items in one request (http.max_items); split the body")
     }
 
+    /// Lines, a last one without a newline included: "a\nb\n" and "a\nb" both hold two.
     static func lineCount(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
         var count = 0
         for byte in bytes where byte == 0x0a { count += 1 }
-        return count + 1
+        return bytes.last.map { $0 == 0x0a ? count : count + 1 } ?? 0
     }
 
     static func trimmed(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GRDB
 import Testing
 
@@ -139,6 +140,9 @@ import Testing
         let daemon = try DaemonProcess(sandbox)
         let url = daemon.url + "/v1/indicators"
         let pid = daemon.process.processIdentifier
+        // The kill comes once 2,000 items are acknowledged (not after a fixed time: on a loaded
+        // machine too few requests might have completed to prove anything), mid-stream.
+        let count = Tally()
         let acknowledged = try await withThrowingTaskGroup(of: [String].self) { group in
             for client in 0..<8 {
                 group.addTask {
@@ -146,13 +150,16 @@ import Testing
                     for round in 0..<10_000 {
                         let body = (0..<100).map { "\(40 + client).\(round / 200).\(round % 200).\($0 + 1)" }.joined(separator: "\n")
                         guard let (status, answer) = try? await postAsync(url, body), status == 202 else { break }
-                        ids += answer["ids"] as? [String] ?? []
+                        let new = answer["ids"] as? [String] ?? []
+                        ids += new
+                        count.add(new.count)
                     }
                     return ids
                 }
             }
             group.addTask {
-                try await Task.sleep(for: .milliseconds(1500))
+                let deadline = ContinuousClock.now + .seconds(60)
+                while count.total < 2_000, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
                 kill(pid, SIGKILL)
                 return []
             }
@@ -209,4 +216,11 @@ func postAsync(_ url: String, _ body: String) async throws -> (Int, [String: Any
         let playbooks = try rampart("check", Self.checkout + "/playbooks")
         #expect(playbooks.status == 0, "\(playbooks.stderr)")
     }
+}
+
+/// A count shared by concurrent tasks.
+final class Tally: Sendable {
+    private let value = Mutex(0)
+    func add(_ n: Int) { value.withLock { $0 += n } }
+    var total: Int { value.withLock { $0 } }
 }

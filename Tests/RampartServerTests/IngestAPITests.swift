@@ -94,6 +94,9 @@ import Testing
             let many = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "1.1.1.1\n1.1.1.2\n1.1.1.3\n1.1.1.4\n")
             #expect(many.status == .contentTooLarge)
             #expect(many.problemCode == "too-many-items")
+            // Exactly the limit, ending in a newline, is not one too many.
+            let exact = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "not-valid\n1\n2\n")
+            #expect(exact.status.code == 422 && exact.problemCode != "too-many-items")
 
             let deep = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"[{"value":"1.1.1.1","tags":[[[["x"]]]]}]"#)
             #expect(deep.status == .badRequest)
