@@ -91,7 +91,9 @@ let package = Package(
         // The matcher benchmark: indexed PlaybookSet against a linear evaluation (Benchmarks/matcher.sh).
         .executableTarget(name: "rampart-bench-matcher", dependencies: ["RampartCore"], path: "Benchmarks/Matcher"),
         // Fixtures are read through #filePath, not bundled.
-        .testTarget(name: "RampartCoreTests", dependencies: ["RampartCore"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "RampartCoreTests", dependencies: ["RampartCore", .product(name: "Yams", package: "Yams")], exclude: ["Fixtures"]
+        ),
         .testTarget(name: "RampartFirewallTests", dependencies: ["RampartFirewall"]),
         .testTarget(
             name: "RampartStoreTests",

@@ -8,6 +8,7 @@ packages=(
     curl             # README examples, tests, benchmarks
     ca-certificates
     nftables iproute2 iputils-ping   # firewall backends and network-namespace tests
+    systemd                          # systemd-analyze checks deploy/rampart.service
     wrk python3 util-linux           # Benchmarks/ (util-linux has taskset)
 )
 missing=()

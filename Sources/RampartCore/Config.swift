@@ -103,8 +103,18 @@ public struct Config: Sendable {
         )
     }
 
-    public static let topLevelKeys = [
-        "node", "listen", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log",
+    /// Every key the configuration accepts, by section (`""` is the top level, `api_keys` each
+    /// entry of that list). The parser allows exactly these; a test checks that
+    /// `deploy/rampart.example.yaml` documents each one.
+    public static let keys: [String: [String]] = [
+        "": ["node", "listen", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log"],
+        "node": ["id", "region"],
+        "firewall": ["backend", "table", "priority", "nft", "command", "timeout", "reconcile_interval"],
+        "safety": ["never_block", "allow_non_global", "max_prefix", "max_active_blocks"],
+        "safety.max_prefix": ["ipv4", "ipv6"],
+        "api_keys": ["name", "roles", "token_sha256"],
+        "http": ["max_body", "max_items", "max_json_depth", "idle_timeout"],
+        "log": ["level", "format"],
     ]
 
     /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
@@ -124,11 +134,11 @@ public struct Config: Sendable {
             }
             return URL(fileURLWithPath: text, relativeTo: base).standardizedFileURL.path
         }
-        guard let top = reader.fields(root, allowed: topLevelKeys, what: "the configuration") else {
+        guard let top = reader.fields(root, allowed: keys[""]!, what: "the configuration") else {
             throw Diagnostics(reader.diagnostics)
         }
         var node = Node(id: "", region: nil)
-        if let n = top.required("node"), let fields = reader.fields(n, allowed: ["id", "region"], what: "node") {
+        if let n = top.required("node"), let fields = reader.fields(n, allowed: keys["node"]!, what: "node") {
             if let idNode = fields.required("id"), let id = reader.string(idNode, "node.id") {
                 if isName(id) { node.id = id } else { reader.error(idNode, "node.id must be 1-64 letters, digits, '-', '_' or '.'") }
             }
@@ -148,9 +158,7 @@ public struct Config: Sendable {
             listsDirectory: lists
         )
         if let n = top["firewall"],
-            let fields = reader.fields(
-                n, allowed: ["backend", "table", "priority", "nft", "command", "timeout", "reconcile_interval"], what: "firewall"
-            )
+            let fields = reader.fields(n, allowed: keys["firewall"]!, what: "firewall")
         {
             if let b = fields["backend"] {
                 config.firewall.backend = reader.word(b, "firewall.backend") { (text) throws(ValueError) -> FirewallBackend in
@@ -205,7 +213,7 @@ public struct Config: Sendable {
         if let n = top["http"] {
             config.http = parseHTTP(n, reader)
         }
-        if let n = top["log"], let fields = reader.fields(n, allowed: ["level", "format"], what: "log") {
+        if let n = top["log"], let fields = reader.fields(n, allowed: keys["log"]!, what: "log") {
             if let l = fields["level"], let level = reader.string(l, "log.level") {
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 if levels.contains(level) { config.log.level = level } else {
@@ -225,7 +233,7 @@ public struct Config: Sendable {
 
     static func parseSafety(_ node: Yams.Node, _ reader: YAMLReader) -> Safety {
         var safety = Safety()
-        guard let fields = reader.fields(node, allowed: ["never_block", "allow_non_global", "max_prefix", "max_active_blocks"], what: "safety") else {
+        guard let fields = reader.fields(node, allowed: keys["safety"]!, what: "safety") else {
             return safety
         }
         func networks(_ key: String) -> [IPNetwork] {
@@ -238,7 +246,7 @@ public struct Config: Sendable {
         }
         safety.neverBlock = networks("never_block")
         safety.allowNonGlobal = networks("allow_non_global")
-        if let n = fields["max_prefix"], let prefix = reader.fields(n, allowed: ["ipv4", "ipv6"], what: "safety.max_prefix") {
+        if let n = fields["max_prefix"], let prefix = reader.fields(n, allowed: keys["safety.max_prefix"]!, what: "safety.max_prefix") {
             if let v = prefix["ipv4"], let value = reader.int(v, "safety.max_prefix.ipv4", in: 8...32) { safety.maxPrefixV4 = value }
             if let v = prefix["ipv6"], let value = reader.int(v, "safety.max_prefix.ipv6", in: 16...128) { safety.maxPrefixV6 = value }
         }
@@ -249,7 +257,7 @@ public struct Config: Sendable {
     }
 
     static func parseAPIKey(_ node: Yams.Node, _ reader: YAMLReader) -> APIKey? {
-        guard let fields = reader.fields(node, allowed: ["name", "roles", "token_sha256"], what: "an api key") else { return nil }
+        guard let fields = reader.fields(node, allowed: keys["api_keys"]!, what: "an api key") else { return nil }
         guard let nameNode = fields.required("name"), let name = reader.string(nameNode, "api_keys.name"),
             let rolesNode = fields.required("roles"), let roleNames = reader.strings(rolesNode, "api_keys.roles"),
             let hashNode = fields.required("token_sha256"), let hashText = reader.string(hashNode, "api_keys.token_sha256")
@@ -277,8 +285,7 @@ public struct Config: Sendable {
 
     static func parseHTTP(_ node: Yams.Node, _ reader: YAMLReader) -> HTTP {
         var http = HTTP()
-        let keys = ["max_body", "max_items", "max_json_depth", "idle_timeout"]
-        guard let fields = reader.fields(node, allowed: keys, what: "http") else { return http }
+        guard let fields = reader.fields(node, allowed: keys["http"]!, what: "http") else { return http }
         if let n = fields["max_body"], let size = reader.word(n, "http.max_body", Config.parseSize) { http.maxBodyBytes = size }
         if let n = fields["max_items"], let v = reader.int(n, "http.max_items", in: 1...10_000_000) { http.maxItemsPerRequest = v }
         if let n = fields["max_json_depth"], let v = reader.int(n, "http.max_json_depth", in: 4...256) { http.maxJSONDepth = v }

@@ -24,10 +24,11 @@ public enum Daemon {
 
     /// - Parameters:
     ///   - firewall: overrides the configured backend (tests pass a recording one).
+    ///   - notifier: systemd's notification socket (from the environment; a no-op outside systemd).
     ///   - onListening: called with the bound port once the server accepts connections.
     public static func build(
-        config: Config, logger: Logger, firewall: (any Firewall)? = nil, now: @escaping @Sendable () -> Date = Date.init,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        config: Config, logger: Logger, firewall: (any Firewall)? = nil, notifier: SystemdNotifier = SystemdNotifier(),
+        now: @escaping @Sendable () -> Date = Date.init, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> (App, Parts) {
         let playbooks = try PlaybookSet(PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory))
         let store = try Store(path: config.databasePath)
@@ -51,7 +52,7 @@ public enum Daemon {
         HealthRoutes(readiness: readiness).register(on: router)
         IndicatorRoutes(pipeline: pipeline, maxBodyBytes: config.http.maxBodyBytes).register(on: router)
         DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, nodeID: config.node.id, now: now).register(on: router)
-        let reloader = Reloader(configPath: config.path, pipeline: pipeline, store: store, logger: logger, now: now)
+        let reloader = Reloader(configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, logger: logger, now: now)
         PlaybookRoutes(pipeline: pipeline, reloader: reloader, now: now).register(on: router)
         AuditRoutes(store: store).register(on: router)
 
@@ -63,6 +64,8 @@ public enum Daemon {
                 store: store, enforcer: enforcer, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now, logger: logger
             ),
             ReloadOnHangup(reloader: reloader),
+            // Last, so that it is the first told of a shutdown: STOPPING=1 goes out at once.
+            SystemdService(notifier: notifier, store: store, logger: logger),
         ]
         var app = Application(
             router: router,
@@ -82,6 +85,7 @@ public enum Daemon {
                     "daemon.ready",
                     metadata: ["rampart.listen": "\(listening)", "rampart.node": "\(config.node.id)", "rampart.playbooks": "\(playbooks.playbooks.count)"]
                 )
+                notifier.ready(status: "ready: listening on \(listening), \(playbooks.playbooks.count) playbooks in force")
                 await onListening(port)
             },
             logger: logger

@@ -15,21 +15,43 @@ public final class Reloader: Sendable {
     let configPath: String
     let pipeline: Pipeline
     let store: Store
+    let notifier: SystemdNotifier
     let logger: Logger
     let now: @Sendable () -> Date
     private let serial = AsyncSerial()
 
-    public init(configPath: String, pipeline: Pipeline, store: Store, logger: Logger, now: @escaping @Sendable () -> Date) {
+    public init(
+        configPath: String, pipeline: Pipeline, store: Store, notifier: SystemdNotifier = SystemdNotifier(), logger: Logger,
+        now: @escaping @Sendable () -> Date
+    ) {
         self.configPath = configPath
         self.pipeline = pipeline
         self.store = store
+        self.notifier = notifier
         self.logger = logger
         self.now = now
     }
 
     /// Reloads; returns the number of playbooks now in force, or every problem found.
+    /// systemd hears RELOADING=1 before and READY=1 after, whatever the outcome.
     public func reload(by: String) async throws -> Result<Int, Diagnostics> {
-        try await serial.run { try await self.load(by: by) }
+        try await serial.run {
+            self.notifier.reloading()
+            do {
+                let result = try await self.load(by: by)
+                switch result {
+                case .success(let count):
+                    self.notifier.ready(status: "ready: reloaded, \(count) playbooks in force")
+                case .failure(let problems):
+                    let first = problems.items.first.map(\.description) ?? ""
+                    self.notifier.ready(status: "ready: reload refused (\(problems.items.count) errors, the first: \(first)); the previous set stays in force")
+                }
+                return result
+            } catch {
+                self.notifier.ready(status: "ready: reload failed (\(error)); the previous set stays in force")
+                throw error
+            }
+        }
     }
 
     private func load(by: String) async throws -> Result<Int, Diagnostics> {

@@ -66,14 +66,17 @@ final class DaemonProcess {
     let logPath: String
     private(set) var port = 0
 
-    /// - Parameter namespace: a network namespace to run the daemon in (`ip netns exec`).
-    init(_ sandbox: Sandbox, namespace: String? = nil) throws {
+    /// - Parameters:
+    ///   - namespace: a network namespace to run the daemon in (`ip netns exec`).
+    ///   - environment: variables added to the test's own.
+    init(_ sandbox: Sandbox, namespace: String? = nil, environment: [String: String] = [:]) throws {
         logPath = sandbox.directory.appendingPathComponent("daemon-\(UUID().uuidString).log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let command = [rampartBinary, "serve", "--config", sandbox.configPath]
         let argv = namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] + command } ?? command
         process.executableURL = URL(fileURLWithPath: argv[0])
         process.arguments = Array(argv.dropFirst())
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)

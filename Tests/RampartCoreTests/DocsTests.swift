@@ -1,6 +1,7 @@
 import Foundation
 import RampartCore
 import Testing
+import Yams
 
 /// Every playbook example in docs/playbooks.md compiles as shown.
 @Suite struct DocsTests {
@@ -27,6 +28,42 @@ import Testing
         let text = try String(contentsOf: Self.doc, encoding: .utf8)
         for key in PlaybookLoader.topLevelKeys + PlaybookLoader.matchKeys + PlaybookLoader.valueKeys + PlaybookLoader.actionNames {
             #expect(text.contains("`\(key)") || text.contains(".\(key)`"), "docs/playbooks.md does not mention `\(key)`")
+        }
+    }
+}
+
+/// `deploy/rampart.example.yaml` is valid and documents every key the configuration accepts
+/// (`Config.keys`, the lists the parser itself allows), and only those.
+@Suite struct ExampleConfigTests {
+    static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy/rampart.example.yaml")
+        .standardizedFileURL.path
+
+    @Test func isValid() throws {
+        let config = try Config.load(path: Self.path)
+        #expect(config.firewall.backend == .nftables)
+    }
+
+    @Test func documentsEveryKey() throws {
+        var found: [String: Set<String>] = [:]
+        func walk(_ node: Yams.Node, section: String) {
+            switch node {
+            case .mapping(let mapping):
+                for (key, value) in mapping {
+                    guard let name = key.string else { continue }
+                    found[section, default: []].insert(name)
+                    if Config.keys[section.isEmpty ? name : "\(section).\(name)"] != nil {
+                        walk(value, section: section.isEmpty ? name : "\(section).\(name)")
+                    }
+                }
+            case .sequence(let items):
+                for item in items { walk(item, section: section) }
+            default:
+                break
+            }
+        }
+        walk(try YAMLSource.load(path: Self.path), section: "")
+        for (section, keys) in Config.keys {
+            #expect(found[section] == Set(keys), "section '\(section)': the example has \(found[section]?.sorted() ?? []), the parser accepts \(keys.sorted())")
         }
     }
 }
