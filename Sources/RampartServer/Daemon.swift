@@ -33,14 +33,15 @@ public enum Daemon {
         let playbooks = try PlaybookSet(PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory))
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
+        let metrics = RampartMetrics()
         let enforcer = Enforcer(
             firewall: firewall, decisions: { try await store.enforcedBlocks(now: now()) },
-            reconcileInterval: config.firewall.reconcileInterval, logger: logger
+            reconcileInterval: config.firewall.reconcileInterval, metrics: metrics, logger: logger
         )
-        let execRunner = ExecRunner(store: store, logger: logger, now: now)
+        let execRunner = ExecRunner(store: store, metrics: metrics, logger: logger, now: now)
         let rules = RuleDirectory(stateDirectory: config.stateDirectory, logger: logger)
         let pipeline = Pipeline(
-            store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, nodeID: config.node.id,
+            store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, metrics: metrics, nodeID: config.node.id,
             limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
             policy: config.safetyPolicy(hostAddresses: HostAddresses.current()), playbooks: playbooks, now: now
         )
@@ -50,9 +51,12 @@ public enum Daemon {
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: AuthMiddleware(keys: config.apiKeys))
         HealthRoutes(readiness: readiness).register(on: router)
+        metrics.register(on: router, store: store, now: now)
         IndicatorRoutes(pipeline: pipeline, maxBodyBytes: config.http.maxBodyBytes).register(on: router)
         DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, nodeID: config.node.id, now: now).register(on: router)
-        let reloader = Reloader(configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, logger: logger, now: now)
+        let reloader = Reloader(
+            configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, metrics: metrics, logger: logger, now: now
+        )
         PlaybookRoutes(pipeline: pipeline, reloader: reloader, now: now).register(on: router)
         AuditRoutes(store: store).register(on: router)
 

@@ -82,6 +82,9 @@ struct DecisionRoutes {
         let at = now()
         let currentPolicy = pipeline.policy
         let outcome = try await store.write { tx in try tx.block(blockRequest, policy: currentPolicy, now: at) }
+        var tally = Tally()
+        tally.add(outcome)
+        pipeline.metrics.add(tally)
         let status: HTTPResponse.Status
         let outcomeName: String
         switch outcome {

@@ -11,6 +11,7 @@ public final class Enforcer: Service, @unchecked Sendable {
     private let firewall: any Firewall
     private let decisions: @Sendable () async throws -> [FirewallBlock]
     private let reconcileInterval: Duration
+    private let metrics: RampartMetrics
     private let logger: Logger
     private let lock = NSLock()
     private var pending: [FirewallChange] = []
@@ -22,11 +23,12 @@ public final class Enforcer: Service, @unchecked Sendable {
     /// - Parameter decisions: the blocks that must be in force now (the store's active decisions).
     public init(
         firewall: any Firewall, decisions: @escaping @Sendable () async throws -> [FirewallBlock], reconcileInterval: Duration,
-        logger: Logger
+        metrics: RampartMetrics = RampartMetrics(), logger: Logger
     ) {
         self.firewall = firewall
         self.decisions = decisions
         self.reconcileInterval = reconcileInterval
+        self.metrics = metrics
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -92,6 +94,7 @@ public final class Enforcer: Service, @unchecked Sendable {
             logger.debug("firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
             for caller in callers { caller.resume() }
         } catch {
+            metrics.count("rampart_firewall_failures_total", [("operation", "reconcile")])
             logger.error("firewall.reconcile_failed", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.error": "\(error)"])
             for caller in callers { caller.resume(throwing: error) }
         }
@@ -103,9 +106,12 @@ public final class Enforcer: Service, @unchecked Sendable {
             return pending
         }
         guard !batch.isEmpty else { return }
+        let started = ContinuousClock.now
         do {
             try await firewall.apply(batch)
+            metrics.firewallBatch(size: batch.count, took: .now - started, failed: false)
         } catch {
+            metrics.firewallBatch(size: batch.count, took: .now - started, failed: true)
             logger.error(
                 "firewall.apply_failed",
                 metadata: [

@@ -23,6 +23,7 @@ public struct ExecJob: Sendable {
 /// stream) into an `action.exec` audit entry, as is every failure, timeout and overflow.
 public final class ExecRunner: Service, Sendable {
     let store: Store
+    let metrics: RampartMetrics
     let logger: Logger
     let maxRunning: Int
     let maxQueued: Int
@@ -32,7 +33,11 @@ public final class ExecRunner: Service, Sendable {
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
-    public init(store: Store, logger: Logger, maxRunning: Int = 4, maxQueued: Int = 10_000, now: @escaping @Sendable () -> Date) {
+    public init(
+        store: Store, metrics: RampartMetrics = RampartMetrics(), logger: Logger, maxRunning: Int = 4, maxQueued: Int = 10_000,
+        now: @escaping @Sendable () -> Date
+    ) {
+        self.metrics = metrics
         self.store = store
         self.logger = logger
         self.maxRunning = maxRunning
@@ -104,14 +109,16 @@ public final class ExecRunner: Service, Sendable {
         for (job, outcome) in results {
             switch outcome {
             case .exited(let status, let signalled, let timedOut, _, _, _) where status != 0 || signalled || timedOut:
+                metrics.count("rampart_actions_total", [("action", "exec"), ("outcome", timedOut ? "timed_out" : "failed")])
                 logger.warning(
                     "exec.failed",
                     metadata: ["rampart.playbook": "\(job.playbook)", "rampart.item": "\(job.item)", "rampart.status": "\(status)", "rampart.timed_out": "\(timedOut)"]
                 )
             case .notRun(let why):
+                metrics.count("rampart_actions_total", [("action", "exec"), ("outcome", "not_run")])
                 logger.warning("exec.not_run", metadata: ["rampart.playbook": "\(job.playbook)", "rampart.item": "\(job.item)", "rampart.reason": "\(why)"])
-            default:
-                break
+            case .exited:
+                metrics.count("rampart_actions_total", [("action", "exec"), ("outcome", "succeeded")])
             }
         }
     }

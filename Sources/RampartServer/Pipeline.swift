@@ -14,6 +14,7 @@ public final class Pipeline: Sendable {
     let enforcer: Enforcer
     let execRunner: ExecRunner
     let ruleDirectory: RuleDirectory
+    let metrics: RampartMetrics
     let nodeID: String
     let ids: IDGenerator
     let now: @Sendable () -> Date
@@ -23,13 +24,15 @@ public final class Pipeline: Sendable {
     static let chunksInFlight = 4
 
     public init(
-        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet,
-        ids: IDGenerator = .shared, now: @escaping @Sendable () -> Date = Date.init
+        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, metrics: RampartMetrics = RampartMetrics(), nodeID: String,
+        limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet, ids: IDGenerator = .shared,
+        now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
         self.enforcer = enforcer
         self.execRunner = execRunner
         self.ruleDirectory = rules
+        self.metrics = metrics
         self.nodeID = nodeID
         self.ids = ids
         self.now = now
@@ -86,15 +89,25 @@ public final class Pipeline: Sendable {
         // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
         // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
         // large body never holds more than a few chunks' items in memory while the writer catches up.
-        var inFlight: [(chunk: [Prepared], commit: PendingWrite<Effects>)] = []
+        // Items are counted here (the writer has less time to spare) and reported once committed.
+        var inFlight: [(chunk: [Prepared], counted: Tally, commit: PendingWrite<Effects>)] = []
         func finishOldest() async throws {
-            let effects = try await inFlight.removeFirst().commit.value()
+            let (_, counted, commit) = inFlight.removeFirst()
+            let effects = try await commit.value()
             ruleDirectory.write(effects.rules)
             enforcer.submit(effects.firewall)
             execRunner.submit(effects.execs)
+            metrics.add(counted)
+            metrics.add(effects.tally)
         }
+        var kinds: [IndicatorKind: Int] = [:]
+        var rejections: [String: Int] = [:]
         func send(_ chunk: [Prepared]) {
-            inFlight.append((chunk, store.enqueue(weight: chunk.count) { tx in
+            var counted = Tally()
+            for (kind, count) in kinds { counted.add("rampart_items_ingested_total", ["kind": kind.rawValue, "via": via], count) }
+            for (reason, count) in rejections { counted.add("rampart_items_rejected_total", ["reason": reason], count) }
+            (kinds, rejections) = ([:], [:])
+            inFlight.append((chunk, counted, store.enqueue(weight: chunk.count) { tx in
                 try Pipeline.commit(chunk, via: via, positionName: positionName, policy: policy, at: receivedAt, in: &tx)
             }))
         }
@@ -105,11 +118,13 @@ public final class Pipeline: Sendable {
             case .success(let indicator):
                 let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                 summary.ids.append(item.id)
+                kinds[indicator.kind, default: 0] += 1
                 let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via)).map { Match($0, item: item) }
                 chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
             case .failure(let error):
                 summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
                 chunk.append(.refused(position: entry.position, error, raw: entry.raw))
+                rejections[error.code.rawValue, default: 0] += 1
             }
             guard chunk.count >= Pipeline.chunkSize else { continue }
             if inFlight.count >= Pipeline.chunksInFlight { try await finishOldest() }
@@ -127,6 +142,7 @@ public final class Pipeline: Sendable {
         var firewall: [FirewallChange] = []
         var execs: [ExecJob] = []
         var rules: [RuleFile] = []
+        var tally = Tally()
     }
 
     private static func commit(
@@ -148,6 +164,7 @@ public final class Pipeline: Sendable {
                 }
             case .refused(let position, let error, let raw):
                 try tx.refuse(via: via, position: positionName, index: position, error: error, raw: raw, at: at)
+
             }
         }
         return effects
@@ -160,6 +177,7 @@ public final class Pipeline: Sendable {
         let item = encoded.item
         let playbook = match.playbook
         try tx.audit("playbook.matched", subject: item.id, detail: match.detail, at: at)
+        effects.tally.add("rampart_playbook_matches_total", ["playbook": playbook.name])
         for action in playbook.actions {
             switch action {
             case .block(let block):
@@ -169,7 +187,9 @@ public final class Pipeline: Sendable {
                     origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate,
                     escalation: block.escalate
                 )
-                if let change = try tx.block(request, policy: policy, now: at).firewallChange(at: at) { effects.firewall.append(change) }
+                let outcome = try tx.block(request, policy: policy, now: at)
+                effects.tally.add(outcome)
+                if let change = outcome.firewallChange(at: at) { effects.firewall.append(change) }
             case .exec(let exec):
                 let argv = exec.arguments(for: item, playbook: playbook.name)
                 guard playbook.mode == .enforce else {
@@ -178,6 +198,7 @@ public final class Pipeline: Sendable {
                         w.field("argv", argv)
                         w.field("simulated", true)
                     }
+                    effects.tally.add("rampart_actions_total", ["action": "exec", "outcome": "simulated"])
                     continue
                 }
                 effects.execs.append(
@@ -194,6 +215,7 @@ public final class Pipeline: Sendable {
                         w.field("content", rule.template.render(item, playbook: playbook.name))
                         w.field("simulated", true)
                     }
+                    effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "simulated"])
                     continue
                 }
                 effects.rules.append(
@@ -201,6 +223,7 @@ public final class Pipeline: Sendable {
                         rule.template.render(item, playbook: playbook.name, sid: sid)
                     }, at: at)
                 )
+                effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "written"])
             }
         }
     }

@@ -16,14 +16,16 @@ public final class Reloader: Sendable {
     let pipeline: Pipeline
     let store: Store
     let notifier: SystemdNotifier
+    let metrics: RampartMetrics
     let logger: Logger
     let now: @Sendable () -> Date
     private let serial = AsyncSerial()
 
     public init(
-        configPath: String, pipeline: Pipeline, store: Store, notifier: SystemdNotifier = SystemdNotifier(), logger: Logger,
-        now: @escaping @Sendable () -> Date
+        configPath: String, pipeline: Pipeline, store: Store, notifier: SystemdNotifier = SystemdNotifier(),
+        metrics: RampartMetrics = RampartMetrics(), logger: Logger, now: @escaping @Sendable () -> Date
     ) {
+        self.metrics = metrics
         self.configPath = configPath
         self.pipeline = pipeline
         self.store = store
@@ -41,13 +43,16 @@ public final class Reloader: Sendable {
                 let result = try await self.load(by: by)
                 switch result {
                 case .success(let count):
+                    self.metrics.count("rampart_reloads_total", [("outcome", "reloaded")])
                     self.notifier.ready(status: "ready: reloaded, \(count) playbooks in force")
                 case .failure(let problems):
+                    self.metrics.count("rampart_reloads_total", [("outcome", "refused")])
                     let first = problems.items.first.map(\.description) ?? ""
                     self.notifier.ready(status: "ready: reload refused (\(problems.items.count) errors, the first: \(first)); the previous set stays in force")
                 }
                 return result
             } catch {
+                self.metrics.count("rampart_reloads_total", [("outcome", "failed")])
                 self.notifier.ready(status: "ready: reload failed (\(error)); the previous set stays in force")
                 throw error
             }

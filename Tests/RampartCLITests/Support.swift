@@ -81,12 +81,12 @@ final class DaemonProcess {
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
-        // daemon.ready ... rampart.listen=[IPv4]127.0.0.1/127.0.0.1:PORT
+        // daemon.ready ... rampart.listen=127.0.0.1:PORT (logfmt) or "rampart.listen":"127.0.0.1:PORT" (JSON)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline, process.isRunning {
             if let line = log.split(separator: "\n").first(where: { $0.contains("daemon.ready") }),
-                let listen = line.split(separator: " ").first(where: { $0.hasPrefix("rampart.listen=") }),
-                let port = listen.split(separator: ":").last.flatMap({ Int($0.filter(\.isNumber)) })
+                let match = line.firstMatch(of: /rampart\.listen"?[=:]"?([^\s",]+)/),
+                let port = match.1.split(separator: ":").last.flatMap({ Int($0.filter(\.isNumber)) })
             {
                 self.port = port
                 return

@@ -1,0 +1,84 @@
+import Foundation
+import Hummingbird
+import Metrics
+import Prometheus
+import RampartStore
+
+/// The daemon's metrics, served at `/metrics` in the Prometheus text format. They are swift-metrics
+/// handles on a registry of this daemon's own rather than the process-wide `MetricsSystem`, so
+/// that daemons built side by side (tests) keep their counts apart.
+public final class RampartMetrics: Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+
+    public init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.valueHistogramBuckets["rampart_firewall_batch_size"] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
+        self.factory = factory
+    }
+
+    /// Adds what a commit (or a request) counted.
+    func add(_ tally: Tally) {
+        for (key, amount) in tally.counts where amount > 0 {
+            Counter(label: key.name, dimensions: key.labels.map { ($0.name, $0.value) }, factory: factory).increment(by: amount)
+        }
+    }
+
+    func count(_ name: String, _ labels: [(String, String)] = []) {
+        Counter(label: name, dimensions: labels, factory: factory).increment()
+    }
+
+    func firewallBatch(size: Int, took duration: Duration, failed: Bool) {
+        Recorder(label: "rampart_firewall_batch_size", factory: factory).record(size)
+        Metrics.Timer(label: "rampart_firewall_batch_seconds", factory: factory).record(duration: duration)
+        if failed { count("rampart_firewall_failures_total", [("operation", "apply")]) }
+    }
+
+    /// The text a scrape gets; gauges read from the store are brought up to date first.
+    func exposition(store: Store, now: Date) async throws -> [UInt8] {
+        Gauge(label: "rampart_decisions_active", factory: factory).record(try await store.activeDecisionCount(now: now))
+        return registry.emitToBuffer()
+    }
+
+    func register(on router: Router<RampartRequestContext>, store: Store, now: @escaping @Sendable () -> Date) {
+        router.get("/metrics") { _, _ in
+            let text = try await self.exposition(store: store, now: now())
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: text))
+            )
+        }
+    }
+}
+
+/// Counts gathered while work is done (on the writer thread, inside a commit), added to the
+/// metrics only once that work is durable.
+struct Tally: Sendable {
+    struct Label: Hashable, Sendable {
+        let name: String
+        let value: String
+    }
+
+    struct Key: Hashable, Sendable {
+        let name: String
+        let labels: [Label]
+    }
+
+    private(set) var counts: [Key: Int] = [:]
+
+    mutating func add(_ name: String, _ labels: KeyValuePairs<String, String> = [:], _ amount: Int = 1) {
+        counts[Key(name: name, labels: labels.map { Label(name: $0.key, value: $0.value) }), default: 0] += amount
+    }
+
+    /// What a block did, by outcome, and why it was refused.
+    mutating func add(_ outcome: BlockOutcome) {
+        switch outcome {
+        case .created: add("rampart_actions_total", ["action": "block", "outcome": "created"])
+        case .extended: add("rampart_actions_total", ["action": "block", "outcome": "extended"])
+        case .unchanged: add("rampart_actions_total", ["action": "block", "outcome": "merged"])
+        case .refused(let refusal):
+            add("rampart_actions_total", ["action": "block", "outcome": "refused"])
+            add("rampart_blocks_refused_total", ["code": refusal.code])
+        }
+    }
+}
