@@ -115,24 +115,28 @@ public actor NFTablesFirewall: Firewall {
         return out
     }
 
-    /// What the table's sets hold now: element text (as this backend writes it) and expiry.
+    /// What the table's sets hold now: element text (as this backend writes it) and expiry. Read
+    /// with Rampart's own JSON parser: Foundation's took 0.7 s and 600 MB for 100k elements.
     func kernelElements() async throws -> [NFTablesLayout.SetName: [String: Date]] {
         let json = try await run(arguments: ["-j", "list", "table", "inet", table], input: "", outputLimit: 1 << 30)
         let at = now()
-        guard let root = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-            let objects = root["nftables"] as? [[String: Any]]
-        else { throw Command.Failure(description: "nft -j list table printed no nftables document") }
+        guard case .array(let objects)? = try JSONValue.parse(Array(json.utf8), maxDepth: 16)["nftables"] else {
+            throw Command.Failure(description: "nft -j list table printed no nftables document")
+        }
         let sets = Dictionary(uniqueKeysWithValues: NFTablesLayout.allSets.map { ($0.description, $0) })
         var result: [NFTablesLayout.SetName: [String: Date]] = [:]
         for object in objects {
-            guard let set = object["set"] as? [String: Any], let name = set["name"] as? String, let key = sets[name] else { continue }
+            guard let set = object["set"], case .string(let name)? = set["name"], let key = sets[name] else { continue }
             var elements: [String: Date] = [:]
-            for entry in set["elem"] as? [Any] ?? [] {
-                let elem = (entry as? [String: Any])?["elem"] as? [String: Any]
-                let value = elem?["val"] ?? entry
-                let expires = (elem?["expires"] as? NSNumber)?.doubleValue ?? 0
-                guard let text = Self.elementText(value) else { continue }
-                elements[text] = at.addingTimeInterval(expires)
+            if case .array(let entries)? = set["elem"] {
+                elements.reserveCapacity(entries.count)
+                for entry in entries {
+                    // A bare value, or {"elem": {"val": ..., "expires": seconds, ...}}.
+                    let elem = entry["elem"]
+                    guard let text = Self.elementText(elem?["val"] ?? entry) else { continue }
+                    let expires: Double = if case .number(let seconds)? = elem?["expires"] { seconds } else { 0 }
+                    elements[text] = at.addingTimeInterval(expires)
+                }
             }
             result[key] = elements
         }
@@ -155,20 +159,22 @@ public actor NFTablesFirewall: Firewall {
 
     /// nft's JSON for an element value: `"1.2.3.4"`, `{"prefix": {"addr": ..., "len": N}}` or
     /// `{"range": [a, b]}`, as the text the same element has in an nft script.
-    static func elementText(_ value: Any) -> String? {
-        if let text = value as? String {
+    static func elementText(_ value: JSONValue) -> String? {
+        switch value {
+        case .string(let text):
             return (try? IPNetwork(parsing: text, allowBareAddress: true)).map(NFTablesLayout.element) ?? text
-        }
-        if let object = value as? [String: Any] {
-            if let prefix = object["prefix"] as? [String: Any], let address = prefix["addr"] as? String, let length = prefix["len"] as? NSNumber {
-                return (try? IPNetwork(parsing: "\(address)/\(length.intValue)")).map(NFTablesLayout.element)
+        case .object:
+            if let prefix = value["prefix"], case .string(let address)? = prefix["addr"], case .number(let length)? = prefix["len"] {
+                return (try? IPNetwork(parsing: "\(address)/\(Int(length))")).map(NFTablesLayout.element)
             }
-            if let range = object["range"] as? [String], range.count == 2 {
+            if case .array(let range)? = value["range"], range.count == 2, case .string(let low) = range[0], case .string(let high) = range[1] {
                 // Not written by Rampart; listed so that a reconcile deletes it.
-                return "\(range[0])-\(range[1])"
+                return "\(low)-\(high)"
             }
+            return nil
+        default:
+            return nil
         }
-        return nil
     }
 
     private func report(unplaced: [IPNetwork]) {
