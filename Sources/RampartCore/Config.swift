@@ -20,6 +20,14 @@ public struct Config: Sendable {
         }
     }
 
+    /// TLS for the listener: PEM files (absolute paths once loaded). With `clientCA`, clients must
+    /// present a certificate that CA signed.
+    public struct TLS: Sendable {
+        public var certificate: String
+        public var key: String
+        public var clientCA: String?
+    }
+
     public enum FirewallBackend: String, Sendable, CaseIterable {
         case dryRun = "dry-run"
         case nftables
@@ -81,6 +89,7 @@ public struct Config: Sendable {
     public var path: String
     public var node: Node
     public var listen: Listen
+    public var tls: TLS? = nil
     public var stateDirectory: String
     public var playbooksDirectory: String
     public var listsDirectory: String?
@@ -107,7 +116,8 @@ public struct Config: Sendable {
     /// entry of that list). The parser allows exactly these; a test checks that
     /// `deploy/rampart.example.yaml` documents each one.
     public static let keys: [String: [String]] = [
-        "": ["node", "listen", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log"],
+        "": ["node", "listen", "tls", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log"],
+        "tls": ["cert", "key", "client_ca"],
         "node": ["id", "region"],
         "firewall": ["backend", "table", "priority", "nft", "command", "timeout", "reconcile_interval"],
         "safety": ["never_block", "allow_non_global", "max_prefix", "max_active_blocks"],
@@ -157,6 +167,21 @@ public struct Config: Sendable {
             path: path, node: node, listen: listen, stateDirectory: stateDirectory, playbooksDirectory: playbooks,
             listsDirectory: lists
         )
+        if let n = top["tls"], let fields = reader.fields(n, allowed: keys["tls"]!, what: "tls") {
+            func file(_ key: String) -> String? {
+                guard let node = fields[key], let path = resolve(node, "tls.\(key)") else { return nil }
+                guard FileManager.default.isReadableFile(atPath: path) else {
+                    reader.error(node, "tls.\(key): cannot read \(path)")
+                    return nil
+                }
+                return path
+            }
+            _ = fields.required("cert")
+            _ = fields.required("key")
+            if let certificate = file("cert"), let key = file("key") {
+                config.tls = TLS(certificate: certificate, key: key, clientCA: file("client_ca"))
+            }
+        }
         if let n = top["firewall"],
             let fields = reader.fields(n, allowed: keys["firewall"]!, what: "firewall")
         {

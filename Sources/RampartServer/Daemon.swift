@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import NIOCore
 import RampartCore
@@ -73,12 +76,7 @@ public enum Daemon {
         ]
         var app = Application(
             router: router,
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [ExpectContinueHandler()],
-                    idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds)
-                )
-            ),
+            server: try serverBuilder(config),
             configuration: ApplicationConfiguration(address: .hostname(config.listen.host, port: config.listen.port)),
             services: services,
             onServerRunning: { channel in
@@ -103,6 +101,30 @@ public enum Daemon {
         return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, reloader: reloader, readiness: readiness))
     }
 
+    /// HTTP/1.1, over TLS when `tls` is configured (requiring a client certificate signed by
+    /// `tls.client_ca` when that is set).
+    static func serverBuilder(_ config: Config) throws -> HTTPServerBuilder {
+        let http = HTTPServerBuilder.http1(
+            configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds))
+        )
+        guard let tls = config.tls else { return http }
+        var settings: TLSConfiguration
+        do {
+            settings = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.key, format: .pem))
+            )
+            if let clientCA = tls.clientCA {
+                settings.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
+                settings.certificateVerification = .noHostnameVerification
+            }
+            settings.minimumTLSVersion = .tlsv12
+            return try .tls(http, tlsConfiguration: settings)
+        } catch {
+            throw DaemonError("tls: cannot use \(tls.certificate) and \(tls.key)\(tls.clientCA.map { " with client CA \($0)" } ?? ""): \(error)")
+        }
+    }
+
     static func makeFirewall(_ config: Config, logger: Logger) -> any Firewall {
         switch config.firewall.backend {
         case .dryRun: DryRunFirewall(logger: logger)
@@ -113,5 +135,14 @@ public enum Daemon {
             )
         case .exec: ExecFirewall(command: config.firewall.command, timeout: config.firewall.timeout)
         }
+    }
+}
+
+/// Why the daemon cannot start, in words for the operator.
+public struct DaemonError: Error, CustomStringConvertible {
+    public let description: String
+
+    init(_ description: String) {
+        self.description = description
     }
 }

@@ -14,9 +14,10 @@ struct Output {
 }
 
 /// Runs a program to completion with no standard input.
-func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
+func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil) throws -> Output {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
+    if let directory { process.currentDirectoryURL = directory }
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
     let (out, err) = (Pipe(), Pipe())
