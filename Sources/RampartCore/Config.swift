@@ -74,6 +74,10 @@ public struct Config: Sendable {
         public var maxItemsPerRequest = 1_000_000
         public var maxJSONDepth = 32
         public var idleTimeout: Duration = .seconds(60)
+        /// The most a request's header lines may hold, all together.
+        public var maxHeaderBytes = 16 << 10
+        /// How long a client has to send a request's whole body.
+        public var bodyTimeout: Duration = .seconds(60)
     }
 
     public enum LogFormat: String, Sendable, CaseIterable {
@@ -123,7 +127,7 @@ public struct Config: Sendable {
         "safety": ["never_block", "allow_non_global", "max_prefix", "max_active_blocks"],
         "safety.max_prefix": ["ipv4", "ipv6"],
         "api_keys": ["name", "roles", "token_sha256"],
-        "http": ["max_body", "max_items", "max_json_depth", "idle_timeout"],
+        "http": ["max_body", "max_items", "max_json_depth", "idle_timeout", "max_header_bytes", "body_timeout"],
         "log": ["level", "format"],
     ]
 
@@ -315,6 +319,10 @@ public struct Config: Sendable {
         if let n = fields["max_items"], let v = reader.int(n, "http.max_items", in: 1...10_000_000) { http.maxItemsPerRequest = v }
         if let n = fields["max_json_depth"], let v = reader.int(n, "http.max_json_depth", in: 4...256) { http.maxJSONDepth = v }
         if let n = fields["idle_timeout"], let v = reader.duration(n, "http.idle_timeout") { http.idleTimeout = v }
+        if let n = fields["max_header_bytes"], let size = reader.word(n, "http.max_header_bytes", Config.parseSize) {
+            if (1 << 10...1 << 20).contains(size) { http.maxHeaderBytes = size } else { reader.error(n, "http.max_header_bytes must be between 1KiB and 1MiB") }
+        }
+        if let n = fields["body_timeout"], let v = reader.duration(n, "http.body_timeout") { http.bodyTimeout = v }
         return http
     }
 

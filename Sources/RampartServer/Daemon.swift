@@ -53,9 +53,10 @@ public enum Daemon {
         let router = Router(context: RampartRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: AuthMiddleware(keys: config.apiKeys))
+        router.add(middleware: RequestBodyMiddleware(maxBytes: config.http.maxBodyBytes, timeout: config.http.bodyTimeout))
         HealthRoutes(readiness: readiness).register(on: router)
         metrics.register(on: router, store: store, now: now)
-        IndicatorRoutes(pipeline: pipeline, maxBodyBytes: config.http.maxBodyBytes).register(on: router)
+        IndicatorRoutes(pipeline: pipeline).register(on: router)
         DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, nodeID: config.node.id, now: now).register(on: router)
         let reloader = Reloader(
             configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, metrics: metrics, logger: logger, now: now
@@ -104,8 +105,14 @@ public enum Daemon {
     /// HTTP/1.1, over TLS when `tls` is configured (requiring a client certificate signed by
     /// `tls.client_ca` when that is set).
     static func serverBuilder(_ config: Config) throws -> HTTPServerBuilder {
+        let headers = HTTP1Channel.Configuration.DecoderConfiguration(
+            maxHeaderFieldSize: config.http.maxHeaderBytes, maxHeaderListSize: config.http.maxHeaderBytes, maxHeaderFieldCount: 100
+        )
         let http = HTTPServerBuilder.http1(
-            configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds))
+            configuration: .init(
+                additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds),
+                httpDecoderConfiguration: headers
+            )
         )
         guard let tls = config.tls else { return http }
         var settings: TLSConfiguration

@@ -4,7 +4,6 @@ import RampartCore
 /// `POST /v1/indicators`: JSON, NDJSON or plain-text bodies; defaults from query parameters.
 struct IndicatorRoutes {
     let pipeline: Pipeline
-    let maxBodyBytes: Int
 
     func register(on router: Router<RampartRequestContext>) {
         router.post("/v1/indicators") { request, context in
@@ -21,10 +20,8 @@ struct IndicatorRoutes {
         } catch {
             throw Problem.badRequest("invalid-parameter", error.message)
         }
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
-            throw Problem(.contentTooLarge, code: "body-too-large", detail: "the body has \(length) bytes; http.max_body allows \(maxBodyBytes)")
-        }
-        let body = try await request.body.collect(upTo: maxBodyBytes)
+        // RequestBodyMiddleware has received it, within http.max_body.
+        let body = try await request.body.collect(upTo: .max)
         let summary: Pipeline.Summary
         do {
             summary = try await pipeline.ingest(body, format: format, defaults: defaults, via: "api:\(key.name)")

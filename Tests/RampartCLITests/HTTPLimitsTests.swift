@@ -1,0 +1,38 @@
+import Foundation
+import Testing
+
+/// A client that trickles its body gets 408 once http.body_timeout passes; oversized headers are
+/// refused; the daemon goes on serving.
+@Suite struct HTTPLimitsTests {
+    @Test func slowBodiesTimeOutAndLargeHeadersAreRefused() throws {
+        let sandbox = try Sandbox(extra: "http: {body_timeout: 1s, max_header_bytes: 4KiB}")
+        let daemon = try DaemonProcess(sandbox)
+        defer { _ = daemon.stop() }
+
+        // Headers announce 100 bytes; 10 arrive, then nothing.
+        let slow = try run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import socket, sys, time
+                s = socket.create_connection(("127.0.0.1", \(daemon.port)))
+                s.sendall(b"POST /v1/indicators HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer \(Sandbox.adminToken)\\r\\n"
+                          b"Content-Type: text/plain\\r\\nContent-Length: 100\\r\\n\\r\\n1.2.3.4\\n45")
+                start = time.monotonic()
+                s.settimeout(10)
+                answer = s.recv(4096).split(b"\\r\\n")[0].decode()
+                print(answer, round(time.monotonic() - start, 1))
+                """,
+            ]
+        )
+        let fields = slow.stdout.split(separator: " ")
+        #expect(fields.prefix(2) == ["HTTP/1.1", "408"], "\(slow.stdout)\(slow.stderr)")
+        #expect(fields.last.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }.map { $0 < 3 } == true, "\(slow.stdout)")
+
+        let big = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Padding: \(String(repeating: "a", count: 8_000))", "\(daemon.url)/healthz"])
+        #expect(big.stdout != "200", "an 8 kB header passed a 4 KiB limit")
+        let fine = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(daemon.url)/healthz"])
+        #expect(fine.stdout == "200")
+    }
+}
