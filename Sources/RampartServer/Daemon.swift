@@ -53,15 +53,15 @@ public enum Daemon {
         let router = Router(context: RampartRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: AuthMiddleware(keys: config.apiKeys))
-        router.add(middleware: RequestBodyMiddleware(maxBytes: config.http.maxBodyBytes, timeout: config.http.bodyTimeout))
         HealthRoutes(readiness: readiness).register(on: router)
         metrics.register(on: router, store: store, now: now)
-        IndicatorRoutes(pipeline: pipeline).register(on: router)
-        DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, nodeID: config.node.id, now: now).register(on: router)
+        let bodies = BodyReceiver(maxBytes: config.http.maxBodyBytes, timeout: config.http.bodyTimeout)
+        IndicatorRoutes(pipeline: pipeline, bodies: bodies).register(on: router)
+        DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, bodies: bodies, nodeID: config.node.id, now: now).register(on: router)
         let reloader = Reloader(
             configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, metrics: metrics, logger: logger, now: now
         )
-        PlaybookRoutes(pipeline: pipeline, reloader: reloader, now: now).register(on: router)
+        PlaybookRoutes(pipeline: pipeline, reloader: reloader, bodies: bodies, now: now).register(on: router)
         AuditRoutes(store: store).register(on: router)
 
         let services: [any Service] = [

@@ -4,6 +4,7 @@ import RampartCore
 /// `POST /v1/indicators`: JSON, NDJSON or plain-text bodies; defaults from query parameters.
 struct IndicatorRoutes {
     let pipeline: Pipeline
+    let bodies: BodyReceiver
 
     func register(on router: Router<RampartRequestContext>) {
         router.post("/v1/indicators") { request, context in
@@ -20,8 +21,7 @@ struct IndicatorRoutes {
         } catch {
             throw Problem.badRequest("invalid-parameter", error.message)
         }
-        // RequestBodyMiddleware has received it, within http.max_body.
-        let body = try await request.body.collect(upTo: .max)
+        let body = try await bodies.receive(request)
         let summary: Pipeline.Summary
         do {
             summary = try await pipeline.ingest(body, format: format, defaults: defaults, via: "api:\(key.name)")

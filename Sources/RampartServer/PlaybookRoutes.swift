@@ -6,6 +6,7 @@ import RampartCore
 struct PlaybookRoutes {
     let pipeline: Pipeline
     let reloader: Reloader
+    let bodies: BodyReceiver
     let now: @Sendable () -> Date
 
     func register(on router: Router<RampartRequestContext>) {
@@ -58,7 +59,7 @@ struct PlaybookRoutes {
     func test(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
         let key = try context.require(.read)
         let via = request.uri.queryParameters["via"].map(String.init) ?? "api:\(key.name)"
-        let body = try await request.body.collect(upTo: 1 << 20)
+        let body = try await bodies.receive(request, upTo: 1 << 20)
         let (playbooks, policy) = (pipeline.playbooks, pipeline.policy)
         var w = JSONWriter()
         w.beginObject()

@@ -75,7 +75,7 @@ extension Problem {
 }
 
 /// Turns every error a route throws into a problem+json answer: routes throw `Problem`s; framework
-/// errors (unknown route, body too large) are translated; anything else is a logged 500 that
+/// errors (unknown route) are translated; anything else is a logged 500 that
 /// reveals nothing internal.
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -83,9 +83,6 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let problem as Problem {
             return try problem.response(from: request, context: context)
-        } catch is NIOTooManyBytesError {
-            return try Problem(.contentTooLarge, code: "body-too-large", detail: "the request body is larger than http.max_body allows")
-                .response(from: request, context: context)
         } catch let error as HTTPError {
             let detail: String
             switch error.status {
