@@ -10,6 +10,7 @@ packages=(
     nftables iproute2 iputils-ping   # firewall backends and network-namespace tests
     systemd                          # systemd-analyze checks deploy/rampart.service
     wrk python3 util-linux           # Benchmarks/ (util-linux has taskset)
+    python3-venv                     # .venv: third-party implementations the tests check against
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -21,6 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+# Python packages the interoperability tests compare Rampart with (from PyPI, into .venv).
+cd "$(dirname "$0")/.."
+if ! .venv/bin/python3 -c "import standardwebhooks, cryptography" 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography </dev/null \
+        || echo "warning: could not install the Python test packages; the interoperability tests will skip" >&2
 fi
 if ! command -v swift >/dev/null; then
     echo "swift is not on PATH: install Swift 6.1 or later from https://www.swift.org/install/linux/" >&2

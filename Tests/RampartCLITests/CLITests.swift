@@ -133,6 +133,26 @@ import Testing
         #expect(daemon.stop() == 0)
     }
 
+    /// keygen writes a whsk_ key readable by its owner only, prints the whpk_ key, and never
+    /// overwrites a key.
+    @Test func keygenWritesAPrivateKeyOnceAndPrintsThePublicOne() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-key-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let made = try rampart("keygen", "--out", path)
+        #expect(made.status == 0, "\(made.stderr)")
+        let key = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(key.hasPrefix("whsk_") && Data(base64Encoded: String(key.dropFirst(5).dropLast()))?.count == 32)
+        let permissions = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(permissions == 0o600)
+        let printed = made.stdout.split(separator: "\n").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        #expect(printed.hasPrefix("whpk_") && Data(base64Encoded: String(printed.dropFirst(5)))?.count == 32, "\(made.stdout)")
+        #expect(!made.stdout.contains(key.dropLast()), "the private key was printed")
+
+        let again = try rampart("keygen", "--out", path)
+        #expect(again.status != 0 && again.stderr.contains("never overwrites"))
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == key)
+    }
+
     /// Eight clients post 100-line batches until the daemon stops answering; `signal` is sent once
     /// 2,000 items are acknowledged (not after a fixed time: on a loaded machine too few requests
     /// might have completed to prove anything). Returns the acknowledged ids and how long the
