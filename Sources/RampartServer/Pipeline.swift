@@ -62,13 +62,15 @@ public final class Pipeline: Sendable {
     }
 
     /// A playbook that matched an item, with its `playbook.matched` audit detail encoded before the
-    /// write.
+    /// write, and its metrics series.
     struct Match: Sendable {
         let playbook: Playbook
         let detail: AuditDetail
+        let counted: Tally.Key
 
         init(_ playbook: Playbook, item: Item) {
             self.playbook = playbook
+            counted = Tally.Key("rampart_playbook_matches_total", ["playbook": playbook.name])
             detail = AuditDetail { w in
                 w.field("playbook", playbook.name)
                 w.field("mode", playbook.mode.rawValue)
@@ -113,27 +115,34 @@ public final class Pipeline: Sendable {
         }
         var chunk: [Prepared] = []
         chunk.reserveCapacity(Pipeline.chunkSize)
-        while let entry = reader.next() {
-            switch entry.result {
-            case .success(let indicator):
-                let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
-                summary.ids.append(item.id)
-                kinds[indicator.kind, default: 0] += 1
-                let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via)).map { Match($0, item: item) }
-                chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
-            case .failure(let error):
-                summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
-                chunk.append(.refused(position: entry.position, error, raw: entry.raw))
-                rejections[error.code.rawValue, default: 0] += 1
+        do {
+            while let entry = reader.next() {
+                switch entry.result {
+                case .success(let indicator):
+                    let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
+                    summary.ids.append(item.id)
+                    kinds[indicator.kind, default: 0] += 1
+                    let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via)).map { Match($0, item: item) }
+                    chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
+                case .failure(let error):
+                    summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
+                    chunk.append(.refused(position: entry.position, error, raw: entry.raw))
+                    rejections[error.code.rawValue, default: 0] += 1
+                }
+                guard chunk.count >= Pipeline.chunkSize else { continue }
+                if inFlight.count >= Pipeline.chunksInFlight { try await finishOldest() }
+                send(chunk)
+                chunk = []
+                chunk.reserveCapacity(Pipeline.chunkSize)
             }
-            guard chunk.count >= Pipeline.chunkSize else { continue }
-            if inFlight.count >= Pipeline.chunksInFlight { try await finishOldest() }
-            send(chunk)
-            chunk = []
-            chunk.reserveCapacity(Pipeline.chunkSize)
+            if !chunk.isEmpty { send(chunk) }
+            while !inFlight.isEmpty { try await finishOldest() }
+        } catch {
+            // Chunks queued after a failed one may have committed: what they caused still reaches
+            // the firewall, the exec runner and the rules directory.
+            while !inFlight.isEmpty { try? await finishOldest() }
+            throw error
         }
-        if !chunk.isEmpty { send(chunk) }
-        while !inFlight.isEmpty { try await finishOldest() }
         return summary
     }
 
@@ -164,7 +173,6 @@ public final class Pipeline: Sendable {
                 }
             case .refused(let position, let error, let raw):
                 try tx.refuse(via: via, position: positionName, index: position, error: error, raw: raw, at: at)
-
             }
         }
         return effects
@@ -177,7 +185,7 @@ public final class Pipeline: Sendable {
         let item = encoded.item
         let playbook = match.playbook
         try tx.audit("playbook.matched", subject: item.id, detail: match.detail, at: at)
-        effects.tally.add("rampart_playbook_matches_total", ["playbook": playbook.name])
+        effects.tally.add(match.counted)
         for action in playbook.actions {
             switch action {
             case .block(let block):

@@ -59,25 +59,40 @@ struct Tally: Sendable {
         let value: String
     }
 
+    /// A series; make those counted per item once, outside the loop (see `Pipeline.Match`).
     struct Key: Hashable, Sendable {
         let name: String
         let labels: [Label]
+
+        init(_ name: String, _ labels: KeyValuePairs<String, String> = [:]) {
+            self.name = name
+            self.labels = labels.map { Label(name: $0.key, value: $0.value) }
+        }
     }
 
     private(set) var counts: [Key: Int] = [:]
 
-    mutating func add(_ name: String, _ labels: KeyValuePairs<String, String> = [:], _ amount: Int = 1) {
-        counts[Key(name: name, labels: labels.map { Label(name: $0.key, value: $0.value) }), default: 0] += amount
+    mutating func add(_ key: Key, _ amount: Int = 1) {
+        counts[key, default: 0] += amount
     }
+
+    mutating func add(_ name: String, _ labels: KeyValuePairs<String, String> = [:], _ amount: Int = 1) {
+        add(Key(name, labels), amount)
+    }
+
+    static let blockCreated = Key("rampart_actions_total", ["action": "block", "outcome": "created"])
+    static let blockExtended = Key("rampart_actions_total", ["action": "block", "outcome": "extended"])
+    static let blockMerged = Key("rampart_actions_total", ["action": "block", "outcome": "merged"])
+    static let blockRefused = Key("rampart_actions_total", ["action": "block", "outcome": "refused"])
 
     /// What a block did, by outcome, and why it was refused.
     mutating func add(_ outcome: BlockOutcome) {
         switch outcome {
-        case .created: add("rampart_actions_total", ["action": "block", "outcome": "created"])
-        case .extended: add("rampart_actions_total", ["action": "block", "outcome": "extended"])
-        case .unchanged: add("rampart_actions_total", ["action": "block", "outcome": "merged"])
+        case .created: add(Self.blockCreated)
+        case .extended: add(Self.blockExtended)
+        case .unchanged: add(Self.blockMerged)
         case .refused(let refusal):
-            add("rampart_actions_total", ["action": "block", "outcome": "refused"])
+            add(Self.blockRefused)
             add("rampart_blocks_refused_total", ["code": refusal.code])
         }
     }
