@@ -24,14 +24,14 @@ public final class RampartMetrics: Sendable {
         }
     }
 
-    func count(_ name: String, _ labels: [(String, String)] = []) {
-        Counter(label: name, dimensions: labels, factory: factory).increment()
+    func count(_ name: String, _ labels: KeyValuePairs<String, String> = [:]) {
+        Counter(label: name, dimensions: labels.map { ($0.key, $0.value) }, factory: factory).increment()
     }
 
     func firewallBatch(size: Int, took duration: Duration, failed: Bool) {
         Recorder(label: "rampart_firewall_batch_size", factory: factory).record(size)
         Metrics.Timer(label: "rampart_firewall_batch_seconds", factory: factory).record(duration: duration)
-        if failed { count("rampart_firewall_failures_total", [("operation", "apply")]) }
+        if failed { count("rampart_firewall_failures_total", ["operation": "apply"]) }
     }
 
     /// The text a scrape gets; gauges read from the store are brought up to date first.

@@ -9,8 +9,8 @@ import UnixSignals
 
 /// Re-reads the configuration, playbooks and lists, and puts the new playbooks and safety policy
 /// in force at once; an invalid new set leaves the old one running. Either way the outcome is
-/// logged and audited. Keys that only take effect at start (listen, state_dir, api_keys, http)
-/// are read but need a restart.
+/// logged and audited. Keys that only take effect at start (node, listen, tls, state_dir,
+/// firewall, api_keys, http, log) are read but need a restart.
 public final class Reloader: Sendable {
     let configPath: String
     let pipeline: Pipeline
@@ -43,16 +43,16 @@ public final class Reloader: Sendable {
                 let result = try await self.load(by: by)
                 switch result {
                 case .success(let count):
-                    self.metrics.count("rampart_reloads_total", [("outcome", "reloaded")])
+                    self.metrics.count("rampart_reloads_total", ["outcome": "reloaded"])
                     self.notifier.ready(status: "ready: reloaded, \(count) playbooks in force")
                 case .failure(let problems):
-                    self.metrics.count("rampart_reloads_total", [("outcome", "refused")])
+                    self.metrics.count("rampart_reloads_total", ["outcome": "refused"])
                     let first = problems.items.first.map(\.description) ?? ""
                     self.notifier.ready(status: "ready: reload refused (\(problems.items.count) errors, the first: \(first)); the previous set stays in force")
                 }
                 return result
             } catch {
-                self.metrics.count("rampart_reloads_total", [("outcome", "failed")])
+                self.metrics.count("rampart_reloads_total", ["outcome": "failed"])
                 self.notifier.ready(status: "ready: reload failed (\(error)); the previous set stays in force")
                 throw error
             }
