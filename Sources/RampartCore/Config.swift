@@ -102,12 +102,15 @@ public struct Config: Sendable {
     public var apiKeys: [APIKey] = []
     public var http = HTTP()
     public var log = Log()
+    /// The node's Ed25519 key (`whsk_`), for signing what it sends peers.
+    public var signingKeyFile: String?
+    public var peers: [Peer] = []
 
     /// The SQLite database inside the state directory.
     public var databasePath: String { stateDirectory + "/rampart.sqlite" }
 
     /// The safety rails of this configuration on a host with `hostAddresses` (what its interfaces
-    /// hold: never blocked).
+    /// hold, and its peers' addresses: never blocked).
     public func safetyPolicy(hostAddresses: [SafetyPolicy.Protected]) -> SafetyPolicy {
         SafetyPolicy(
             neverBlock: safety.neverBlock.map { SafetyPolicy.Protected($0, "safety.never_block") } + hostAddresses,
@@ -120,7 +123,7 @@ public struct Config: Sendable {
     /// entry of that list). The parser allows exactly these; a test checks that
     /// `deploy/rampart.example.yaml` documents each one.
     public static let keys: [String: [String]] = [
-        "": ["node", "listen", "tls", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log"],
+        "": ["node", "listen", "tls", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log", "signing", "peers"],
         "tls": ["cert", "key", "client_ca"],
         "node": ["id", "region"],
         "firewall": ["backend", "table", "priority", "nft", "command", "timeout", "reconcile_interval"],
@@ -129,6 +132,10 @@ public struct Config: Sendable {
         "api_keys": ["name", "roles", "token_sha256"],
         "http": ["max_body", "max_items", "max_json_depth", "idle_timeout", "max_header_bytes", "body_timeout"],
         "log": ["level", "format"],
+        "signing": ["key_file"],
+        "peers": ["name", "node_id", "url", "public_key", "secret", "share", "accept", "expires"],
+        "peers.share": ["max_tlp", "kinds", "actions", "regions", "redact"],
+        "peers.accept": ["items", "suggested", "max_duration", "min_confidence", "rate"],
     ]
 
     /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
@@ -256,8 +263,31 @@ public struct Config: Sendable {
                 } ?? .logfmt
             }
         }
+        if let n = top["signing"], let fields = reader.fields(n, allowed: keys["signing"]!, what: "signing") {
+            if let k = fields.required("key_file") { config.signingKeyFile = resolve(k, "signing.key_file") }
+        }
+        if let n = top["peers"] {
+            config.peers = parsePeers(n, reader: reader, nodeID: config.node.id)
+            if config.signingKeyFile == nil, let unsigned = config.peers.first(where: { $0.secret == nil }) {
+                reader.error(n, "peer '\(unsigned.name)' shares no secret, so what is sent to it is signed with this node's key: set signing.key_file (make one with `rampart keygen`)")
+            }
+        }
         try reader.throwIfErrors()
         return config
+    }
+
+    /// Reads the node's signing key (`signing.key_file`), when one is configured.
+    public func signingKey() throws(Diagnostics) -> WebhookSignature.SigningKey? {
+        guard let path = signingKeyFile else { return nil }
+        func problem(_ message: String) -> Diagnostics {
+            Diagnostics([Diagnostic(file: self.path, line: 0, column: 0, message: "signing.key_file \(path): \(message)")])
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw problem("cannot read it") }
+        do {
+            return try WebhookSignature.SigningKey(text: text.trimmingCharacters(in: .whitespacesAndNewlines))
+        } catch {
+            throw problem(error.description)
+        }
     }
 
     static func parseSafety(_ node: Yams.Node, _ reader: YAMLReader) -> Safety {

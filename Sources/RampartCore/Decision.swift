@@ -100,6 +100,8 @@ public struct BlockRequest: Sendable, Hashable {
     public var simulated: Bool
     /// Longer blocks for repeat offenders: see `Escalation`.
     public var escalation: Escalation?
+    /// The longest the block may last, escalation included (a peer's `accept.max_duration`).
+    public var maxDuration: Duration?
 
     public init(
         target: IPNetwork, direction: Direction, duration: Duration, playbook: String? = nil, item: String? = nil,

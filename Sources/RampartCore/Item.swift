@@ -13,14 +13,16 @@ public struct Item: Sendable {
     public var via: String
     /// The node that first saw the item.
     public var origin: String
-    /// Nodes the item passed through, origin first.
+    /// Nodes the item passed through before this one, origin first (empty for items seen here first).
     public var path: [String]
+    /// For items received from a peer: how many more times they may be relayed.
+    public var hopsLeft: Int?
     /// Actions the origin proposed (`block`, `rule`, ...).
     public var suggested: [String]
     public var receivedAt: Date
 
     public init(
-        id: String, payload: Payload, via: String, origin: String, path: [String] = [], suggested: [String] = [],
+        id: String, payload: Payload, via: String, origin: String, path: [String] = [], hopsLeft: Int? = nil, suggested: [String] = [],
         receivedAt: Date
     ) {
         self.id = id
@@ -28,6 +30,7 @@ public struct Item: Sendable {
         self.via = via
         self.origin = origin
         self.path = path
+        self.hopsLeft = hopsLeft
         self.suggested = suggested
         self.receivedAt = receivedAt
     }
@@ -58,6 +61,7 @@ public struct Item: Sendable {
         w.field("via", via)
         w.field("origin", origin)
         if !path.isEmpty { w.field("path", path) }
+        if let hopsLeft { w.field("hops_left", hopsLeft) }
         if !suggested.isEmpty { w.field("suggested", suggested) }
         w.field("received_at", receivedAt)
         w.endObject()

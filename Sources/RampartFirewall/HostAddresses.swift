@@ -34,3 +34,29 @@ public enum HostAddresses {
         return found
     }
 }
+
+extension HostAddresses {
+    /// The addresses of the peers' URLs (literal, or what their names resolve to now): blocking a
+    /// peer would cut this node off from it, so the safety rails protect them too.
+    public static func peers(_ peers: [Peer]) -> [SafetyPolicy.Protected] {
+        peers.flatMap { peer -> [SafetyPolicy.Protected] in
+            guard var host = URLComponents(string: peer.url)?.host, !host.isEmpty else { return [] }
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            if let literal = try? IPAddress(parsing: host) { return [SafetyPolicy.Protected(IPNetwork(host: literal), "peer \(peer.name)")] }
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var results: UnsafeMutablePointer<addrinfo>?
+            guard getaddrinfo(host, nil, &hints, &results) == 0, let first = results else { return [] }
+            defer { freeaddrinfo(results) }
+            var found: [SafetyPolicy.Protected] = []
+            for entry in sequence(first: first, next: { $0.pointee.ai_next }) {
+                var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                guard getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0,
+                    let address = try? IPAddress(parsing: String(cString: buffer))
+                else { continue }
+                found.append(SafetyPolicy.Protected(IPNetwork(host: address), "peer \(peer.name) (\(host))"))
+            }
+            return found
+        }
+    }
+}

@@ -3,13 +3,14 @@ import Hummingbird
 import RampartCore
 
 /// Authenticates `Authorization: Bearer TOKEN` against the configured keys' SHA-256 hashes, for
-/// every `/v1/` endpoint. Health and metrics endpoints are open; routes check roles themselves.
+/// every `/v1/` endpoint but `/v1/peer/events`. Health and metrics endpoints are open; routes check roles themselves.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = RampartRequestContext
     let keys: [Config.APIKey]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path.hasPrefix("/v1/") else { return try await next(request, context) }
+        // Peers authenticate what they send by its signature (PeerRoutes), not with API keys.
+        guard request.uri.path.hasPrefix("/v1/"), request.uri.path != "/v1/peer/events" else { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
             throw Problem(
                 .unauthorized, code: "unauthorized", detail: "this endpoint needs Authorization: Bearer TOKEN",

@@ -33,7 +33,7 @@ public enum Daemon {
         config: Config, logger: Logger, firewall: (any Firewall)? = nil, notifier: SystemdNotifier = SystemdNotifier(),
         now: @escaping @Sendable () -> Date = Date.init, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> (App, Parts) {
-        let playbooks = try PlaybookSet(PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory))
+        let playbooks = try PlaybookSet(PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name)))
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let metrics = RampartMetrics()
@@ -43,10 +43,15 @@ public enum Daemon {
         )
         let execRunner = ExecRunner(store: store, metrics: metrics, logger: logger, now: now)
         let rules = RuleDirectory(stateDirectory: config.stateDirectory, logger: logger)
+        let signingKey: WebhookSignature.SigningKey?
+        do { signingKey = try config.signingKey() } catch { throw DaemonError("\(error)") }
+        let delivery = PeerDelivery(
+            store: store, nodeID: config.node.id, signingKey: signingKey, peers: config.peers, metrics: metrics, logger: logger, now: now
+        )
         let pipeline = Pipeline(
-            store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, metrics: metrics, nodeID: config.node.id,
+            store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, delivery: delivery, metrics: metrics, nodeID: config.node.id,
             limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
-            policy: config.safetyPolicy(hostAddresses: HostAddresses.current()), playbooks: playbooks, now: now
+            policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)), playbooks: playbooks, peers: config.peers, now: now
         )
         let readiness = Readiness()
 
@@ -63,11 +68,14 @@ public enum Daemon {
         )
         PlaybookRoutes(pipeline: pipeline, reloader: reloader, bodies: bodies, now: now).register(on: router)
         AuditRoutes(store: store).register(on: router)
+        PeerRoutes(pipeline: pipeline, delivery: delivery, store: store, bodies: bodies, maxItems: config.http.maxItemsPerRequest, now: now)
+            .register(on: router)
 
         let services: [any Service] = [
             StoreService(store: store, logger: logger),
             enforcer,
             execRunner,
+            delivery,
             ExpiryService(
                 store: store, enforcer: enforcer, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now, logger: logger
             ),

@@ -129,12 +129,10 @@ struct DecisionRoutes {
             throw Problem.badRequest("missing-parameter", "name the decision: DELETE /v1/decisions/{id} or DELETE /v1/decisions?value=ADDRESS")
         }
         let at = now()
-        let (byValue, why, by) = (value, reason, "api:\(key.name)")
-        let revoked = try await store.write { tx in try tx.revoke(id: id, value: byValue, reason: why, by: by, now: at) }
+        let revoked = try await pipeline.revoke(id: id, value: value, reason: reason, by: "api:\(key.name)")
         guard !revoked.isEmpty else {
             throw Problem.notFound(id.map { "no active decision with id \($0)" } ?? "no active decision for \(value ?? "")")
         }
-        enforcer.submit(revoked.compactMap { $0.simulated ? nil : .remove($0.target) })
         var w = JSONWriter()
         w.beginObject()
         w.key("revoked")

@@ -14,31 +14,42 @@ public final class Pipeline: Sendable {
     let enforcer: Enforcer
     let execRunner: ExecRunner
     let ruleDirectory: RuleDirectory
+    let delivery: PeerDelivery
     let metrics: RampartMetrics
     let nodeID: String
     let ids: IDGenerator
     let now: @Sendable () -> Date
     let limits: IngestParser.Limits
-    private let inForce: Mutex<(playbooks: PlaybookSet, policy: SafetyPolicy)>
+    private let inForce: Mutex<InForce>
     static let chunkSize = 2048
     static let chunksInFlight = 4
 
+    /// What reloads replace, all at once.
+    struct InForce: Sendable {
+        var playbooks: PlaybookSet
+        var policy: SafetyPolicy
+        var peers: [Peer]
+    }
+
     public init(
-        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, metrics: RampartMetrics = RampartMetrics(), nodeID: String,
-        limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet, ids: IDGenerator = .shared,
+        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, delivery: PeerDelivery, metrics: RampartMetrics = RampartMetrics(),
+        nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet, peers: [Peer], ids: IDGenerator = .shared,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
         self.enforcer = enforcer
         self.execRunner = execRunner
         self.ruleDirectory = rules
+        self.delivery = delivery
         self.metrics = metrics
         self.nodeID = nodeID
         self.ids = ids
         self.now = now
         self.limits = limits
-        self.inForce = Mutex((playbooks, policy))
+        self.inForce = Mutex(InForce(playbooks: playbooks, policy: policy, peers: peers))
     }
+
+    var current: InForce { inForce.withLock { $0 } }
 
     /// The playbooks in force. A request uses the set that was in force when it started.
     public var playbooks: PlaybookSet { inForce.withLock { $0.playbooks } }
@@ -46,9 +57,13 @@ public final class Pipeline: Sendable {
     /// The safety policy in force, for every block whatever its source.
     public var policy: SafetyPolicy { inForce.withLock { $0.policy } }
 
-    /// Puts a new set of playbooks and safety policy in force, at once, for the requests that start after.
-    public func replace(playbooks: PlaybookSet, policy: SafetyPolicy) {
-        inForce.withLock { $0 = (playbooks, policy) }
+    /// The peers configured now.
+    public var peers: [Peer] { inForce.withLock { $0.peers } }
+
+    /// Puts new playbooks, safety policy and peers in force, at once, for the requests that start after.
+    public func replace(playbooks: PlaybookSet, policy: SafetyPolicy, peers: [Peer]) {
+        inForce.withLock { $0 = InForce(playbooks: playbooks, policy: policy, peers: peers) }
+        delivery.update(peers: peers)
     }
 
     public struct Summary: Sendable {
@@ -56,9 +71,23 @@ public final class Pipeline: Sendable {
         public var rejected: [Problem.ItemError] = []
     }
 
-    private enum Prepared: Sendable {
+    enum Prepared: Sendable {
         case accepted(EncodedItem, [Match], recordSighting: Bool)
         case refused(position: Int, ValueError, raw: String?)
+        /// A peer withdraws an item it sent.
+        case revocation(PeerMessage.Revocation, path: [String])
+    }
+
+    /// What a commit needs besides its items: fixed for the request.
+    struct Context: Sendable {
+        let via: String
+        let positionName: String
+        let policy: SafetyPolicy
+        let peers: [Peer]
+        let nodeID: String
+        let at: Date
+        /// The longest block the items may cause (a peer's `accept.max_duration`).
+        var maxBlock: Duration? = nil
     }
 
     /// A playbook that matched an item, with its `playbook.matched` audit detail encoded before the
@@ -86,7 +115,9 @@ public final class Pipeline: Sendable {
         let receivedAt = now()
         let positionName = IngestParser.positionName(format)
         var summary = Summary()
-        let (playbooks, policy) = inForce.withLock { $0 }
+        let inForce = current
+        let playbooks = inForce.playbooks
+        let context = Context(via: via, positionName: positionName, policy: inForce.policy, peers: inForce.peers, nodeID: nodeID, at: receivedAt)
         var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
         // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
         // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
@@ -95,12 +126,8 @@ public final class Pipeline: Sendable {
         var inFlight: [(chunk: [Prepared], counted: Tally, commit: PendingWrite<Effects>)] = []
         func finishOldest() async throws {
             let (_, counted, commit) = inFlight.removeFirst()
-            let effects = try await commit.value()
-            ruleDirectory.write(effects.rules)
-            enforcer.submit(effects.firewall)
-            execRunner.submit(effects.execs)
+            carryOut(try await commit.value())
             metrics.add(counted)
-            metrics.add(effects.tally)
         }
         var kinds: [IndicatorKind: Int] = [:]
         var rejections: [String: Int] = [:]
@@ -110,7 +137,7 @@ public final class Pipeline: Sendable {
             for (reason, count) in rejections { counted.add("rampart_items_rejected_total", ["reason": reason], count) }
             (kinds, rejections) = ([:], [:])
             inFlight.append((chunk, counted, store.enqueue(weight: chunk.count) { tx in
-                try Pipeline.commit(chunk, via: via, positionName: positionName, policy: policy, at: receivedAt, in: &tx)
+                try Pipeline.commit(chunk, context: context, in: &tx)
             }))
         }
         var chunk: [Prepared] = []
@@ -151,17 +178,31 @@ public final class Pipeline: Sendable {
         var firewall: [FirewallChange] = []
         var execs: [ExecJob] = []
         var rules: [RuleFile] = []
+        /// Peers with new entries in their outbox.
+        var peers: Set<String> = []
         var tally = Tally()
+        /// Items stored (duplicates of stored ones are not).
+        var stored = 0
     }
 
-    private static func commit(
-        _ chunk: [Prepared], via: String, positionName: String, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction
-    ) throws -> Effects {
+    /// Hands what a durable commit caused to the firewall, the exec runner, the rules directory
+    /// and the peers' dispatchers.
+    func carryOut(_ effects: Effects) {
+        ruleDirectory.write(effects.rules)
+        enforcer.submit(effects.firewall)
+        execRunner.submit(effects.execs)
+        delivery.wake(effects.peers)
+        metrics.add(effects.tally)
+    }
+
+    static func commit(_ chunk: [Prepared], context: Context, in tx: inout StoreTransaction) throws -> Effects {
         var effects = Effects()
+        let at = context.at
         for entry in chunk {
             switch entry {
             case .accepted(let encoded, let matched, let recordSighting):
                 guard try tx.insert(encoded) else { continue }
+                effects.stored += 1
                 if recordSighting { try tx.recordSighting(encoded.item) }
                 for match in matched {
                     let playbook = match.playbook
@@ -169,19 +210,20 @@ public final class Pipeline: Sendable {
                         let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
                         guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
                     }
-                    try apply(match, to: encoded, policy: policy, at: at, in: &tx, effects: &effects)
+                    try apply(match, to: encoded, context: context, in: &tx, effects: &effects)
                 }
             case .refused(let position, let error, let raw):
-                try tx.refuse(via: via, position: positionName, index: position, error: error, raw: raw, at: at)
+                try tx.refuse(via: context.via, position: context.positionName, index: position, error: error, raw: raw, at: at)
+            case .revocation(let revocation, let path):
+                try applyRevocation(revocation, path: path, context: context, in: &tx, effects: &effects)
             }
         }
         return effects
     }
 
     /// Records the match and carries out the playbook's actions inside the item's transaction.
-    static func apply(
-        _ match: Match, to encoded: EncodedItem, policy: SafetyPolicy, at: Date, in tx: inout StoreTransaction, effects: inout Effects
-    ) throws {
+    static func apply(_ match: Match, to encoded: EncodedItem, context: Context, in tx: inout StoreTransaction, effects: inout Effects) throws {
+        let (policy, at) = (context.policy, context.at)
         let item = encoded.item
         let playbook = match.playbook
         try tx.audit("playbook.matched", subject: item.id, detail: match.detail, at: at)
@@ -190,11 +232,12 @@ public final class Pipeline: Sendable {
             switch action {
             case .block(let block):
                 guard let target = item.indicator?.network else { continue }
-                let request = BlockRequest(
+                var request = BlockRequest(
                     target: target, direction: block.direction, duration: block.duration, playbook: playbook.name, item: item.id,
                     origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate,
                     escalation: block.escalate
                 )
+                request.maxDuration = context.maxBlock
                 let outcome = try tx.block(request, policy: policy, now: at)
                 effects.tally.add(outcome)
                 if let change = outcome.firewallChange(at: at) { effects.firewall.append(change) }
@@ -232,6 +275,8 @@ public final class Pipeline: Sendable {
                     }, at: at)
                 )
                 effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "written"])
+            case .propagate(let propagate):
+                try Pipeline.propagate(item, playbook: playbook, action: propagate, context: context, in: &tx, effects: &effects)
             }
         }
     }

@@ -24,8 +24,16 @@ public final class RampartMetrics: Sendable {
         }
     }
 
-    func count(_ name: String, _ labels: KeyValuePairs<String, String> = [:]) {
-        Counter(label: name, dimensions: labels.map { ($0.key, $0.value) }, factory: factory).increment()
+    func count(_ name: String, _ labels: KeyValuePairs<String, String> = [:], _ amount: Int = 1) {
+        Counter(label: name, dimensions: labels.map { ($0.key, $0.value) }, factory: factory).increment(by: amount)
+    }
+
+    /// One request to a peer: its entries, how long it took, and what became of them.
+    func delivery(peer: String, entries: Int, took duration: Duration, delivered: Bool, deadLettered: Int) {
+        count("rampart_peer_deliveries_total", ["peer": peer, "outcome": delivered ? "delivered" : "failed"])
+        if delivered { count("rampart_peer_items_total", ["peer": peer, "outcome": "sent"], entries) }
+        if deadLettered > 0 { count("rampart_peer_dead_lettered_total", ["peer": peer], deadLettered) }
+        Metrics.Timer(label: "rampart_peer_delivery_seconds", dimensions: [("peer", peer)], factory: factory).record(duration: duration)
     }
 
     func firewallBatch(size: Int, took duration: Duration, failed: Bool) {
@@ -37,6 +45,12 @@ public final class RampartMetrics: Sendable {
     /// The text a scrape gets; gauges read from the store are brought up to date first.
     func exposition(store: Store, now: Date) async throws -> [UInt8] {
         Gauge(label: "rampart_decisions_active", factory: factory).record(try await store.activeDecisionCount(now: now))
+        for (peer, outbox) in try await store.outboxStatus() {
+            Gauge(label: "rampart_peer_outbox_depth", dimensions: [("peer", peer)], factory: factory).record(outbox.pending)
+            Gauge(label: "rampart_peer_outbox_oldest_seconds", dimensions: [("peer", peer)], factory: factory)
+                .record(outbox.oldestPending.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+            Gauge(label: "rampart_peer_dead_letters", dimensions: [("peer", peer)], factory: factory).record(outbox.dead)
+        }
         return registry.emitToBuffer()
     }
 

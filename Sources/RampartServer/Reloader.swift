@@ -64,10 +64,12 @@ public final class Reloader: Sendable {
         let path = configPath
         let result: Result<PlaybookSet, Diagnostics>
         var policy = pipeline.policy
+        var peers = pipeline.peers
         do throws(Diagnostics) {
             let config = try Config.load(path: configPath)
-            policy = config.safetyPolicy(hostAddresses: HostAddresses.current())
-            result = .success(PlaybookSet(try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory)))
+            policy = config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers))
+            peers = config.peers
+            result = .success(PlaybookSet(try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))))
         } catch {
             result = .failure(error)
         }
@@ -80,7 +82,7 @@ public final class Reloader: Sendable {
                     w.field("playbooks", names)
                 }
             }
-            pipeline.replace(playbooks: playbooks, policy: policy)
+            pipeline.replace(playbooks: playbooks, policy: policy, peers: peers)
             pipeline.enforcer.requestReconcile()
             logger.notice("config.reloaded", metadata: ["rampart.by": "\(by)", "rampart.playbooks": "\(names.count)"])
             return .success(names.count)

@@ -167,6 +167,44 @@ public final class Store: Sendable {
                     """
             )
         }
+        migrator.registerMigration("v4-peers") { db in
+            try db.execute(
+                sql: """
+                    -- Where each item came from (api:KEY or peer:NAME), for purging what a peer sent.
+                    ALTER TABLE item ADD COLUMN via TEXT;
+                    -- What is to go, or went, to each peer: one row per item (or revocation) and peer.
+                    -- Delivered rows stay: they say which peers must hear of a revocation.
+                    CREATE TABLE outbox (
+                        seq INTEGER PRIMARY KEY,
+                        peer TEXT NOT NULL,
+                        item TEXT NOT NULL,           -- the item sent, or the item a revocation withdraws
+                        revocation BLOB,              -- the revocation's JSON; NULL for an item
+                        path TEXT NOT NULL,           -- node ids, comma-separated, origin first, this node last
+                        hops_left INTEGER NOT NULL,
+                        suggest TEXT NOT NULL,        -- suggested actions, comma-separated
+                        state TEXT NOT NULL,          -- pending | delivered | dead | withheld
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        created_at INTEGER NOT NULL,
+                        done_at INTEGER,
+                        error TEXT
+                    );
+                    CREATE INDEX outbox_pending ON outbox(peer, seq) WHERE state = 'pending';
+                    CREATE INDEX outbox_item ON outbox(item);
+                    CREATE INDEX outbox_dead ON outbox(peer) WHERE state = 'dead';
+                    CREATE TABLE peer_state (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        disabled_at INTEGER,
+                        disabled_reason TEXT
+                    ) WITHOUT ROWID;
+                    -- webhook-id of every request accepted from a peer in the last minutes: a replay is refused.
+                    CREATE TABLE peer_message (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        peer TEXT NOT NULL,
+                        at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return migrator
     }
 

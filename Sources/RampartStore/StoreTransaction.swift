@@ -72,6 +72,7 @@ public struct StoreTransaction {
         var binder = Binder(statements.insertItem)
         binder.bind(encoded.item.id)
         binder.bind(state.auditSeq + 1)  // the entry appended next
+        binder.bind(encoded.item.via)
         try binder.step(db)
         guard db.changesCount == 1 else { return false }
         try audit("item.accepted", subject: encoded.item.id, detail: encoded.detail, at: encoded.item.receivedAt)
@@ -92,11 +93,11 @@ public struct StoreTransaction {
 
     /// Statements run per matched item go through the connection's statement cache: preparing them
     /// each time cost more than running them.
-    private func cached(_ sql: String) throws -> Statement {
+    func cached(_ sql: String) throws -> Statement {
         try db.cachedStatement(sql: sql)
     }
 
-    private func execute(_ sql: String, _ arguments: StatementArguments) throws {
+    func execute(_ sql: String, _ arguments: StatementArguments) throws {
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
     }
 
@@ -112,6 +113,7 @@ public struct StoreTransaction {
             ) ?? 0
             request.duration = escalation.duration(request.duration, previous: previous)
         }
+        if let maxDuration = request.maxDuration, request.duration > maxDuration { request.duration = maxDuration }
         if let refusal = policy.check(request.target) {
             try auditRefusal(request, code: refusal.code, message: refusal.message, now: now)
             return .refused(refusal)
@@ -355,7 +357,7 @@ final class PreparedStatements {
 
     init(_ db: Database) throws {
         insertAudit = try db.makeStatement(sql: "INSERT INTO audit(seq, at, event, subject, detail, hash) VALUES (?, ?, ?, ?, ?, ?)")
-        insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq) VALUES (?, ?)")
+        insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq, via) VALUES (?, ?, ?)")
     }
 }
 

@@ -35,11 +35,11 @@ struct Check: ParsableCommand {
         do {
             let playbooks: [Playbook]
             if isDirectory.boolValue {
-                let lists = (try? Config.load(path: options.path))?.listsDirectory
-                playbooks = try PlaybookLoader.load(directory: target, listsDirectory: lists)
+                let config = try? Config.load(path: options.path)
+                playbooks = try PlaybookLoader.load(directory: target, listsDirectory: config?.listsDirectory, peers: config?.peers.map(\.name))
             } else {
                 let config = try Config.load(path: target)
-                playbooks = try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory)
+                playbooks = try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))
             }
             count = playbooks.count
         } catch {

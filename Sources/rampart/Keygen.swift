@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import RampartServer
+import RampartCore
 
 struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(

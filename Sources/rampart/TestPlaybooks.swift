@@ -37,11 +37,11 @@ struct TestPlaybooks: ParsableCommand {
         }
         let set: PlaybookSet
         do {
-            set = PlaybookSet(try PlaybookLoader.load(directory: directory, listsDirectory: config?.listsDirectory))
+            set = PlaybookSet(try PlaybookLoader.load(directory: directory, listsDirectory: config?.listsDirectory, peers: config?.peers.map(\.name)))
         } catch {
             throw CLIError("\(error)")
         }
-        let policy = config?.safetyPolicy(hostAddresses: HostAddresses.current()) ?? SafetyPolicy()
+        let policy = config?.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config?.peers ?? [])) ?? SafetyPolicy()
         let (body, format) = try input()
         var failed = false
         try body.withUnsafeBytes { raw in

@@ -42,14 +42,16 @@ struct Sandbox {
     var databasePath: String { directory.appendingPathComponent("state/rampart.sqlite").path }
     static let adminToken = "tok_admin"
 
-    /// - Parameter extra: more top-level configuration (YAML lines).
-    init(listen: String = "127.0.0.1:0", extra: String = "") throws {
+    /// - Parameters:
+    ///   - node: the node id.
+    ///   - extra: more top-level configuration (YAML lines).
+    init(node: String = "cli-test", listen: String = "127.0.0.1:0", extra: String = "") throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
         configPath = directory.appendingPathComponent("rampart.yaml").path
         // token_sha256 is SHA-256 of tok_admin.
         try """
-            node: {id: cli-test}
+            node: {id: \(node)}
             listen: \(listen)
             state_dir: state
             playbooks: playbooks

@@ -13,7 +13,7 @@ import Testing
     @Test(arguments: cases)
     func fixture(_ name: String) throws {
         let folder = Self.root.appendingPathComponent(name)
-        let set = PlaybookSet(try PlaybookLoader.load(directory: folder.path, listsDirectory: folder.appendingPathComponent("lists").path))
+        let set = PlaybookSet(try PlaybookLoader.load(directory: folder.path, listsDirectory: folder.appendingPathComponent("lists").path, peers: []))
         let expected = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("expected.json"))) as? [String: Any])
         let matches = try #require(expected["matches"] as? [[String]])
         let failures = expected["first_failure"] as? [Any]
@@ -94,9 +94,9 @@ import Testing
         for file in ["a.yaml", "b.yaml"] {
             try "name: same\nmatch: {kind: ipv4}\nactions: []\n".write(to: dir.appendingPathComponent(file), atomically: true, encoding: .utf8)
         }
-        #expect(throws: Diagnostics.self) { try PlaybookLoader.load(directory: dir.path, listsDirectory: nil) }
+        #expect(throws: Diagnostics.self) { try PlaybookLoader.load(directory: dir.path, listsDirectory: nil, peers: []) }
         do {
-            _ = try PlaybookLoader.load(directory: dir.path, listsDirectory: nil)
+            _ = try PlaybookLoader.load(directory: dir.path, listsDirectory: nil, peers: [])
         } catch {
             #expect(error.items.map(\.message) == ["the name 'same' is already used by \(dir.path)/a.yaml"])
         }

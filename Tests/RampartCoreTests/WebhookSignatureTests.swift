@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import RampartServer
+@testable import RampartCore
 
 /// Standard Webhooks signatures: the specification's test vector, rotation, tolerance, tampering;
 /// and interoperability with the `standardwebhooks` Python package (v1) and the `cryptography`

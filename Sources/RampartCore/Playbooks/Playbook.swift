@@ -62,13 +62,35 @@ public enum Action: Sendable {
     case exec(ExecAction)
     /// Render a detection rule from the item into the rules directory.
     case rule(RuleAction)
+    /// Send the item to peers, through the outbox.
+    case propagate(PropagateAction)
 
     public var name: String {
         switch self {
         case .block: "block"
         case .exec: "exec"
         case .rule: "rule"
+        case .propagate: "propagate"
         }
+    }
+}
+
+/// `propagate: {to: all, suggest: [block], relay: false, hops: 4}`.
+public struct PropagateAction: Sendable, Equatable {
+    /// Peer names; nil: every peer.
+    public var to: [String]?
+    /// What this node suggests the peers do (`block`, `rule`).
+    public var suggest: [String]
+    /// Re-share items that another node originated (by default only this node's own go out).
+    public var relay: Bool
+    /// How many nodes beyond this one the item may reach.
+    public var hops: Int
+
+    public init(to: [String]?, suggest: [String] = [], relay: Bool = false, hops: Int = PeerMessage.defaultHops) {
+        self.to = to
+        self.suggest = suggest
+        self.relay = relay
+        self.hops = hops
     }
 }
 
@@ -172,6 +194,11 @@ extension Playbook {
                 let item = Item(id: "(item id)", payload: .indicator(indicator), via: "(via)", origin: "(origin)", receivedAt: Date())
                 let verb = mode == .simulate ? "record (simulate, not written)" : "write"
                 return "rule: \(verb) \(file): \(rule.template.render(item, playbook: name, sid: 1_000_000))"
+            case .propagate(let propagate):
+                let verb = mode == .simulate ? "record (simulate, not sent)" : "send"
+                let peers = propagate.to.map { "peers \($0.joined(separator: ", "))" } ?? "every peer"
+                let suggestion = propagate.suggest.isEmpty ? "" : ", suggesting \(propagate.suggest.joined(separator: ", "))"
+                return "propagate: \(verb) to \(peers)\(suggestion), as each one's sharing policy allows (items that came from elsewhere only with relay: true)"
             }
         }
     }

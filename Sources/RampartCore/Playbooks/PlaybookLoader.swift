@@ -12,7 +12,9 @@ public enum PlaybookLoader {
     public static let actionNames = ["block", "rule", "exec", "propagate", "notify"]
 
     /// Loads every `*.yaml` file of `directory` and the named lists of `listsDirectory`.
-    public static func load(directory: String, listsDirectory: String?) throws(Diagnostics) -> [Playbook] {
+    /// - Parameter peers: the configured peers' names, which `propagate: {to: […]}` may name; nil
+    ///   when no configuration is at hand (names are then not checked).
+    public static func load(directory: String, listsDirectory: String?, peers: [String]?) throws(Diagnostics) -> [Playbook] {
         let lists = try loadLists(directory: listsDirectory)
         var problems: [Diagnostic] = []
         var playbooks: [Playbook] = []
@@ -27,7 +29,7 @@ public enum PlaybookLoader {
         }
         for file in files {
             do {
-                playbooks.append(try parse(YAMLSource.load(path: file), file: file, lists: lists))
+                playbooks.append(try parse(YAMLSource.load(path: file), file: file, lists: lists, peers: peers))
             } catch {
                 problems += error.items
             }
@@ -44,7 +46,7 @@ public enum PlaybookLoader {
     }
 
     /// Parses one playbook document.
-    public static func parse(_ root: Node, file: String, lists: [String: NamedList]) throws(Diagnostics) -> Playbook {
+    public static func parse(_ root: Node, file: String, lists: [String: NamedList], peers: [String]? = nil) throws(Diagnostics) -> Playbook {
         let reader = YAMLReader(file: file)
         var playbook = Playbook(name: "", file: file)
         guard let top = reader.fields(root, allowed: topLevelKeys, what: "the playbook") else { throw Diagnostics(reader.diagnostics) }
@@ -68,7 +70,7 @@ public enum PlaybookLoader {
         }
         if let n = top.required("actions"), let entries = reader.list(n, "actions", allowSingle: false) {
             for (index, entry) in entries.enumerated() {
-                if let action = parseAction(entry, path: "actions[\(index)]", playbook: playbook, reader: reader) {
+                if let action = parseAction(entry, path: "actions[\(index)]", playbook: playbook, peers: peers, reader: reader) {
                     playbook.actions.append(action)
                 }
             }
@@ -77,7 +79,7 @@ public enum PlaybookLoader {
         return playbook
     }
 
-    static func parseAction(_ node: Node, path: String, playbook: Playbook, reader: YAMLReader) -> Action? {
+    static func parseAction(_ node: Node, path: String, playbook: Playbook, peers: [String]?, reader: YAMLReader) -> Action? {
         guard let fields = reader.fields(node, allowed: actionNames, what: path) else { return nil }
         guard fields.keys.count == 1, let name = fields.keys.first, let body = fields[name] else {
             reader.error(node, "\(path) must hold exactly one action, such as {block: {duration: 4h}}; found \(fields.keys.count)")
@@ -143,8 +145,29 @@ public enum PlaybookLoader {
                 try ActionTemplate(text, output: format.templateOutput, fields: ActionTemplate.ruleFields)
             }
             return template.map { .rule(RuleAction(format: format, template: $0)) }
+        case "propagate":
+            guard let propagate = reader.fields(body, allowed: ["to", "suggest", "relay", "hops"], what: "\(path).propagate") else { return nil }
+            var action = PropagateAction(to: nil)
+            if let n = propagate.required("to"), let names = reader.strings(n, "\(path).propagate.to") {
+                if names != ["all"] {
+                    action.to = names
+                    for name in names where peers.map({ !$0.contains(name) }) ?? false {
+                        let known = peers.map { $0.isEmpty ? "none is configured" : "the configuration has \($0.joined(separator: ", "))" } ?? ""
+                        reader.error(n, "\(path).propagate.to: unknown peer '\(name.preview)'; \(known) (or say to: all)")
+                    }
+                }
+            }
+            if let n = propagate["suggest"], let names = reader.strings(n, "\(path).propagate.suggest") {
+                for name in names where !PeerMessage.suggestible.contains(name) {
+                    reader.error(n, "\(path).propagate.suggest: unknown action '\(name.preview)'; expected \(PeerMessage.suggestible.joined(separator: ", "))")
+                }
+                action.suggest = names
+            }
+            if let n = propagate["relay"], let relay = reader.bool(n, "\(path).propagate.relay") { action.relay = relay }
+            if let n = propagate["hops"], let hops = reader.int(n, "\(path).propagate.hops", in: 1...16) { action.hops = hops }
+            return .propagate(action)
         default:
-            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block, exec, rule")
+            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block, exec, rule, propagate")
             return nil
         }
     }

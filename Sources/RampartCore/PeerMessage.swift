@@ -1,0 +1,201 @@
+import Foundation
+
+/// The body of a request between peers:
+/// `{"type":"rampart.items.v1","timestamp":"…","data":{"origin","path","hops_left","items":[…]}}`.
+///
+/// `path` lists the nodes the items went through, their origin first and the sender last;
+/// `origin` is `path[0]`. `hops_left` is how many more times a receiver may relay them. Entries
+/// of `items` are indicator items or revocations of an item sent earlier.
+public struct PeerMessage: Sendable {
+    public static let type = "rampart.items.v1"
+    /// Actions an origin may suggest to its peers.
+    public static let suggestible = ["block", "rule"]
+    /// How many nodes an item may reach beyond its origin, unless a propagate action says otherwise.
+    public static let defaultHops = 4
+
+    public var path: [String]
+    public var hopsLeft: Int
+    public var entries: [Result<Entry, ValueError>]
+
+    public var origin: String { path[0] }
+    public var sender: String { path[path.count - 1] }
+
+    public enum Entry: Sendable {
+        case item(Item)
+        case revocation(Revocation)
+
+        public var id: String {
+            switch self {
+            case .item(let item): item.id
+            case .revocation(let revocation): revocation.id
+            }
+        }
+    }
+
+    /// Withdraws an item sent earlier: the receiver revokes the decisions that item caused.
+    public struct Revocation: Sendable, Equatable {
+        /// This revocation's own id (receivers apply it once).
+        public var id: String
+        /// The item withdrawn.
+        public var item: String
+        /// The value the decisions were for, for the audit log.
+        public var value: String?
+        public var reason: String
+
+        public init(id: String, item: String, value: String?, reason: String) {
+            self.id = id
+            self.item = item
+            self.value = value
+            self.reason = reason
+        }
+
+        public var json: [UInt8] {
+            var w = JSONWriter(capacity: 160)
+            w.beginObject()
+            w.field("id", id)
+            w.field("type", "revoke")
+            w.field("item", item)
+            w.field("value", value)
+            w.field("reason", reason)
+            w.endObject()
+            return w.bytes
+        }
+    }
+
+    /// A request body holding entries already encoded (`Item.wireJSON`, `Revocation.json`).
+    public static func encode(path: [String], hopsLeft: Int, entries: [[UInt8]], at now: Date) -> [UInt8] {
+        var w = JSONWriter(capacity: 128 + entries.reduce(0) { $0 + $1.count + 1 })
+        w.beginObject()
+        w.field("type", type)
+        w.field("timestamp", now)
+        w.key("data")
+        w.beginObject()
+        w.field("origin", path[0])
+        w.field("path", path)
+        w.field("hops_left", hopsLeft)
+        w.key("items")
+        w.beginArray()
+        for entry in entries { w.raw(entry) }
+        w.endArray()
+        w.endObject()
+        w.endObject()
+        return w.bytes
+    }
+
+    /// Reads a request body. Throws when the body as a whole is unusable; an entry that is not
+    /// valid is reported in `entries` without stopping the others. Received items get `via`,
+    /// `path` and `hops_left` from the envelope.
+    public static func decode(_ body: [UInt8], via: String, maxItems: Int, now: Date) throws(ValueError) -> PeerMessage {
+        let json = try JSONValue.parse(body, maxDepth: 16)
+        guard case .string(let type)? = json["type"], type == PeerMessage.type else {
+            throw ValueError(.invalidField, "'type' must be \"\(PeerMessage.type)\"")
+        }
+        guard let data = json["data"], case .object = data else { throw ValueError(.missingField, "missing object 'data'") }
+        guard case .array(let pathValues)? = data["path"], !pathValues.isEmpty, pathValues.count <= 32 else {
+            throw ValueError(.invalidField, "'data.path' must list 1 to 32 node ids, the origin first and the sender last")
+        }
+        let path = try pathValues.map { (value) throws(ValueError) -> String in
+            guard case .string(let id) = value, Config.isName(id) else { throw ValueError(.invalidField, "'data.path' holds an invalid node id") }
+            return id
+        }
+        guard case .string(let origin)? = data["origin"], origin == path[0] else {
+            throw ValueError(.invalidField, "'data.origin' must be the first node of 'data.path'")
+        }
+        guard case .number(let hops)? = data["hops_left"], hops == hops.rounded(), (0...32).contains(hops) else {
+            throw ValueError(.invalidField, "'data.hops_left' must be a whole number from 0 to 32")
+        }
+        guard case .array(let items)? = data["items"] else { throw ValueError(.missingField, "missing array 'data.items'") }
+        guard items.count <= maxItems else { throw ValueError(.tooLong, "\(items.count) items in one request; at most \(maxItems)") }
+        let entries = items.map { (value) -> Result<Entry, ValueError> in
+            Result { () throws(ValueError) -> Entry in try entry(value, origin: origin, via: via, path: path, hopsLeft: Int(hops), now: now) }
+        }
+        return PeerMessage(path: path, hopsLeft: Int(hops), entries: entries)
+    }
+
+    static func entry(_ json: JSONValue, origin: String, via: String, path: [String], hopsLeft: Int, now: Date) throws(ValueError) -> Entry {
+        guard case .object(let members) = json else { throw ValueError(.invalidField, "an item must be an object") }
+        guard case .string(let id)? = json["id"], isItemID(id) else { throw ValueError(.invalidField, "'id' must be a UUID") }
+        switch json["type"] {
+        case .string("indicator")?:
+            var indicator: Indicator?
+            var suggested: [String] = []
+            for (name, value) in members {
+                switch name {
+                case "id", "type": continue
+                case "indicator": indicator = try Indicator(json: value, defaults: IndicatorDefaults(), now: now)
+                case "origin":
+                    guard case .string(origin) = value else { throw ValueError(.invalidField, "'origin' must be the message's origin, \(origin)") }
+                case "suggested":
+                    guard case .array(let list) = value, list.count <= 8 else { throw ValueError(.invalidField, "'suggested' must be a short array of actions") }
+                    suggested = list.compactMap { if case .string(let s) = $0, suggestible.contains(s) { s } else { nil } }
+                default:
+                    throw ValueError(.unknownField, "unknown field '\(name.preview)' in an indicator item")
+                }
+            }
+            guard let indicator else { throw ValueError(.missingField, "missing object 'indicator'") }
+            return .item(
+                Item(id: id, payload: .indicator(indicator), via: via, origin: origin, path: path, hopsLeft: hopsLeft, suggested: suggested, receivedAt: now)
+            )
+        case .string("revoke")?:
+            guard case .string(let item)? = json["item"], isItemID(item) else { throw ValueError(.invalidField, "'item' must be the revoked item's id") }
+            var value: String?
+            if case .string(let text)? = json["value"] { value = try Indicator.checkedText(text, field: "value", max: 256) }
+            var reason = "revoked at \(origin)"
+            if case .string(let text)? = json["reason"] { reason = try Indicator.checkedText(text, field: "reason", max: 1024) }
+            for (name, _) in members where !["id", "type", "item", "value", "reason"].contains(name) {
+                throw ValueError(.unknownField, "unknown field '\(name.preview)' in a revocation")
+            }
+            return .revocation(Revocation(id: id, item: item, value: value, reason: reason))
+        default:
+            throw ValueError(.invalidField, "'type' must be indicator or revoke")
+        }
+    }
+
+    /// Item ids are UUIDs in their 36-character text form.
+    static func isItemID(_ text: String) -> Bool {
+        text.utf8.count == 36
+            && text.utf8.enumerated().allSatisfy { index, byte in
+                [8, 13, 18, 23].contains(index) ? byte == 0x2d : (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66)
+            }
+    }
+}
+
+extension Item {
+    /// The item as a peer receives it (after the sharing policy): no local provenance.
+    public var wireJSON: [UInt8] {
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.field("id", id)
+        w.field("type", type)
+        switch payload {
+        case .indicator(let indicator):
+            w.key("indicator")
+            indicator.write(to: &w)
+        }
+        w.field("origin", origin)
+        if !suggested.isEmpty { w.field("suggested", suggested) }
+        w.endObject()
+        return w.bytes
+    }
+
+    /// Reads an item back from its stored JSON (`json`). An indicator whose validity has ended
+    /// by `now` is refused.
+    public init(stored json: JSONValue, now: Date) throws(ValueError) {
+        func text(_ key: String) throws(ValueError) -> String {
+            guard case .string(let value)? = json[key] else { throw ValueError(.missingField, "stored item without '\(key)'") }
+            return value
+        }
+        func texts(_ key: String) -> [String] {
+            guard case .array(let list)? = json[key] else { return [] }
+            return list.compactMap { if case .string(let s) = $0 { s } else { nil } }
+        }
+        guard let indicatorJSON = json["indicator"] else { throw ValueError(.missingField, "stored item without 'indicator'") }
+        var hopsLeft: Int?
+        if case .number(let hops)? = json["hops_left"] { hopsLeft = Int(hops) }
+        self.init(
+            id: try text("id"), payload: .indicator(try Indicator(json: indicatorJSON, defaults: IndicatorDefaults(), now: now)),
+            via: try text("via"), origin: try text("origin"), path: texts("path"), hopsLeft: hopsLeft, suggested: texts("suggested"),
+            receivedAt: try Timestamp.parse(try text("received_at"))
+        )
+    }
+}

@@ -1,0 +1,213 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import RampartCore
+import RampartStore
+import Synchronization
+
+/// `POST /v1/peer/events` (what peers send, authenticated by its signature, not an API key),
+/// `GET /v1/peers`, and `POST /v1/peers/{name}/replay|purge`.
+struct PeerRoutes {
+    let pipeline: Pipeline
+    let delivery: PeerDelivery
+    let store: Store
+    let bodies: BodyReceiver
+    let maxItems: Int
+    let now: @Sendable () -> Date
+    let rates = RateLimiter()
+
+    func register(on router: Router<RampartRequestContext>) {
+        router.post("/v1/peer/events") { request, context in try await receive(request, context) }
+        router.get("/v1/peers") { request, context in try await list(request, context) }
+        router.post("/v1/peers/:name/replay") { request, context in try await replay(request, context) }
+        router.post("/v1/peers/:name/purge") { request, context in try await purge(request, context) }
+    }
+
+    func receive(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
+        let body = Array(try await bodies.receive(request).readableBytesView)
+        let at = now()
+        let id = request.headers[HTTPField.Name("webhook-id")!]
+        let peer: Peer
+        do throws(WebhookSignature.Failure) {
+            peer = try PeerRoutes.sender(
+                of: body, id: id, timestamp: request.headers[HTTPField.Name("webhook-timestamp")!],
+                signature: request.headers[HTTPField.Name("webhook-signature")!], peers: pipeline.peers, now: at
+            )
+        } catch {
+            let (code, detail) = PeerRoutes.explain(error)
+            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": code])
+            throw Problem(.unauthorized, code: code, detail: detail)
+        }
+        if peer.hasExpired(at: at) {
+            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "peer-expired"])
+            throw Problem(.forbidden, code: "peer-expired", detail: "this node's entry for \(peer.name) expired; nothing from it is accepted")
+        }
+        let message: PeerMessage
+        do throws(ValueError) {
+            message = try PeerMessage.decode(body, via: peer.via, maxItems: maxItems, now: at)
+            guard message.sender == peer.nodeID else {
+                throw ValueError(.invalidField, "'data.path' must end with the sender's node id, \(peer.nodeID)")
+            }
+        } catch {
+            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "invalid-body"])
+            throw Problem.badRequest("invalid-body", error.message)
+        }
+        if let rate = peer.accept.rate, let wait = rates.take(message.entries.count, from: peer.name, rate: rate, now: at) {
+            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "rate-limited"])
+            throw Problem(
+                .tooManyRequests, code: "rate-limited", detail: "\(peer.name) may send \(rate.count) items per \(rate.per.text) (accept.rate)",
+                headers: [.retryAfter: String(max(1, Int((wait + 0.999).rounded(.down))))]
+            )
+        }
+        let received: Pipeline.Received
+        do {
+            received = try await pipeline.receive(message, webhookID: id ?? "", from: peer)
+        } catch is Pipeline.Replayed {
+            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "replayed"])
+            throw Problem(.conflict, code: "replayed", detail: "a request with webhook-id \(id ?? "") was already accepted; nothing was applied")
+        }
+        delivery.noteReceived(from: peer.name, received)
+        var w = JSONWriter(capacity: 128)
+        w.beginObject()
+        w.field("accepted", received.accepted)
+        w.field("duplicates", received.duplicates)
+        w.field("revocations", received.revocations)
+        w.key("refused")
+        w.beginArray()
+        for error in received.refused { error.write(to: &w) }
+        w.endArray()
+        w.endObject()
+        return Response.json(.ok, w)
+    }
+
+    /// The configured peer whose key or secret signed the request (signatures are checked with
+    /// each peer's in turn; an unknown sender matches none).
+    static func sender(of body: [UInt8], id: String?, timestamp: String?, signature: String?, peers: [Peer], now: Date) throws(WebhookSignature.Failure) -> Peer {
+        for peer in peers {
+            do throws(WebhookSignature.Failure) {
+                try WebhookSignature.verify(
+                    id: id, timestamp: timestamp, signature: signature, body: body, now: now, publicKeys: peer.publicKeys,
+                    secrets: peer.secret.map { [$0] } ?? []
+                )
+                return peer
+            } catch .noValidSignature {
+                continue
+            }
+        }
+        // No peer matched: the headers' own problems first, then "nobody we know signed this".
+        try WebhookSignature.verify(id: id, timestamp: timestamp, signature: signature, body: body, now: now, publicKeys: [], secrets: [])
+        throw .noValidSignature
+    }
+
+    static func explain(_ failure: WebhookSignature.Failure) -> (String, String) {
+        switch failure {
+        case .missingHeaders: ("missing-signature", "webhook-id, webhook-timestamp and webhook-signature headers are required")
+        case .badTimestamp: ("bad-timestamp", "webhook-timestamp must be seconds since 1970")
+        case .outsideTolerance: ("stale-timestamp", "webhook-timestamp is more than 5 minutes from this node's clock")
+        case .noValidSignature: ("bad-signature", "no signature matches a configured peer's key or secret")
+        }
+    }
+
+    func list(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
+        _ = try context.require(.read)
+        let at = now()
+        let outboxes = try await store.outboxStatus()
+        var w = JSONWriter(capacity: 1024)
+        w.beginObject()
+        w.key("peers")
+        w.beginArray()
+        for state in delivery.snapshot() {
+            let peer = state.peer
+            let outbox = outboxes[peer.name] ?? OutboxStatus()
+            w.beginObject()
+            w.field("name", peer.name)
+            w.field("node_id", peer.nodeID)
+            w.field("url", peer.url)
+            if let expires = peer.expires { w.field("expires", expires) }
+            w.field("expired", peer.hasExpired(at: at))
+            // Reachable: the last attempt got a 2xx; null before any attempt.
+            w.key("reachable")
+            if let attempt = state.lastAttempt { w.value(state.lastSuccess == attempt) } else { w.null() }
+            w.field("disabled", outbox.disabledAt != nil)
+            if let reason = outbox.disabledReason { w.field("disabled_reason", reason) }
+            w.field("queue_depth", outbox.pending)
+            w.key("oldest_undelivered_seconds")
+            if let oldest = outbox.oldestPending { w.value(Int(at.timeIntervalSince(oldest))) } else { w.null() }
+            w.field("dead_letters", outbox.dead)
+            if let success = state.lastSuccess { w.field("last_success", success) }
+            if let attempt = state.lastAttempt { w.field("last_attempt", attempt) }
+            if let error = state.lastError { w.field("last_error", error) }
+            w.field("sent", state.sent)
+            w.field("received", state.received)
+            w.field("accepted", state.accepted)
+            w.field("refused", state.refused)
+            w.endObject()
+        }
+        w.endArray()
+        w.endObject()
+        return Response.json(.ok, w)
+    }
+
+    func replay(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
+        let key = try context.require(.admin)
+        let peer = try configuredPeer(context)
+        let at = now()
+        let requeued = try await store.write { tx in try tx.replay(peer: peer.name, by: "api:\(key.name)", at: at) }
+        delivery.enable(peer.name)
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("peer", peer.name)
+        w.field("requeued", requeued)
+        w.endObject()
+        return Response.json(.ok, w)
+    }
+
+    func purge(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
+        let key = try context.require(.admin)
+        let peer = try configuredPeer(context)
+        let revoked = try await pipeline.purge(peer: peer, by: "api:\(key.name)")
+        let at = now()
+        var w = JSONWriter(capacity: 256 + revoked.count * 256)
+        w.beginObject()
+        w.field("peer", peer.name)
+        w.key("revoked")
+        w.beginArray()
+        for decision in revoked { decision.write(to: &w, now: at) }
+        w.endArray()
+        w.endObject()
+        return Response.json(.ok, w)
+    }
+
+    private func configuredPeer(_ context: RampartRequestContext) throws -> Peer {
+        let name = try context.parameters.require("name")
+        guard let peer = pipeline.peers.first(where: { $0.name == name }) else {
+            throw Problem.notFound("no peer named \(name) in the configuration")
+        }
+        return peer
+    }
+}
+
+/// Token buckets, one per peer, for `accept.rate`.
+final class RateLimiter: Sendable {
+    private let buckets = Mutex<[String: (tokens: Double, at: Date)]>([:])
+
+    /// Takes `count` tokens; returns nil when allowed, or how many seconds to wait. A request larger
+    /// than the whole bucket goes when the bucket is full, leaving it in debt.
+    func take(_ count: Int, from peer: String, rate: (count: Int, per: Duration), now: Date) -> Double? {
+        let capacity = Double(rate.count)
+        let perSecond = capacity / (Double(rate.per.milliseconds) / 1000)
+        return buckets.withLock { buckets in
+            var bucket = buckets[peer] ?? (capacity, now)
+            bucket.tokens = min(capacity, bucket.tokens + max(0, now.timeIntervalSince(bucket.at)) * perSecond)
+            bucket.at = now
+            let needed = min(Double(count), capacity)
+            guard bucket.tokens >= needed else {
+                buckets[peer] = bucket
+                return (needed - bucket.tokens) / perSecond
+            }
+            bucket.tokens -= Double(count)
+            buckets[peer] = bucket
+            return nil
+        }
+    }
+}

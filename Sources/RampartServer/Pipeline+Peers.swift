@@ -1,0 +1,234 @@
+import Foundation
+import RampartCore
+import RampartStore
+
+extension ValueError.Code {
+    static let notAccepted = ValueError.Code(rawValue: "not_accepted")
+    static let lowConfidence = ValueError.Code(rawValue: "low_confidence")
+    static let loop = ValueError.Code(rawValue: "loop")
+}
+
+/// Items between peers: what a peer sends runs through its trust policy and the local playbooks;
+/// `propagate` queues items for peers, and revocations follow the items they withdraw.
+extension Pipeline {
+    /// What a peer's request did.
+    public struct Received: Sendable {
+        /// Items stored and run through the playbooks.
+        public var accepted = 0
+        /// Items stored before (a redelivery): no second effect.
+        public var duplicates = 0
+        public var revocations = 0
+        public var refused: [Problem.ItemError] = []
+        public var suggestionsDropped = 0
+    }
+
+    /// The request's `webhook-id` was seen before.
+    public struct Replayed: Error {}
+
+    /// Checks a peer's entries against its trust policy, runs the accepted items through the
+    /// playbooks, and commits them with the request's id (a replay of that id is refused with
+    /// nothing applied). Returns once all of it is durable.
+    func receive(_ message: PeerMessage, webhookID: String, from peer: Peer) async throws -> Received {
+        let at = now()
+        let inForce = current
+        let context = Context(
+            via: peer.via, positionName: "index", policy: inForce.policy, peers: inForce.peers, nodeID: nodeID, at: at,
+            maxBlock: peer.accept.maxDuration
+        )
+        var received = Received()
+        var chunk: [Prepared] = []
+        var counted = Tally()
+        let loop = message.path.contains(nodeID)
+        for (index, entry) in message.entries.enumerated() {
+            let checked = entry.flatMap { entry in
+                loop ? .failure(ValueError(.loop, "this node (\(nodeID)) is already in the path \(message.path.joined(separator: " > "))")) : trust(entry, from: peer)
+            }
+            switch checked {
+            case .failure(let error):
+                chunk.append(.refused(position: index, error, raw: (try? entry.get())?.id))
+                received.refused.append(Problem.ItemError(positionName: "index", position: index, code: error.code.rawValue, message: error.message))
+                counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "refused"])
+            case .success(.item(let item)):
+                if case .item(let sent)? = try? entry.get() { received.suggestionsDropped += sent.suggested.count - item.suggested.count }
+                let playbooks = inForce.playbooks
+                let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(item)).map { Match($0, item: item) }
+                chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(item.indicator!.kind)))
+            case .success(.revocation(let revocation)):
+                chunk.append(.revocation(revocation, path: message.path))
+                received.revocations += 1
+            }
+        }
+        let candidates = chunk.count { if case .accepted = $0 { true } else { false } }
+        let (summary, entries) = (received, chunk)
+        let effects = try await store.write { tx in
+            guard try tx.recordPeerMessage(id: webhookID, peer: peer.name, at: at) else { throw Replayed() }
+            let effects = try Pipeline.commit(entries, context: context, in: &tx)
+            try tx.audit("peer.received", subject: peer.name, at: at) { w in
+                w.field("webhook_id", webhookID)
+                w.field("path", message.path)
+                w.field("entries", message.entries.count)
+                w.field("accepted", effects.stored)
+                w.field("duplicates", candidates - effects.stored)
+                w.field("revocations", summary.revocations)
+                w.field("refused", summary.refused.count)
+                w.field("suggestions_dropped", summary.suggestionsDropped)
+            }
+            return effects
+        }
+        received.accepted = effects.stored
+        received.duplicates = candidates - effects.stored
+        counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "accepted"], received.accepted)
+        counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "duplicate"], received.duplicates)
+        metrics.add(counted)
+        carryOut(effects)
+        return received
+    }
+
+    /// The peer's trust policy (`accept`) applied to one entry: refused, or kept with only the
+    /// suggestions the policy accepts.
+    func trust(_ entry: PeerMessage.Entry, from peer: Peer) -> Result<PeerMessage.Entry, ValueError> {
+        let accept = peer.accept
+        switch entry {
+        case .item(var item):
+            guard accept.items.contains(.indicator) else {
+                return .failure(ValueError(.notAccepted, "indicators from \(peer.name) are not accepted (accept.items)"))
+            }
+            if let indicator = item.indicator, indicator.confidence < accept.minConfidence {
+                return .failure(ValueError(.lowConfidence, "confidence \(indicator.confidence) is below \(peer.name)'s accept.min_confidence \(accept.minConfidence)"))
+            }
+            item.suggested = item.suggested.filter(accept.suggested.contains)
+            return .success(.item(item))
+        case .revocation:
+            guard accept.items.contains(.revoke) else {
+                return .failure(ValueError(.notAccepted, "revocations from \(peer.name) are not accepted (accept.items)"))
+            }
+            return .success(entry)
+        }
+    }
+
+    /// A `propagate` action: queues the item for each peer it may go to, inside the item's transaction.
+    static func propagate(
+        _ item: Item, playbook: Playbook, action: PropagateAction, context: Context, in tx: inout StoreTransaction, effects: inout Effects
+    ) throws {
+        let fromHere = item.path.isEmpty
+        let hopsLeft = fromHere ? action.hops - 1 : (item.hopsLeft ?? 0) - 1
+        let path = item.path + [context.nodeID]
+        let suggest = fromHere ? action.suggest : item.suggested
+        var queued: [String] = []
+        var withheld: [String] = []
+        let outcome: String
+        if playbook.mode == .simulate {
+            outcome = "simulated"
+        } else if !fromHere && !action.relay {
+            outcome = "not_origin"
+        } else if hopsLeft < 0 {
+            outcome = "no_hops_left"
+        } else {
+            for peer in context.peers where action.to?.contains(peer.name) ?? true {
+                // Never back where the item has been.
+                if path.contains(peer.nodeID) || peer.nodeID == item.origin { continue }
+                if peer.hasExpired(at: context.at) {
+                    withheld.append("\(peer.name):expired")
+                    continue
+                }
+                var shared = item
+                shared.suggested = suggest
+                switch peer.share.share(shared) {
+                case .failure(let reason): withheld.append("\(peer.name):\(reason.code)")
+                case .success:
+                    try tx.enqueue(peer: peer.name, item: item.id, path: path, hopsLeft: hopsLeft, suggest: suggest, at: context.at)
+                    queued.append(peer.name)
+                }
+            }
+            outcome = queued.isEmpty ? "withheld" : "queued"
+        }
+        try tx.audit("action.propagate", subject: item.id, at: context.at) { w in
+            w.field("playbook", playbook.name)
+            w.field("outcome", outcome)
+            w.field("queued", queued)
+            if !withheld.isEmpty { w.field("withheld", withheld) }
+        }
+        effects.peers.formUnion(queued)
+        effects.tally.add("rampart_actions_total", ["action": "propagate", "outcome": outcome])
+    }
+
+    /// A peer withdraws an item it sent: the decisions that item caused are revoked, and the
+    /// peers this node passed the item to hear of it. Only the peer an item came from may withdraw it.
+    static func applyRevocation(
+        _ revocation: PeerMessage.Revocation, path: [String], context: Context, in tx: inout StoreTransaction, effects: inout Effects
+    ) throws {
+        let via = try tx.via(ofItem: revocation.item)
+        guard via == context.via else {
+            try tx.audit("revocation.refused", subject: revocation.item, at: context.at) { w in
+                w.field("via", context.via)
+                w.field("reason", via == nil ? "no such item here" : "the item did not come from this peer")
+            }
+            effects.tally.add("rampart_revocations_total", ["outcome": "refused"])
+            return
+        }
+        let revoked = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
+        effects.firewall += revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
+        effects.tally.add("rampart_revocations_total", ["outcome": "applied"])
+        try forwardRevocation(
+            of: revocation.item, value: revocation.value, reason: revocation.reason, path: path + [context.nodeID], peers: context.peers,
+            at: context.at, in: &tx, effects: &effects
+        )
+    }
+
+    /// Queues a revocation of `item` for every peer it was queued for or sent to, except those in `path`.
+    static func forwardRevocation(
+        of item: String, value: String?, reason: String, path: [String], peers: [Peer], at: Date, in tx: inout StoreTransaction,
+        effects: inout Effects
+    ) throws {
+        for name in try tx.recipients(of: item) {
+            if let peer = peers.first(where: { $0.name == name }), path.contains(peer.nodeID) { continue }
+            let revocation = PeerMessage.Revocation(id: IDGenerator.shared.next(), item: item, value: value, reason: reason)
+            try tx.enqueue(peer: name, item: item, revocation: revocation.json, path: path, hopsLeft: 0, suggest: [], at: at)
+            effects.peers.insert(name)
+        }
+    }
+
+    /// Revokes decisions (by id or value) and sends the revocation to every peer that got the
+    /// items behind them. Returns the decisions revoked, once durable.
+    func revoke(id: String?, value: String?, reason: String, by: String) async throws -> [Decision] {
+        let (at, peers, nodeID) = (now(), peers, nodeID)
+        let (revoked, effects) = try await store.write { tx in
+            let revoked = try tx.revoke(id: id, value: value, reason: reason, by: by, now: at)
+            var effects = Effects()
+            effects.firewall = revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
+            for decision in revoked {
+                guard let item = decision.item else { continue }
+                try Pipeline.forwardRevocation(
+                    of: item, value: decision.value, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects
+                )
+            }
+            return (revoked, effects)
+        }
+        carryOut(effects)
+        return revoked
+    }
+
+    /// `rampart peers purge NAME`: revokes every decision that an item from the peer caused.
+    func purge(peer: Peer, by: String) async throws -> [Decision] {
+        let (at, peers, nodeID) = (now(), peers, nodeID)
+        let reason = "purge of what \(peer.name) sent, by \(by)"
+        let (revoked, effects) = try await store.write { tx in
+            let revoked = try tx.revokeDecisions(from: peer.via, reason: reason, by: by, now: at)
+            var effects = Effects()
+            effects.firewall = revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
+            for decision in revoked {
+                guard let item = decision.item else { continue }
+                try Pipeline.forwardRevocation(
+                    of: item, value: decision.value, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects
+                )
+            }
+            try tx.audit("peer.purged", subject: peer.name, at: at) { w in
+                w.field("by", by)
+                w.field("revoked", revoked.count)
+            }
+            return (revoked, effects)
+        }
+        carryOut(effects)
+        return revoked
+    }
+}

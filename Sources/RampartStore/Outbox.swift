@@ -1,0 +1,215 @@
+import Foundation
+import GRDB
+import RampartCore
+
+/// One row of a peer's outbox: an item (or a revocation) waiting to go, with its route.
+public struct OutboxEntry: Sendable {
+    public let seq: Int64
+    /// The item sent, or the item a revocation withdraws.
+    public let item: String
+    /// A revocation's JSON, as sent; nil for an item.
+    public let revocation: [UInt8]?
+    /// The item's stored JSON (nil for a revocation).
+    public let storedItem: [UInt8]?
+    /// Origin first, this node last.
+    public let path: [String]
+    public let hopsLeft: Int
+    public let suggest: [String]
+    public let createdAt: Date
+}
+
+/// What the store knows of a peer's outbox, for `GET /v1/peers`.
+public struct OutboxStatus: Sendable {
+    public var pending = 0
+    public var oldestPending: Date?
+    public var dead = 0
+    public var disabledAt: Date?
+    public var disabledReason: String?
+
+    public init() {}
+}
+
+extension StoreTransaction {
+    /// Queues an item (or a revocation) for a peer.
+    public mutating func enqueue(
+        peer: String, item: String, revocation: [UInt8]? = nil, path: [String], hopsLeft: Int, suggest: [String], at now: Date
+    ) throws {
+        // Bound through the C API: a propagating feed queues one row per item and peer.
+        let statement = try cached(
+            "INSERT INTO outbox(peer, item, revocation, path, hops_left, suggest, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)"
+        )
+        var binder = Binder(statement)
+        binder.bind(peer)
+        binder.bind(item)
+        if let revocation { binder.bind(blob: revocation) } else { binder.bind(nil as String?) }
+        binder.bind(path.joined(separator: ","))
+        binder.bind(Int64(hopsLeft))
+        binder.bind(suggest.joined(separator: ","))
+        binder.bind(now.milliseconds)
+        try binder.step(db)
+    }
+
+    /// The peers an item was queued for or sent to (not withheld or dead-lettered): those that must
+    /// hear of its revocation.
+    public func recipients(of item: String) throws -> [String] {
+        try String.fetchAll(
+            cached("SELECT DISTINCT peer FROM outbox WHERE item = ? AND revocation IS NULL AND state IN ('pending', 'delivered')"), arguments: [item]
+        )
+    }
+
+    /// Where a stored item came from (`api:KEY`, `peer:NAME`), or nil when no such item is stored.
+    public func via(ofItem id: String) throws -> String? {
+        try String.fetchOne(cached("SELECT via FROM item WHERE id = ?"), arguments: [id])
+    }
+
+    /// Records a request's `webhook-id`; false when it was seen before (a replay).
+    public mutating func recordPeerMessage(id: String, peer: String, at now: Date) throws -> Bool {
+        try execute("INSERT OR IGNORE INTO peer_message(id, peer, at) VALUES (?, ?, ?)", [id, peer, now.milliseconds])
+        return db.changesCount == 1
+    }
+
+    /// Forgets request ids older than `date` (a replay that old is refused for its timestamp).
+    public mutating func prunePeerMessages(before date: Date) throws {
+        try execute("DELETE FROM peer_message WHERE at < ?", [date.milliseconds])
+    }
+
+    /// Revokes the active decisions an item caused.
+    public mutating func revokeDecisions(causedBy item: String, reason: String, by: String, now: Date) throws -> [Decision] {
+        var revoked: [Decision] = []
+        for id in try String.fetchAll(cached("SELECT id FROM decision WHERE item = ? AND state = 'active'"), arguments: [item]) {
+            revoked += try revoke(id: id, reason: reason, by: by, now: now)
+        }
+        return revoked
+    }
+
+    /// Revokes every active decision caused by an item that came from `via` (`peer:NAME`).
+    public mutating func revokeDecisions(from via: String, reason: String, by: String, now: Date) throws -> [Decision] {
+        var revoked: [Decision] = []
+        let ids = try String.fetchAll(
+            cached("SELECT decision.id FROM decision JOIN item ON item.id = decision.item WHERE decision.state = 'active' AND item.via = ?"),
+            arguments: [via]
+        )
+        for id in ids { revoked += try revoke(id: id, reason: reason, by: by, now: now) }
+        return revoked
+    }
+
+    // MARK: Delivery
+
+    /// The entries a peer acknowledged.
+    public mutating func markDelivered(peer: String, seqs: [Int64], webhookID: String, at now: Date) throws {
+        guard !seqs.isEmpty else { return }
+        try execute(
+            "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 WHERE seq IN (\(seqs.map(String.init).joined(separator: ",")))",
+            [now.milliseconds]
+        )
+        try audit("peer.delivered", subject: peer, at: now) { w in
+            w.field("webhook_id", webhookID)
+            w.field("entries", seqs.count)
+            w.key("first_seq")
+            w.value(seqs[0])
+            w.key("last_seq")
+            w.value(seqs[seqs.count - 1])
+        }
+    }
+
+    /// A failed attempt: entries created before `deadBefore` go to the dead-letter state, the
+    /// others stay pending. Returns how many were dead-lettered.
+    @discardableResult
+    public mutating func markFailed(peer: String, seqs: [Int64], error: String, deadBefore: Date, at now: Date) throws -> Int {
+        guard !seqs.isEmpty else { return 0 }
+        let list = seqs.map(String.init).joined(separator: ",")
+        try execute("UPDATE outbox SET attempts = attempts + 1, error = ? WHERE seq IN (\(list))", [error])
+        try execute(
+            "UPDATE outbox SET state = 'dead', done_at = ? WHERE seq IN (\(list)) AND created_at < ?", [now.milliseconds, deadBefore.milliseconds]
+        )
+        let dead = db.changesCount
+        try audit("peer.delivery_failed", subject: peer, at: now) { w in
+            w.field("error", error)
+            w.field("entries", seqs.count)
+            w.field("dead_lettered", dead)
+        }
+        return dead
+    }
+
+    /// An entry the sharing policy (or the peer's expiry) no longer lets go.
+    public mutating func markWithheld(peer: String, seq: Int64, item: String, code: String, reason: String, at now: Date) throws {
+        try execute("UPDATE outbox SET state = 'withheld', done_at = ?, error = ? WHERE seq = ?", [now.milliseconds, reason, seq])
+        try audit("peer.withheld", subject: item, at: now) { w in
+            w.field("peer", peer)
+            w.field("code", code)
+            w.field("reason", reason)
+        }
+    }
+
+    /// The peer answered 410 Gone: nothing more is sent until a replay.
+    public mutating func disablePeer(_ peer: String, reason: String, at now: Date) throws {
+        try execute(
+            "INSERT OR REPLACE INTO peer_state(name, disabled_at, disabled_reason) VALUES (?, ?, ?)", [peer, now.milliseconds, reason]
+        )
+        try audit("peer.disabled", subject: peer, at: now) { $0.field("reason", reason) }
+    }
+
+    /// Dead-lettered entries go back to pending, and a disabled peer is enabled. Returns how many
+    /// entries were requeued.
+    public mutating func replay(peer: String, by: String, at now: Date) throws -> Int {
+        try execute("UPDATE outbox SET state = 'pending', attempts = 0, done_at = NULL WHERE peer = ? AND state = 'dead'", [peer])
+        let requeued = db.changesCount
+        try execute("DELETE FROM peer_state WHERE name = ?", [peer])
+        try audit("peer.replayed", subject: peer, at: now) { w in
+            w.field("by", by)
+            w.field("requeued", requeued)
+        }
+        return requeued
+    }
+}
+
+extension Store {
+    /// The oldest pending entries of a peer's outbox (after `after`, when given), with the items' stored JSON.
+    public func pendingOutbox(peer: String, after: Int64? = nil, limit: Int) async throws -> [OutboxEntry] {
+        try await pool.read { db in
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT outbox.seq, outbox.item, outbox.revocation, outbox.path, outbox.hops_left, outbox.suggest, outbox.created_at, audit.detail
+                    FROM outbox LEFT JOIN item ON outbox.revocation IS NULL AND item.id = outbox.item LEFT JOIN audit ON audit.seq = item.audit_seq
+                    WHERE outbox.peer = ? AND outbox.state = 'pending' AND outbox.seq > ? ORDER BY outbox.seq LIMIT ?
+                    """,
+                arguments: [peer, after ?? 0, limit]
+            )
+            var entries: [OutboxEntry] = []
+            while let row = try rows.next() {
+                let path: String = row[3]
+                let suggest: String = row[5]
+                let revocation = row[2] as Data?
+                let detail = row[7] as String?
+                entries.append(
+                    OutboxEntry(
+                        seq: row[0], item: row[1], revocation: revocation.map { Array($0) }, storedItem: detail.map { Array($0.utf8) },
+                        path: path.split(separator: ",").map(String.init), hopsLeft: row[4],
+                        suggest: suggest.split(separator: ",").map(String.init), createdAt: Date(milliseconds: row[6])
+                    )
+                )
+            }
+            return entries
+        }
+    }
+
+    /// Each peer's outbox (pending and dead-lettered entries) and whether it is disabled.
+    public func outboxStatus() async throws -> [String: OutboxStatus] {
+        try await pool.read { db in
+            var status: [String: OutboxStatus] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT peer, COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending' GROUP BY peer") {
+                status[row[0], default: OutboxStatus()].pending = row[1]
+                status[row[0], default: OutboxStatus()].oldestPending = (row[2] as Int64?).map(Date.init(milliseconds:))
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT peer, COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY peer") {
+                status[row[0], default: OutboxStatus()].dead = row[1]
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT name, disabled_at, disabled_reason FROM peer_state") {
+                status[row[0], default: OutboxStatus()].disabledAt = (row[1] as Int64?).map(Date.init(milliseconds:))
+                status[row[0], default: OutboxStatus()].disabledReason = row[2]
+            }
+            return status
+        }
+    }
+}
