@@ -7,17 +7,22 @@ import Testing
 /// and key pair, started and stopped as a real process.
 final class MeshNode {
     let name: String
+    let host: String
     let port: Int
+    /// A network namespace to run in (then the firewall is nftables), or nil for loopback.
+    let namespace: String?
     let sandbox: Sandbox
     let keyPath: String
     let publicKey: String
     private(set) var daemon: DaemonProcess?
 
     /// - Parameter playbooks: file name to YAML.
-    init(_ name: String, playbooks: [String: String]) throws {
+    init(_ name: String, playbooks: [String: String], namespace: String? = nil, host: String = "127.0.0.1") throws {
         self.name = name
-        port = try freePort()
-        sandbox = try Sandbox(node: name, listen: "127.0.0.1:\(port)")
+        self.namespace = namespace
+        self.host = host
+        port = namespace == nil ? try freePort() : 8470
+        sandbox = try Sandbox(node: name, listen: "\(host):\(port)")
         keyPath = sandbox.directory.appendingPathComponent("node.key").path
         let out = try rampart("keygen", "--out", keyPath)
         publicKey = try #require(out.stdout.split(separator: "\n").last?.trimmingCharacters(in: .whitespaces))
@@ -26,7 +31,7 @@ final class MeshNode {
         }
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { "http://\(host):\(port)" }
 
     /// Writes the configuration with these peers; `entry` adds lines to each peer's entry.
     func connect(_ peers: [MeshNode], entry: (MeshNode) -> String = { _ in "accept: {suggested: [block]}" }) throws {
@@ -44,7 +49,8 @@ final class MeshNode {
     func configure(peers: String) throws {
         try """
             node: {id: \(name)}
-            listen: 127.0.0.1:\(port)
+            listen: \(namespace == nil ? "127.0.0.1" : "0.0.0.0"):\(port)
+            firewall: {backend: \(namespace == nil ? "dry-run" : "nftables")}
             state_dir: state
             playbooks: playbooks
             safety: {allow_non_global: [198.18.0.0/15]}
@@ -57,7 +63,7 @@ final class MeshNode {
             """.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
     }
 
-    func start() throws { daemon = try DaemonProcess(sandbox) }
+    func start() throws { daemon = try DaemonProcess(sandbox, namespace: namespace) }
 
     func stop() {
         _ = daemon?.stop()
@@ -74,7 +80,8 @@ final class MeshNode {
     func api(_ method: String, _ path: String, _ body: String? = nil, contentType: String = "application/json") throws -> (Int, JSONValue?) {
         var argv = ["-sS", "-X", method, "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(Sandbox.adminToken)"]
         if let body { argv += ["-H", "Content-Type: \(contentType)", "--data-binary", body] }
-        let out = try run("/usr/bin/curl", argv + [url + path])
+        let command = ["/usr/bin/curl"] + argv + [url + path]
+        let out = try namespace.map { try run("/usr/sbin/ip", ["netns", "exec", $0] + command) } ?? run(command[0], Array(command.dropFirst()))
         let lines = out.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         return (Int(lines.last ?? "") ?? 0, try? JSONValue.parse(Array(lines.dropLast().joined(separator: "\n").utf8), maxDepth: 64))
     }
@@ -264,6 +271,75 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
         }
     }
 
+    /// A peer answering 410, one redirecting, one asking to retry later: a stand-in HTTP server
+    /// (Python's http.server) records when each was called.
+    @Test func goneDisablesRedirectsAreNotFollowedAndRetryAfterIsHonoured() throws {
+        let port = try freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = [
+            "-c",
+            """
+            import http.server, json, sys, time
+            hits = {}
+            class H(http.server.BaseHTTPRequestHandler):
+                def log_message(self, *a): pass
+                def do_POST(self):
+                    self.rfile.read(int(self.headers.get("content-length", 0)))
+                    name = self.path.strip("/")
+                    hits.setdefault(name, []).append(time.time())
+                    if name == "gone": self.send_response(410)
+                    elif name == "moved": self.send_response(307); self.send_header("Location", "/sink")
+                    elif name == "busy" and len(hits[name]) == 1: self.send_response(429); self.send_header("Retry-After", "2")
+                    else: self.send_response(200)
+                    self.send_header("Content-Length", "0"); self.end_headers()
+                def do_GET(self):
+                    body = json.dumps(hits).encode()
+                    self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+            """,
+            String(port),
+        ]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { server.terminate() }
+        let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
+        try a.configure(
+            peers: ["gone", "moved", "busy"].map {
+                "  - {name: \($0), url: \"http://127.0.0.1:\(port)/\($0)\", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}"
+            }.joined(separator: "\n")
+        )
+        try a.start()
+        defer { a.stop() }
+        func hits() throws -> [String: [Double]] {
+            let out = try run("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/"])
+            return (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: [Double]]) ?? [:]
+        }
+        func peers() throws -> [String: JSONValue] {
+            guard case .array(let list)? = try a.api("GET", "/v1/peers").1?["peers"] else { return [:] }
+            return Dictionary(uniqueKeysWithValues: list.compactMap { peer in peer["name"].flatMap { if case .string(let n) = $0 { (n, peer) } else { nil } } })
+        }
+        try a.ingest(["198.18.8.8"])
+        #expect(try eventually(5) { try hits()["busy"]?.count == 2 })
+        Thread.sleep(forTimeInterval: 1)
+        let seen = try hits()
+        // 410: one attempt, then the peer is disabled and its entry waits.
+        #expect(seen["gone"]?.count == 1)
+        #expect(try peers()["gone"]?["disabled"] == .bool(true) && peers()["gone"]?["queue_depth"] == .number(1))
+        // 307: a failure each time, retried within the backoff, and the Location never called.
+        #expect((seen["moved"]?.count ?? 0) >= 2 && seen["sink"] == nil)
+        #expect(try peers()["moved"]?["reachable"] == .bool(false))
+        // 429 with Retry-After: 2: the second attempt waited for it, and succeeded.
+        let busy = seen["busy"] ?? []
+        #expect(busy.count == 2 && (busy.last ?? 0) - (busy.first ?? 0) >= 1.9, "\(busy)")
+        #expect(try peers()["busy"]?["queue_depth"] == .number(0) && peers()["busy"]?["sent"] == .number(1))
+        // A replay enables the disabled peer: it is tried again.
+        let replay = try run(rampartBinary, ["peers", "replay", "gone", "--config", a.sandbox.configPath, "--token", Sandbox.adminToken])
+        #expect(replay.status == 0, "\(replay.stderr)")
+        #expect(try eventually(5) { try hits()["gone"]?.count == 2 })
+    }
+
     @Test func peersAddressesAreNeverBlocked() throws {
         let a = try MeshNode("a", playbooks: [:])
         try a.configure(
@@ -364,5 +440,77 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
         // Each node hears the batch from at most its two neighbours, and n0 never hears it back.
         #expect(requests <= 8, "\(requests) requests for one batch across the ring")
         #expect(try nodes[0].auditCount("peer.received") == 0)
+    }
+}
+
+/// Four network namespaces on one bridge (198.18.1.0/24, benchmarking addresses): nodes a, b and
+/// c run daemons with the nftables backend; x is a host they may decide to block.
+final class NamespaceMesh {
+    let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+    let names = ["a", "b", "c", "x"]
+    var hub: String { "rampart-hub-\(tag)" }
+    func namespace(_ name: String) -> String { "rampart-\(name)-\(tag)" }
+    func address(_ name: String) -> String { "198.18.1.\(name == "x" ? 99 : names.firstIndex(of: name)! + 1)" }
+
+    init() throws {
+        var steps: [[String]] = [["netns", "add", hub], ["-n", hub, "link", "add", "br0", "type", "bridge"], ["-n", hub, "link", "set", "br0", "up"]]
+        for name in names {
+            let (inner, outer) = ("v\(name)\(tag)", "h\(name)\(tag)")
+            steps += [
+                ["netns", "add", namespace(name)],
+                ["link", "add", inner, "netns", namespace(name), "type", "veth", "peer", "name", outer, "netns", hub],
+                ["-n", namespace(name), "addr", "add", "\(address(name))/24", "dev", inner],
+                ["-n", namespace(name), "link", "set", inner, "up"], ["-n", namespace(name), "link", "set", "lo", "up"],
+                ["-n", hub, "link", "set", outer, "master", "br0"], ["-n", hub, "link", "set", outer, "up"],
+            ]
+        }
+        for step in steps {
+            let out = try run("/usr/sbin/ip", step)
+            guard out.status == 0 else { throw DaemonProcess.DaemonError(message: "ip \(step.joined(separator: " ")): \(out.stderr)") }
+        }
+    }
+
+    deinit {
+        for name in names { _ = try? run("/usr/sbin/ip", ["netns", "del", namespace(name)]) }
+        _ = try? run("/usr/sbin/ip", ["netns", "del", hub])
+    }
+
+    /// Whether x reaches a node: one ping, and a TCP connection to its daemon.
+    func xReaches(_ name: String) throws -> (ping: Bool, tcp: Bool) {
+        let ping = try run("/usr/sbin/ip", ["netns", "exec", namespace("x"), "/usr/bin/ping", "-c", "1", "-W", "1", address(name)]).status == 0
+        let tcp = try run(
+            "/usr/sbin/ip", ["netns", "exec", namespace("x"), "/usr/bin/curl", "-s", "-o", "/dev/null", "--connect-timeout", "1", "http://\(address(name)):8470/healthz"]
+        ).status == 0
+        return (ping, tcp)
+    }
+}
+
+@Suite(.serialized, .enabled(if: NamespacePair.unavailable == nil, "\(NamespacePair.unavailable ?? "")"))
+struct PeerNamespaceTests {
+    /// A block decided at a (an indicator matching its playbook) drops x's packets at b and c,
+    /// whose playbooks act on what a suggests.
+    @Test func aBlockDecidedAtOneNodeDropsPacketsAtTheOthers() throws {
+        let mesh = try NamespaceMesh()
+        let nodes = try ["a", "b", "c"].map { name in
+            try MeshNode(
+                name, playbooks: ["p.yaml": name == "a" ? PeerTests.share : PeerTests.blockSuggested], namespace: mesh.namespace(name),
+                host: mesh.address(name)
+            )
+        }
+        for node in nodes { try node.connect(nodes.filter { $0 !== node }) }
+        for node in nodes { try node.start() }
+        defer { for node in nodes { node.stop() } }
+        for name in ["a", "b", "c"] { #expect(try mesh.xReaches(name) == (true, true), "x reaches \(name) before") }
+
+        try nodes[0].ingest([mesh.address("x")])
+        for (index, name) in ["b", "c"].enumerated() {
+            let node = nodes[index + 1]
+            #expect(try eventually(5) { try node.activeValues().contains(mesh.address("x")) })
+            let set = try run("/usr/sbin/ip", ["netns", "exec", mesh.namespace(name), "/usr/sbin/nft", "list", "set", "inet", "rampart", "in4"])
+            #expect(set.stdout.contains(mesh.address("x")), "\(name)'s kernel set: \(set.stdout)\(set.stderr)")
+            #expect(try mesh.xReaches(name) == (false, false), "x still reaches \(name)")
+        }
+        // The nodes still reach each other: peers are never blocked.
+        #expect(try run("/usr/sbin/ip", ["netns", "exec", mesh.namespace("b"), "/usr/bin/ping", "-c", "1", "-W", "1", mesh.address("a")]).status == 0)
     }
 }
