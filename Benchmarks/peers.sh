@@ -6,7 +6,9 @@
 #      (B), then to ten peers (ten entries at A, all pointing at B, which stores each item once
 #      and answers the other nine deliveries as duplicates): items delivered per second, and the
 #      cost per delivery with ten peers relative to one;
-#   3. backlog: B down while A queues 100,000 items; the time from B's start to A's outbox empty.
+#   3. backlog: B down while A queues 100,000 items; the time from B's start to A's outbox empty;
+#   4. as root, A and B in a network namespace of their own, B with the nftables backend: 200
+#      indicators one by one, from A's 2xx to the element in B's kernel set (netlink probe).
 # Usage: Benchmarks/peers.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -154,3 +156,40 @@ PY
 T1=$(date +%s.%N)
 echo "backlog of $COUNT drained in $(python3 -c "print(f'{$T1 - $T0:.2f}')") s from B's start (B's start and A's next retry included)"
 stop a; stop b
+
+if [ "$(id -u)" != 0 ]; then echo "== kernel latency: skipped (needs root for a network namespace and nftables)"; exit 0; fi
+echo "== kernel latency: 200 single indicators, A's 2xx to the element in B's nftables set"
+NS=rampart-peers-bench-$$
+ip netns add "$NS"
+trap 'cleanup; ip netns del "$NS"' EXIT
+ip -n "$NS" link set lo up
+config a 8481 "$(peer b b 8482 "$KEY_B")" "$SHARE"
+config b 8482 "$(peer a a 8481 "$KEY_A")" "$BLOCK"
+sed -i 's/backend: dry-run/backend: nftables/' "$WORK/b/rampart.yaml"
+for n in a b; do
+    rm -rf "$WORK/$n/state"
+    ip netns exec "$NS" "$BIN/rampart" serve --config "$WORK/$n/rampart.yaml" >"$WORK/$n.log" 2>&1 &
+    PIDS+=($!)
+done
+for n in a b; do for _ in $(seq 1 200); do grep -q daemon.ready "$WORK/$n.log" && break; sleep 0.05; done; done
+ip netns exec "$NS" python3 - "$WORK" "$TOKEN" <<'PY'
+import sys, time, urllib.request
+sys.path.insert(0, "Benchmarks")
+from nftprobe import ElementProbe
+work, token = sys.argv[1], sys.argv[2]
+probe = ElementProbe("rampart", "in4")
+lat = []
+for i in range(200):
+    value = f"198.19.{i // 256}.{i % 256}"
+    req = urllib.request.Request("http://127.0.0.1:8481/v1/indicators?confidence=90", data=value.encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 202
+    acked = time.perf_counter()
+    while not probe.contains(value):
+        time.sleep(0.0002)
+        if time.perf_counter() - acked > 5: raise SystemExit(f"{value} never reached B's kernel set")
+    lat.append((time.perf_counter() - acked) * 1000)
+lat.sort()
+print(f"kernel latency ms: p50 {lat[len(lat)//2]:.2f}  p90 {lat[int(len(lat)*0.9)]:.2f}  p99 {lat[int(len(lat)*0.99)]:.2f}  max {lat[-1]:.2f}")
+PY

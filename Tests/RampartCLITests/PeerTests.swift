@@ -188,6 +188,9 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
         let (_, waiting) = try a.api("GET", "/v1/peers")
         let queued = (waiting?["peers"]).flatMap { if case .array(let list) = $0 { list.first { $0["name"] == .string("c") } } else { nil } }
         #expect(queued?["queue_depth"] == .number(1000), "a's outbox for the stopped c: \(String(describing: queued))")
+        let metrics = try run("/usr/bin/curl", ["-sS", a.url + "/metrics"]).stdout
+        #expect(metrics.contains(#"rampart_peer_outbox_depth{peer="c"} 1000"#), "\(metrics)")
+        #expect(metrics.contains(#"rampart_peer_deliveries_total{peer="b",outcome="delivered"}"#))
 
         try c.start()
         #expect(try eventually(15) { try c.activeValues().isSuperset(of: more) })
@@ -338,6 +341,36 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
         let replay = try run(rampartBinary, ["peers", "replay", "gone", "--config", a.sandbox.configPath, "--token", Sandbox.adminToken])
         #expect(replay.status == 0, "\(replay.stderr)")
         #expect(try eventually(5) { try hits()["gone"]?.count == 2 })
+    }
+
+    @Test func anExpiredPeerGetsNothingAndIsNotHeard() throws {
+        let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
+        let b = try MeshNode("b", playbooks: ["block.yaml": Self.blockSuggested])
+        try a.connect([b]) { _ in "expires: 2020-01-01" }
+        try b.connect([a]) { _ in "expires: 2020-01-01" }
+        try a.start()
+        try b.start()
+        defer {
+            a.stop()
+            b.stop()
+        }
+        try a.ingest(["198.18.12.1"])
+        let propagated = try a.read { db in try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate'") }
+        #expect(propagated?.contains("b:expired") == true, "\(propagated ?? "")")
+        // Signed by a's key, but b's entry for a has expired.
+        let key = try WebhookSignature.SigningKey(text: String(contentsOfFile: a.keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        let body = PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [], at: Date())
+        let timestamp = Int(Date().timeIntervalSince1970)
+        let out = try run(
+            "/usr/bin/curl",
+            [
+                "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "webhook-id: msg_x", "-H", "webhook-timestamp: \(timestamp)",
+                "-H", "webhook-signature: \(try WebhookSignature.sign(id: "msg_x", timestamp: timestamp, body: body, key: key))",
+                "--data-binary", String(decoding: body, as: UTF8.self), b.url + "/v1/peer/events",
+            ]
+        )
+        #expect(out.stdout == "403")
+        #expect(try b.acceptedFromPeers().isEmpty)
     }
 
     @Test func peersAddressesAreNeverBlocked() throws {
