@@ -74,29 +74,42 @@ actions:
 
 run_python() { python3 - "$WORK" "$TOKEN" "$@"; }
 
-echo "== latency: 500 single indicators, A's 2xx to the decision committed at B"
-config a 8481 "$(peer b b 8482 "$KEY_B")" "$SHARE"
-config b 8482 "$(peer a a 8481 "$KEY_A")" "$BLOCK"
-start a; start b
-run_python <<'PY'
+latency() { # TRIALS PROBE [PREFIX...]: indicators posted one by one at A, each timed from A's 2xx
+    # until B has it: PROBE decision (B's database, polled) or kernel (B's nftables set, by netlink).
+    local trials=$1 probe=$2; shift 2
+    "$@" python3 - "$WORK" "$TOKEN" "$trials" "$probe" <<'PY'
 import sqlite3, sys, time, urllib.request
-work, token = sys.argv[1], sys.argv[2]
-db = sqlite3.connect(f"file:{work}/b/state/rampart.sqlite?mode=ro", uri=True)
+sys.path.insert(0, "Benchmarks")
+work, token, trials, probe = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if probe == "kernel":
+    from nftprobe import ElementProbe
+    kernel = ElementProbe("rampart", "in4")
+    present = kernel.contains
+else:
+    db = sqlite3.connect(f"file:{work}/b/state/rampart.sqlite?mode=ro", uri=True)
+    present = lambda value: db.execute("SELECT 1 FROM decision WHERE value = ?", (value,)).fetchone() is not None
 lat = []
-for i in range(500):
+for i in range(trials):
     value = f"198.19.{i // 256}.{i % 256}"
     req = urllib.request.Request("http://127.0.0.1:8481/v1/indicators?confidence=90", data=value.encode(),
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
     with urllib.request.urlopen(req) as r:
         assert r.status == 202
     acked = time.perf_counter()
-    while db.execute("SELECT 1 FROM decision WHERE value = ?", (value,)).fetchone() is None:
+    while not present(value):
         time.sleep(0.0002)
-        if time.perf_counter() - acked > 5: raise SystemExit(f"{value} never reached B")
+        if time.perf_counter() - acked > 5: raise SystemExit(f"{value} never reached B ({probe})")
     lat.append((time.perf_counter() - acked) * 1000)
 lat.sort()
-print(f"latency ms: p50 {lat[len(lat)//2]:.2f}  p90 {lat[int(len(lat)*0.9)]:.2f}  p99 {lat[int(len(lat)*0.99)]:.2f}  max {lat[-1]:.2f}")
+print(f"{probe} latency ms: p50 {lat[len(lat)//2]:.2f}  p90 {lat[int(len(lat)*0.9)]:.2f}  p99 {lat[int(len(lat)*0.99)]:.2f}  max {lat[-1]:.2f}")
 PY
+}
+
+echo "== latency: 500 single indicators, A's 2xx to the decision committed at B"
+config a 8481 "$(peer b b 8482 "$KEY_B")" "$SHARE"
+config b 8482 "$(peer a a 8481 "$KEY_A")" "$BLOCK"
+start a; start b
+latency 500 decision
 stop a; stop b
 
 throughput() { # PEERS B_PLAYBOOK: one feed at A, until every outbox is empty
@@ -172,24 +185,4 @@ for n in a b; do
     PIDS+=($!)
 done
 for n in a b; do for _ in $(seq 1 200); do grep -q daemon.ready "$WORK/$n.log" && break; sleep 0.05; done; done
-ip netns exec "$NS" python3 - "$WORK" "$TOKEN" <<'PY'
-import sys, time, urllib.request
-sys.path.insert(0, "Benchmarks")
-from nftprobe import ElementProbe
-work, token = sys.argv[1], sys.argv[2]
-probe = ElementProbe("rampart", "in4")
-lat = []
-for i in range(200):
-    value = f"198.19.{i // 256}.{i % 256}"
-    req = urllib.request.Request("http://127.0.0.1:8481/v1/indicators?confidence=90", data=value.encode(),
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
-    with urllib.request.urlopen(req) as r:
-        assert r.status == 202
-    acked = time.perf_counter()
-    while not probe.contains(value):
-        time.sleep(0.0002)
-        if time.perf_counter() - acked > 5: raise SystemExit(f"{value} never reached B's kernel set")
-    lat.append((time.perf_counter() - acked) * 1000)
-lat.sort()
-print(f"kernel latency ms: p50 {lat[len(lat)//2]:.2f}  p90 {lat[int(len(lat)*0.9)]:.2f}  p99 {lat[int(len(lat)*0.99)]:.2f}  max {lat[-1]:.2f}")
-PY
+latency 200 kernel ip netns exec "$NS"

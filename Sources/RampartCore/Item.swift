@@ -47,8 +47,14 @@ public struct Item: Sendable {
         }
     }
 
-    /// The item as stored and shared: one JSON object.
-    public var json: [UInt8] {
+    /// The item as stored: one JSON object.
+    public var json: [UInt8] { encoded(withProvenance: true) }
+
+    /// The item as a peer receives it (after the sharing policy): without this node's provenance
+    /// (`via`, `path`, `hops_left`, `received_at`), which the message carries or the peer sets.
+    public var wireJSON: [UInt8] { encoded(withProvenance: false) }
+
+    private func encoded(withProvenance: Bool) -> [UInt8] {
         var w = JSONWriter(capacity: 256)
         w.beginObject()
         w.field("id", id)
@@ -58,12 +64,12 @@ public struct Item: Sendable {
             w.key("indicator")
             indicator.write(to: &w)
         }
-        w.field("via", via)
+        if withProvenance { w.field("via", via) }
         w.field("origin", origin)
-        if !path.isEmpty { w.field("path", path) }
-        if let hopsLeft { w.field("hops_left", hopsLeft) }
+        if withProvenance && !path.isEmpty { w.field("path", path) }
+        if withProvenance, let hopsLeft { w.field("hops_left", hopsLeft) }
         if !suggested.isEmpty { w.field("suggested", suggested) }
-        w.field("received_at", receivedAt)
+        if withProvenance { w.field("received_at", receivedAt) }
         w.endObject()
         return w.bytes
     }

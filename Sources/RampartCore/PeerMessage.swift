@@ -161,23 +161,6 @@ public struct PeerMessage: Sendable {
 }
 
 extension Item {
-    /// The item as a peer receives it (after the sharing policy): no local provenance.
-    public var wireJSON: [UInt8] {
-        var w = JSONWriter(capacity: 256)
-        w.beginObject()
-        w.field("id", id)
-        w.field("type", type)
-        switch payload {
-        case .indicator(let indicator):
-            w.key("indicator")
-            indicator.write(to: &w)
-        }
-        w.field("origin", origin)
-        if !suggested.isEmpty { w.field("suggested", suggested) }
-        w.endObject()
-        return w.bytes
-    }
-
     /// Reads an item back from its stored JSON (`json`). An indicator whose validity has ended
     /// by `now` is refused.
     public init(stored json: JSONValue, now: Date) throws(ValueError) {

@@ -188,21 +188,27 @@ extension Pipeline {
         }
     }
 
+    /// What decisions revoked here cause: their elements leave the firewall, and the peers that
+    /// got the items behind them hear of it.
+    static func revoked(
+        _ decisions: [Decision], reason: String, nodeID: String, peers: [Peer], at: Date, in tx: inout StoreTransaction
+    ) throws -> Effects {
+        var effects = Effects()
+        effects.firewall = decisions.compactMap { $0.simulated ? nil : .remove($0.target) }
+        for decision in decisions {
+            guard let item = decision.item else { continue }
+            try forwardRevocation(of: item, value: decision.value, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
+        }
+        return effects
+    }
+
     /// Revokes decisions (by id or value) and sends the revocation to every peer that got the
     /// items behind them. Returns the decisions revoked, once durable.
     func revoke(id: String?, value: String?, reason: String, by: String) async throws -> [Decision] {
         let (at, peers, nodeID) = (now(), peers, nodeID)
         let (revoked, effects) = try await store.write { tx in
             let revoked = try tx.revoke(id: id, value: value, reason: reason, by: by, now: at)
-            var effects = Effects()
-            effects.firewall = revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
-            for decision in revoked {
-                guard let item = decision.item else { continue }
-                try Pipeline.forwardRevocation(
-                    of: item, value: decision.value, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects
-                )
-            }
-            return (revoked, effects)
+            return (revoked, try Pipeline.revoked(revoked, reason: reason, nodeID: nodeID, peers: peers, at: at, in: &tx))
         }
         carryOut(effects)
         return revoked
@@ -214,14 +220,7 @@ extension Pipeline {
         let reason = "purge of what \(peer.name) sent, by \(by)"
         let (revoked, effects) = try await store.write { tx in
             let revoked = try tx.revokeDecisions(from: peer.via, reason: reason, by: by, now: at)
-            var effects = Effects()
-            effects.firewall = revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
-            for decision in revoked {
-                guard let item = decision.item else { continue }
-                try Pipeline.forwardRevocation(
-                    of: item, value: decision.value, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects
-                )
-            }
+            let effects = try Pipeline.revoked(revoked, reason: reason, nodeID: nodeID, peers: peers, at: at, in: &tx)
             try tx.audit("peer.purged", subject: peer.name, at: at) { w in
                 w.field("by", by)
                 w.field("revoked", revoked.count)

@@ -100,15 +100,6 @@ struct NFTablesTests {
         return try pair.exec(pair.a, argv + ["http://127.0.0.1:\(daemon.port)\(path)"])
     }
 
-    func waitUntil(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        return try condition()
-    }
-
     @Test func blocksDropRealPacketsAndLiftOnRevocationAndExpiry() throws {
         let pair = try NamespacePair()
         let sandbox = try Sandbox(listen: "\"[::]:0\"", extra: Self.config)
@@ -146,7 +137,7 @@ struct NFTablesTests {
         #expect(try pair.reachable("198.18.0.1", port: port) == (false, false))
         Thread.sleep(forTimeInterval: 1.2)
         #expect(try pair.reachable("198.18.0.1", port: port) == (true, true))
-        #expect(try waitUntil(3) { try api(pair, daemon, "GET", "/v1/decisions?active=true").stdout.contains(#""decisions":[]"#) })
+        #expect(try eventually(3) { try api(pair, daemon, "GET", "/v1/decisions?active=true").stdout.contains(#""decisions":[]"#) })
         Thread.sleep(forTimeInterval: 0.3)
         #expect(try pair.elements()["in4_net0"] == [])
         #expect(!daemon.log.contains("firewall.apply_failed"), "\(daemon.log)")

@@ -122,30 +122,6 @@ final class MeshNode {
     }
 }
 
-/// A free loopback TCP port, for daemons that must know each other's address before they start.
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw DaemonProcess.DaemonError(message: "no free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.05)
-    }
-    return try condition()
-}
-
 /// Real daemons exchanging items over loopback: propagation, durability across stops and
 /// `kill -9`, signatures, sharing policy, revocations, loops.
 @Suite(.serialized) struct PeerTests {
@@ -162,6 +138,41 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
         actions:
           - block: {duration: 30m}
         """
+
+    /// a shares what it is sure of with b, which blocks what a suggests; both running.
+    static func startedPair(entry: String = "accept: {suggested: [block]}") throws -> (MeshNode, MeshNode) {
+        let a = try MeshNode("a", playbooks: ["share.yaml": share])
+        let b = try MeshNode("b", playbooks: ["block.yaml": blockSuggested])
+        try a.connect([b]) { _ in entry }
+        try b.connect([a]) { _ in entry }
+        try a.start()
+        try b.start()
+        return (a, b)
+    }
+
+    /// POSTs a body to a node's /v1/peer/events, signed with `key` (the body altered after signing
+    /// when `tamper`); the HTTP status.
+    static func postSigned(
+        _ body: [UInt8], to node: MeshNode, id: String = "msg_\(UUID().uuidString)", at: Date = Date(), key: WebhookSignature.SigningKey,
+        tamper: ((String) -> String)? = nil
+    ) throws -> Int {
+        let timestamp = Int(at.timeIntervalSince1970)
+        let signature = try WebhookSignature.sign(id: id, timestamp: timestamp, body: body, key: key)
+        let text = String(decoding: body, as: UTF8.self)
+        let out = try run(
+            "/usr/bin/curl",
+            [
+                "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "-H", "webhook-id: \(id)",
+                "-H", "webhook-timestamp: \(timestamp)", "-H", "webhook-signature: \(signature)", "--data-binary", tamper?(text) ?? text,
+                node.url + "/v1/peer/events",
+            ]
+        )
+        return Int(out.stdout) ?? 0
+    }
+
+    static func key(of node: MeshNode) throws -> WebhookSignature.SigningKey {
+        try WebhookSignature.SigningKey(text: String(contentsOfFile: node.keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
 
     static func addresses(_ count: Int, from base: Int) -> [String] {
         (base..<base + count).map { "198.18.\($0 / 256 % 256).\($0 % 256)" }
@@ -208,12 +219,7 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
     }
 
     @Test func killDashNineDuringDeliveryLosesAndDoublesNothing() throws {
-        let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
-        let b = try MeshNode("b", playbooks: ["block.yaml": Self.blockSuggested])
-        try a.connect([b])
-        try b.connect([a])
-        try a.start()
-        try b.start()
+        let (a, b) = try Self.startedPair()
         defer {
             a.stop()
             b.stop()
@@ -237,7 +243,7 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
         try b.connect([a])
         try b.start()
         defer { b.stop() }
-        let key = try WebhookSignature.SigningKey(text: String(contentsOfFile: a.keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        let key = try Self.key(of: a)
         func item(_ value: String) -> [UInt8] {
             Item(
                 id: IDGenerator.shared.next(), payload: .indicator(Indicator(kind: .ipv4, value: value, confidence: 90)), via: "api:x",
@@ -245,18 +251,7 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
             ).wireJSON
         }
         func send(_ body: [UInt8], id: String = "msg_\(UUID().uuidString)", at: Date = Date(), key: WebhookSignature.SigningKey, tamper: Bool = false) throws -> Int {
-            let timestamp = Int(at.timeIntervalSince1970)
-            let signature = try WebhookSignature.sign(id: id, timestamp: timestamp, body: body, key: key)
-            let sent = tamper ? Array(String(decoding: body, as: UTF8.self).replacingOccurrences(of: "198.18.5.1", with: "198.18.5.9").utf8) : body
-            let out = try run(
-                "/usr/bin/curl",
-                [
-                    "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "-H", "webhook-id: \(id)",
-                    "-H", "webhook-timestamp: \(timestamp)", "-H", "webhook-signature: \(signature)", "--data-binary", String(decoding: sent, as: UTF8.self),
-                    b.url + "/v1/peer/events",
-                ]
-            )
-            return Int(out.stdout) ?? 0
+            try Self.postSigned(body, to: b, id: id, at: at, key: key, tamper: tamper ? { $0.replacingOccurrences(of: "198.18.5.1", with: "198.18.5.9") } : nil)
         }
         let good = PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [item("198.18.5.1")], at: Date())
         #expect(try send(good, id: "msg_first", key: key) == 200)
@@ -344,12 +339,7 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
     }
 
     @Test func anExpiredPeerGetsNothingAndIsNotHeard() throws {
-        let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
-        let b = try MeshNode("b", playbooks: ["block.yaml": Self.blockSuggested])
-        try a.connect([b]) { _ in "expires: 2020-01-01" }
-        try b.connect([a]) { _ in "expires: 2020-01-01" }
-        try a.start()
-        try b.start()
+        let (a, b) = try Self.startedPair(entry: "expires: 2020-01-01")
         defer {
             a.stop()
             b.stop()
@@ -358,18 +348,8 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
         let propagated = try a.read { db in try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate'") }
         #expect(propagated?.contains("b:expired") == true, "\(propagated ?? "")")
         // Signed by a's key, but b's entry for a has expired.
-        let key = try WebhookSignature.SigningKey(text: String(contentsOfFile: a.keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
         let body = PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [], at: Date())
-        let timestamp = Int(Date().timeIntervalSince1970)
-        let out = try run(
-            "/usr/bin/curl",
-            [
-                "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "webhook-id: msg_x", "-H", "webhook-timestamp: \(timestamp)",
-                "-H", "webhook-signature: \(try WebhookSignature.sign(id: "msg_x", timestamp: timestamp, body: body, key: key))",
-                "--data-binary", String(decoding: body, as: UTF8.self), b.url + "/v1/peer/events",
-            ]
-        )
-        #expect(out.stdout == "403")
+        #expect(try Self.postSigned(body, to: b, key: Self.key(of: a)) == 403)
         #expect(try b.acceptedFromPeers().isEmpty)
     }
 
@@ -423,12 +403,7 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
     }
 
     @Test func revocationsFollowTheItemAndPurgeRemovesWhatAPeerSent() throws {
-        let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
-        let b = try MeshNode("b", playbooks: ["block.yaml": Self.blockSuggested])
-        try a.connect([b])
-        try b.connect([a])
-        try a.start()
-        try b.start()
+        let (a, b) = try Self.startedPair()
         defer {
             a.stop()
             b.stop()
