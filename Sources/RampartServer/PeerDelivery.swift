@@ -29,7 +29,7 @@ public final class PeerDelivery: Service, Sendable {
 
     public init(
         store: Store, nodeID: String, signingKey: WebhookSignature.SigningKey?, peers: [Peer], metrics: RampartMetrics, logger: Logger,
-        settings: DeliverySchedule.Settings = .init(), batchSize: Int = 1000, requestTimeout: Duration = .seconds(30),
+        settings: DeliverySchedule.Settings = .init(), batchSize: Int = 2000, requestTimeout: Duration = .seconds(30),
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
