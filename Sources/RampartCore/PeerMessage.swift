@@ -32,20 +32,18 @@ public struct PeerMessage: Sendable {
         }
     }
 
-    /// Withdraws an item sent earlier: the receiver revokes the decisions that item caused.
+    /// Withdraws an item sent earlier: the receiver revokes the decisions that item caused. It
+    /// names the item by id only, so that it tells a peer nothing the item did not (the item may
+    /// have been withheld from that peer after the revocation was queued).
     public struct Revocation: Sendable, Equatable {
-        /// This revocation's own id (receivers apply it once).
         public var id: String
         /// The item withdrawn.
         public var item: String
-        /// The value the decisions were for, for the audit log.
-        public var value: String?
         public var reason: String
 
-        public init(id: String, item: String, value: String?, reason: String) {
+        public init(id: String, item: String, reason: String) {
             self.id = id
             self.item = item
-            self.value = value
             self.reason = reason
         }
 
@@ -55,7 +53,6 @@ public struct PeerMessage: Sendable {
             w.field("id", id)
             w.field("type", "revoke")
             w.field("item", item)
-            w.field("value", value)
             w.field("reason", reason)
             w.endObject()
             return w.bytes
@@ -138,14 +135,12 @@ public struct PeerMessage: Sendable {
             )
         case .string("revoke")?:
             guard case .string(let item)? = json["item"], isItemID(item) else { throw ValueError(.invalidField, "'item' must be the revoked item's id") }
-            var value: String?
-            if case .string(let text)? = json["value"] { value = try Indicator.checkedText(text, field: "value", max: 256) }
             var reason = "revoked at \(origin)"
             if case .string(let text)? = json["reason"] { reason = try Indicator.checkedText(text, field: "reason", max: 1024) }
-            for (name, _) in members where !["id", "type", "item", "value", "reason"].contains(name) {
+            for (name, _) in members where !["id", "type", "item", "reason"].contains(name) {
                 throw ValueError(.unknownField, "unknown field '\(name.preview)' in a revocation")
             }
-            return .revocation(Revocation(id: id, item: item, value: value, reason: reason))
+            return .revocation(Revocation(id: id, item: item, reason: reason))
         default:
             throw ValueError(.invalidField, "'type' must be indicator or revoke")
         }

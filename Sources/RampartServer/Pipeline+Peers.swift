@@ -170,19 +170,19 @@ extension Pipeline {
         effects.firewall += revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
         effects.tally.add("rampart_revocations_total", ["outcome": "applied"])
         try forwardRevocation(
-            of: revocation.item, value: revocation.value, reason: revocation.reason, path: path + [context.nodeID], peers: context.peers,
+            of: revocation.item, reason: revocation.reason, path: path + [context.nodeID], peers: context.peers,
             at: context.at, in: &tx, effects: &effects
         )
     }
 
     /// Queues a revocation of `item` for every peer it was queued for or sent to, except those in `path`.
     static func forwardRevocation(
-        of item: String, value: String?, reason: String, path: [String], peers: [Peer], at: Date, in tx: inout StoreTransaction,
+        of item: String, reason: String, path: [String], peers: [Peer], at: Date, in tx: inout StoreTransaction,
         effects: inout Effects
     ) throws {
         for name in try tx.recipients(of: item) {
             if let peer = peers.first(where: { $0.name == name }), path.contains(peer.nodeID) { continue }
-            let revocation = PeerMessage.Revocation(id: IDGenerator.shared.next(), item: item, value: value, reason: reason)
+            let revocation = PeerMessage.Revocation(id: IDGenerator.shared.next(), item: item, reason: reason)
             try tx.enqueue(peer: name, item: item, revocation: revocation.json, path: path, hopsLeft: 0, suggest: [], at: at)
             effects.peers.insert(name)
         }
@@ -197,7 +197,7 @@ extension Pipeline {
         effects.firewall = decisions.compactMap { $0.simulated ? nil : .remove($0.target) }
         for decision in decisions {
             guard let item = decision.item else { continue }
-            try forwardRevocation(of: item, value: decision.value, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
+            try forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
         }
         return effects
     }

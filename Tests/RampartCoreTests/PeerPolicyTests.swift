@@ -171,7 +171,7 @@ import Yams
     @Test func messagesRoundTripAndBadEntriesAreRefusedAlone() throws {
         var sent = item(tlp: .green)
         sent.suggested = ["block"]
-        let revocation = PeerMessage.Revocation(id: IDGenerator.shared.next(), item: sent.id, value: "198.18.0.9", reason: "false positive")
+        let revocation = PeerMessage.Revocation(id: IDGenerator.shared.next(), item: sent.id, reason: "false positive")
         let garbage: [UInt8] = Array(#"{"id":"nope","type":"indicator"}"#.utf8)
         let body = PeerMessage.encode(path: ["a", "b"], hopsLeft: 2, entries: [sent.wireJSON, revocation.json, garbage], at: t0)
         let message = try PeerMessage.decode(body, via: "peer:b", maxItems: 10, now: t0)
