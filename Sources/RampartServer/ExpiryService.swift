@@ -6,7 +6,8 @@ import ServiceLifecycle
 
 /// Closes decisions whose time is up, every `interval`: each gets its `decision.expired` audit
 /// entry, and the firewall drops its element in the same step. Sightings older than the longest
-/// window of the playbooks in force go in the same transaction.
+/// window of the playbooks in force go in the same transaction, and so do the ids of peers'
+/// requests once their timestamps are too old to be accepted again.
 struct ExpiryService: Service {
     let store: Store
     let enforcer: Enforcer
@@ -37,6 +38,7 @@ struct ExpiryService: Service {
             let forgetBefore = at.addingTimeInterval(-Double((sightingWindow() ?? .zero).milliseconds) / 1000)
             let expired = try await store.write { tx in
                 try tx.pruneSightings(before: forgetBefore)
+                try tx.prunePeerMessages(before: at.addingTimeInterval(-2 * WebhookSignature.tolerance))
                 return try tx.expire(now: at)
             }
             total += expired.count
