@@ -30,6 +30,22 @@ struct StoreTests {
         )
     }
 
+    /// A request id is refused while a replay of it could pass the timestamp check, then forgotten.
+    @Test func peerRequestIdsAreRememberedThenPruned() async throws {
+        let at = now
+        let seen = try await store.write { tx in
+            [try tx.recordPeerMessage(id: "msg_1", peer: "b", at: at), try tx.recordPeerMessage(id: "msg_1", peer: "b", at: at)]
+        }
+        #expect(seen == [true, false])
+        let again = try await store.write { tx in
+            try tx.prunePeerMessages(before: at)
+            let kept = try tx.recordPeerMessage(id: "msg_1", peer: "b", at: at)
+            try tx.prunePeerMessages(before: at.addingTimeInterval(1))
+            return [kept, try tx.recordPeerMessage(id: "msg_1", peer: "b", at: at)]
+        }
+        #expect(again == [false, true])
+    }
+
     @Test func itemsAreStoredOnceAndAudited() async throws {
         let first = try item("198.51.100.7")
         let inserted = try await store.write { tx in
