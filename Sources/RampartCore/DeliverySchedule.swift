@@ -72,6 +72,11 @@ public struct DeliverySchedule: Sendable, Equatable {
         }
     }
 
+    /// A peer disabled before (by a 410 answered to an earlier run of the daemon).
+    public mutating func disable(reason: String) {
+        state = .disabled(reason: reason)
+    }
+
     /// Lets a disabled peer be tried again (after a replay).
     public mutating func enable() {
         if case .disabled = state { state = .ready }

@@ -46,7 +46,8 @@ public enum Daemon {
         let signingKey: WebhookSignature.SigningKey?
         do { signingKey = try config.signingKey() } catch { throw DaemonError("\(error)") }
         let delivery = PeerDelivery(
-            store: store, nodeID: config.node.id, signingKey: signingKey, peers: config.peers, metrics: metrics, logger: logger, now: now
+            store: store, nodeID: config.node.id, signingKey: signingKey, peers: config.peers, notifyURLs: playbooks.notifyURLs, metrics: metrics,
+            logger: logger, now: now
         )
         let pipeline = Pipeline(
             store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, delivery: delivery, metrics: metrics, nodeID: config.node.id,

@@ -9,7 +9,8 @@ import Synchronization
 
 /// Delivers each peer's outbox: one dispatcher per peer takes the oldest pending entries, batches
 /// those with one route into a signed request, and records the outcome in the store (delivered,
-/// retried later, dead-lettered). Its timing follows `DeliverySchedule`. One request per peer is
+/// retried later, dead-lettered). `notify` URLs get a dispatcher each too, which posts their
+/// notifications one by one. Its timing follows `DeliverySchedule`. One request per peer is
 /// in flight at a time, so a peer never has more than one busy connection from this node.
 public final class PeerDelivery: Service, Sendable {
     let store: Store
@@ -28,7 +29,8 @@ public final class PeerDelivery: Service, Sendable {
     private let stopping = Atomic<Bool>(false)
 
     public init(
-        store: Store, nodeID: String, signingKey: WebhookSignature.SigningKey?, peers: [Peer], metrics: RampartMetrics, logger: Logger,
+        store: Store, nodeID: String, signingKey: WebhookSignature.SigningKey?, peers: [Peer], notifyURLs: Set<String>, metrics: RampartMetrics,
+        logger: Logger,
         settings: DeliverySchedule.Settings = .init(), batchSize: Int = 2000, requestTimeout: Duration = .seconds(30),
         now: @escaping @Sendable () -> Date = Date.init
     ) {
@@ -41,7 +43,7 @@ public final class PeerDelivery: Service, Sendable {
         self.batchSize = batchSize
         self.requestTimeout = requestTimeout
         self.now = now
-        update(peers: peers)
+        update(peers: peers, notifyURLs: notifyURLs)
     }
 
     /// What one peer's dispatcher knows: its configuration, schedule and counts since start.
@@ -68,12 +70,18 @@ public final class PeerDelivery: Service, Sendable {
         }
     }
 
-    /// A reload's peers: new ones get a dispatcher, changed ones their new settings, removed ones stop.
-    public func update(peers configured: [Peer]) {
-        peers.withLock { dispatchers in
+    /// A reload's peers and notify URLs: new ones get a dispatcher, changed ones their new
+    /// settings, removed ones stop (what they had queued waits for them to come back).
+    public func update(peers: [Peer], notifyURLs: Set<String>) {
+        let configured = peers + notifyURLs.sorted().map { Peer(name: "notify:\($0)", url: $0) }
+        self.peers.withLock { dispatchers in
             for peer in configured {
                 if let dispatcher = dispatchers[peer.name] {
-                    dispatcher.state.withLock { $0.peer = peer }
+                    // A reload tries notify URLs that answered 410 again; peers wait for a replay.
+                    dispatcher.state.withLock { state in
+                        state.peer = peer
+                        if peer.isNotify { state.schedule.enable() }
+                    }
                 } else {
                     dispatchers[peer.name] = Dispatcher(peer: peer, settings: settings)
                 }
@@ -110,8 +118,9 @@ public final class PeerDelivery: Service, Sendable {
         }
     }
 
+    /// Peers' dispatchers (not notify URLs').
     func snapshot() -> [Dispatcher.State] {
-        peers.withLock { $0.values.map { $0.state.withLock { $0 } } }.sorted { $0.peer.name < $1.peer.name }
+        peers.withLock { $0.values.map { $0.state.withLock { $0 } } }.filter { !$0.peer.isNotify }.sorted { $0.peer.name < $1.peer.name }
     }
 
     public func run() async throws {
@@ -124,6 +133,11 @@ public final class PeerDelivery: Service, Sendable {
                 connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
             )
         )
+        // Peers a 410 disabled stay disabled across restarts, until a replay.
+        for (name, outbox) in (try? await store.outboxStatus()) ?? [:] {
+            guard let reason = outbox.disabledReason, let dispatcher = peers.withLock({ $0[name] }), !dispatcher.state.withLock({ $0.peer.isNotify }) else { continue }
+            dispatcher.state.withLock { $0.schedule.disable(reason: reason) }
+        }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 while !stopping.load(ordering: .relaxed) {
@@ -213,8 +227,11 @@ public final class PeerDelivery: Service, Sendable {
     /// one's route. What may no longer go (the peer expired, the item's validity ended, the
     /// sharing policy changed) is withheld. Nil when nothing is pending.
     private func prepare(for peer: Peer, after: Int64?) async throws -> Batch? {
-        let pending = try await store.pendingOutbox(peer: peer.name, after: after, limit: batchSize)
+        let pending = try await store.pendingOutbox(peer: peer.name, after: after, limit: peer.isNotify ? 1 : batchSize)
         guard let first = pending.first, let last = pending.last else { return nil }
+        if peer.isNotify, let body = first.body {
+            return Batch(entries: [first], body: body, lastSeq: first.seq, complete: true)
+        }
         let at = now()
         var withheld: [(OutboxEntry, code: String, reason: String)] = []
         var batch: [OutboxEntry] = []
@@ -229,7 +246,7 @@ public final class PeerDelivery: Service, Sendable {
                 withheld.append((entry, "expired", "the peer's entry expired"))
                 continue
             }
-            if let revocation = entry.revocation {
+            if let revocation = entry.body {
                 batch.append(entry)
                 bodies.append(revocation)
                 continue
@@ -274,12 +291,13 @@ public final class PeerDelivery: Service, Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "rampart/\(nodeID)")
-        request.headers.add(name: "webhook-id", value: webhookID)
-        request.headers.add(name: "webhook-timestamp", value: String(timestamp))
-        request.headers.add(
-            name: "webhook-signature",
-            value: try WebhookSignature.sign(id: webhookID, timestamp: timestamp, body: batch.body, key: signingKey, secret: peer.secret)
-        )
+        // Notifications are signed too when this node has a key, so that their receiver can check them.
+        let signature = try WebhookSignature.sign(id: webhookID, timestamp: timestamp, body: batch.body, key: signingKey, secret: peer.secret)
+        if !signature.isEmpty {
+            request.headers.add(name: "webhook-id", value: webhookID)
+            request.headers.add(name: "webhook-timestamp", value: String(timestamp))
+            request.headers.add(name: "webhook-signature", value: signature)
+        }
         request.body = .bytes(ByteBuffer(bytes: batch.body))
 
         let started = ContinuousClock.now

@@ -183,7 +183,7 @@ extension Pipeline {
         for name in try tx.recipients(of: item) {
             if let peer = peers.first(where: { $0.name == name }), path.contains(peer.nodeID) { continue }
             let revocation = PeerMessage.Revocation(id: IDGenerator.shared.next(), item: item, reason: reason)
-            try tx.enqueue(peer: name, item: item, revocation: revocation.json, path: path, hopsLeft: 0, suggest: [], at: at)
+            try tx.enqueue(peer: name, item: item, body: revocation.json, path: path, hopsLeft: 0, suggest: [], at: at)
             effects.peers.insert(name)
         }
     }

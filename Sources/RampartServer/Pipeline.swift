@@ -63,7 +63,7 @@ public final class Pipeline: Sendable {
     /// Puts new playbooks, safety policy and peers in force, at once, for the requests that start after.
     public func replace(playbooks: PlaybookSet, policy: SafetyPolicy, peers: [Peer]) {
         inForce.withLock { $0 = InForce(playbooks: playbooks, policy: policy, peers: peers) }
-        delivery.update(peers: peers)
+        delivery.update(peers: peers, notifyURLs: playbooks.notifyURLs)
     }
 
     public struct Summary: Sendable {
@@ -277,6 +277,19 @@ public final class Pipeline: Sendable {
                 effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "written"])
             case .propagate(let propagate):
                 try Pipeline.propagate(item, playbook: playbook, action: propagate, context: context, in: &tx, effects: &effects)
+            case .notify(let notify):
+                let body = notify.template.render(item, playbook: playbook.name)
+                if playbook.mode == .enforce {
+                    try tx.enqueue(peer: notify.destination, item: item.id, body: Array(body.utf8), path: [context.nodeID], hopsLeft: 0, suggest: [], at: at)
+                    effects.peers.insert(notify.destination)
+                }
+                try tx.audit("action.notify", subject: item.id, at: at) { w in
+                    w.field("playbook", playbook.name)
+                    w.field("url", notify.url)
+                    w.field("body", body)
+                    if playbook.mode == .simulate { w.field("simulated", true) }
+                }
+                effects.tally.add("rampart_actions_total", ["action": "notify", "outcome": playbook.mode == .enforce ? "queued" : "simulated"])
             }
         }
     }

@@ -2,13 +2,14 @@ import Foundation
 import GRDB
 import RampartCore
 
-/// One row of a peer's outbox: an item (or a revocation) waiting to go, with its route.
+/// One row of an outbox: an item (or a revocation, or a notification) waiting to go, with its route.
 public struct OutboxEntry: Sendable {
     public let seq: Int64
     /// The item sent, or the item a revocation withdraws.
     public let item: String
-    /// A revocation's JSON, as sent; nil for an item.
-    public let revocation: [UInt8]?
+    /// What was made when the entry was queued, sent as it is: a revocation's JSON, or a
+    /// notification's whole request body; nil for an item.
+    public let body: [UInt8]?
     /// The item's stored JSON (nil for a revocation).
     public let storedItem: [UInt8]?
     /// Origin first, this node last.
@@ -30,18 +31,18 @@ public struct OutboxStatus: Sendable {
 }
 
 extension StoreTransaction {
-    /// Queues an item (or a revocation) for a peer.
+    /// Queues an item (or a revocation, or a notification) for a peer (or a notify URL).
     public mutating func enqueue(
-        peer: String, item: String, revocation: [UInt8]? = nil, path: [String], hopsLeft: Int, suggest: [String], at now: Date
+        peer: String, item: String, body: [UInt8]? = nil, path: [String], hopsLeft: Int, suggest: [String], at now: Date
     ) throws {
         // Bound through the C API: a propagating feed queues one row per item and peer.
         let statement = try cached(
-            "INSERT INTO outbox(peer, item, revocation, path, hops_left, suggest, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)"
+            "INSERT INTO outbox(peer, item, body, path, hops_left, suggest, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)"
         )
         var binder = Binder(statement)
         binder.bind(peer)
         binder.bind(item)
-        if let revocation { binder.bind(blob: revocation) } else { binder.bind(nil as String?) }
+        if let body { binder.bind(blob: body) } else { binder.bind(nil as String?) }
         binder.bind(path.joined(separator: ","))
         binder.bind(Int64(hopsLeft))
         binder.bind(suggest.joined(separator: ","))
@@ -53,7 +54,7 @@ extension StoreTransaction {
     /// hear of its revocation.
     public func recipients(of item: String) throws -> [String] {
         try String.fetchAll(
-            cached("SELECT DISTINCT peer FROM outbox WHERE item = ? AND revocation IS NULL AND state IN ('pending', 'delivered')"), arguments: [item]
+            cached("SELECT DISTINCT peer FROM outbox WHERE item = ? AND body IS NULL AND state IN ('pending', 'delivered')"), arguments: [item]
         )
     }
 
@@ -170,8 +171,8 @@ extension Store {
             let rows = try Row.fetchCursor(
                 db,
                 sql: """
-                    SELECT outbox.seq, outbox.item, outbox.revocation, outbox.path, outbox.hops_left, outbox.suggest, outbox.created_at, audit.detail
-                    FROM outbox LEFT JOIN item ON outbox.revocation IS NULL AND item.id = outbox.item LEFT JOIN audit ON audit.seq = item.audit_seq
+                    SELECT outbox.seq, outbox.item, outbox.body, outbox.path, outbox.hops_left, outbox.suggest, outbox.created_at, audit.detail
+                    FROM outbox LEFT JOIN item ON outbox.body IS NULL AND item.id = outbox.item LEFT JOIN audit ON audit.seq = item.audit_seq
                     WHERE outbox.peer = ? AND outbox.state = 'pending' AND outbox.seq > ? ORDER BY outbox.seq LIMIT ?
                     """,
                 arguments: [peer, after ?? 0, limit]
@@ -180,11 +181,11 @@ extension Store {
             while let row = try rows.next() {
                 let path: String = row[3]
                 let suggest: String = row[5]
-                let revocation = row[2] as Data?
+                let body = row[2] as Data?
                 let detail = row[7] as String?
                 entries.append(
                     OutboxEntry(
-                        seq: row[0], item: row[1], revocation: revocation.map { Array($0) }, storedItem: detail.map { Array($0.utf8) },
+                        seq: row[0], item: row[1], body: body.map { Array($0) }, storedItem: detail.map { Array($0.utf8) },
                         path: path.split(separator: ",").map(String.init), hopsLeft: row[4],
                         suggest: suggest.split(separator: ",").map(String.init), createdAt: Date(milliseconds: row[6])
                     )

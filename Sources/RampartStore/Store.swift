@@ -172,13 +172,14 @@ public final class Store: Sendable {
                 sql: """
                     -- Where each item came from (api:KEY or peer:NAME), for purging what a peer sent.
                     ALTER TABLE item ADD COLUMN via TEXT;
-                    -- What is to go, or went, to each peer: one row per item (or revocation) and peer.
-                    -- Delivered rows stay: they say which peers must hear of a revocation.
+                    -- What is to go, or went, to each peer (or notify URL, as peer 'notify:URL'): one row per
+                    -- item (or revocation, or notification) and destination. Delivered rows stay: they say
+                    -- which peers must hear of a revocation.
                     CREATE TABLE outbox (
                         seq INTEGER PRIMARY KEY,
                         peer TEXT NOT NULL,
                         item TEXT NOT NULL,           -- the item sent, or the item a revocation withdraws
-                        revocation BLOB,              -- the revocation's JSON; NULL for an item
+                        body BLOB,                    -- made when queued: a revocation's JSON, a notification's request body; NULL for an item
                         path TEXT NOT NULL,           -- node ids, comma-separated, origin first, this node last
                         hops_left INTEGER NOT NULL,
                         suggest TEXT NOT NULL,        -- suggested actions, comma-separated

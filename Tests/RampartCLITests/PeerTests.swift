@@ -272,36 +272,8 @@ final class MeshNode {
     /// A peer answering 410, one redirecting, one asking to retry later: a stand-in HTTP server
     /// (Python's http.server) records when each was called.
     @Test func goneDisablesRedirectsAreNotFollowedAndRetryAfterIsHonoured() throws {
-        let port = try freePort()
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        server.arguments = [
-            "-c",
-            """
-            import http.server, json, sys, time
-            hits = {}
-            class H(http.server.BaseHTTPRequestHandler):
-                def log_message(self, *a): pass
-                def do_POST(self):
-                    self.rfile.read(int(self.headers.get("content-length", 0)))
-                    name = self.path.strip("/")
-                    hits.setdefault(name, []).append(time.time())
-                    if name == "gone": self.send_response(410)
-                    elif name == "moved": self.send_response(307); self.send_header("Location", "/sink")
-                    elif name == "busy" and len(hits[name]) == 1: self.send_response(429); self.send_header("Retry-After", "2")
-                    else: self.send_response(200)
-                    self.send_header("Content-Length", "0"); self.end_headers()
-                def do_GET(self):
-                    body = json.dumps(hits).encode()
-                    self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-            """,
-            String(port),
-        ]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer { server.terminate() }
+        let server = try StandInServer()
+        let port = server.port
         let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
         try a.configure(
             peers: ["gone", "moved", "busy"].map {
@@ -310,10 +282,7 @@ final class MeshNode {
         )
         try a.start()
         defer { a.stop() }
-        func hits() throws -> [String: [Double]] {
-            let out = try run("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/"])
-            return (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: [Double]]) ?? [:]
-        }
+        func hits() throws -> [String: [Double]] { try server.calls().mapValues { $0.map(\.at) } }
         func peers() throws -> [String: JSONValue] {
             guard case .array(let list)? = try a.api("GET", "/v1/peers").1?["peers"] else { return [:] }
             return Dictionary(uniqueKeysWithValues: list.compactMap { peer in peer["name"].flatMap { if case .string(let n) = $0 { (n, peer) } else { nil } } })
@@ -332,6 +301,12 @@ final class MeshNode {
         let busy = seen["busy"] ?? []
         #expect(busy.count == 2 && (busy.last ?? 0) - (busy.first ?? 0) >= 1.9, "\(busy)")
         #expect(try peers()["busy"]?["queue_depth"] == .number(0) && peers()["busy"]?["sent"] == .number(1))
+        // Disabled it stays, across a restart.
+        a.stop()
+        try a.start()
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try hits()["gone"]?.count == 1)
+        #expect(try peers()["gone"]?["disabled"] == .bool(true))
         // A replay enables the disabled peer: it is tried again.
         let replay = try run(rampartBinary, ["peers", "replay", "gone", "--config", a.sandbox.configPath, "--token", Sandbox.adminToken])
         #expect(replay.status == 0, "\(replay.stderr)")
@@ -351,6 +326,35 @@ final class MeshNode {
         let body = PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [], at: Date())
         #expect(try Self.postSigned(body, to: b, key: Self.key(of: a)) == 403)
         #expect(try b.acceptedFromPeers().isEmpty)
+    }
+
+    /// `notify` posts its rendered body (fields escaped as JSON strings) through the outbox, and a
+    /// failed post is retried.
+    @Test func notifyPostsTheRenderedBodyAndRetries() throws {
+        let server = try StandInServer()
+        let playbook = """
+            name: tell-the-soc
+            match: {kind: [ipv4]}
+            actions:
+              - notify: {url: "\(server.url("hook"))", template: '{"text": "blocked {{value}}: {{description}}", "tags": "{{#tags}}{{.}} {{/tags}}"}'}
+              - notify: {url: "\(server.url("flaky"))", template: '{"value": "{{value}}"}'}
+            """
+        let a = try MeshNode("a", playbooks: ["notify.yaml": playbook])
+        try a.configure(peers: "  []")
+        try a.start()
+        defer { a.stop() }
+        let (status, _) = try a.api(
+            "POST", "/v1/indicators", #"{"value": "198.18.14.1", "description": "said \"hi\" \\ then\nleft", "tags": ["c2", "tor"]}"#
+        )
+        #expect(status == 202)
+        #expect(try eventually(5) { try server.calls()["flaky"]?.count == 2 && server.calls()["hook"]?.count == 1 })
+        let body = try #require(server.calls()["hook"]?.first?.body)
+        let json = try JSONValue.parse(Array(body.utf8))
+        #expect(json["text"] == .string("blocked 198.18.14.1: said \"hi\" \\ then\nleft"), "\(body)")
+        #expect(json["tags"] == .string("c2 tor "))
+        #expect(try server.calls()["flaky"]?.last?.body == #"{"value": "198.18.14.1"}"#)
+        #expect(try a.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM outbox WHERE state = 'pending'") } == 0)
+        #expect(try a.auditCount("action.notify") == 2)
     }
 
     @Test func peersAddressesAreNeverBlocked() throws {
@@ -537,5 +541,60 @@ struct PeerNamespaceTests {
         }
         // The nodes still reach each other: peers are never blocked.
         #expect(try run("/usr/sbin/ip", ["netns", "exec", mesh.namespace("b"), "/usr/bin/ping", "-c", "1", "-W", "1", mesh.address("a")]).status == 0)
+    }
+}
+
+/// A stand-in HTTP server (Python's http.server) for what peers and webhooks answer: POST /gone
+/// gets 410, /moved a 307 to /sink, /busy a 429 with Retry-After: 2 the first time and /flaky a
+/// 500 the first time, anything else 200. GET / tells every call: path, time and body.
+final class StandInServer {
+    let port: Int
+    private let process = Process()
+
+    init() throws {
+        port = try freePort()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [
+            "-c",
+            """
+            import http.server, json, sys, time
+            calls = {}
+            class H(http.server.BaseHTTPRequestHandler):
+                def log_message(self, *a): pass
+                def do_POST(self):
+                    body = self.rfile.read(int(self.headers.get("content-length", 0))).decode("utf-8", "replace")
+                    name = self.path.strip("/")
+                    calls.setdefault(name, []).append({"at": time.time(), "body": body})
+                    first = len(calls[name]) == 1
+                    if name == "gone": self.send_response(410)
+                    elif name == "moved": self.send_response(307); self.send_header("Location", "/sink")
+                    elif name == "busy" and first: self.send_response(429); self.send_header("Retry-After", "2")
+                    elif name == "flaky" and first: self.send_response(500)
+                    else: self.send_response(200)
+                    self.send_header("Content-Length", "0"); self.end_headers()
+                def do_GET(self):
+                    body = json.dumps(calls).encode()
+                    self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+            """,
+            String(port),
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        guard eventually(5, { (try? run("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/"]))?.status == 0 }) else {
+            throw DaemonProcess.DaemonError(message: "the stand-in server did not start")
+        }
+    }
+
+    deinit { process.terminate() }
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)/\(path)" }
+
+    /// Each path's calls, oldest first.
+    func calls() throws -> [String: [(at: Double, body: String)]] {
+        let out = try run("/usr/bin/curl", ["-sS", "http://127.0.0.1:\(port)/"])
+        let json = (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: [[String: Any]]]) ?? [:]
+        return json.mapValues { list in list.map { (($0["at"] as? Double) ?? 0, ($0["body"] as? String) ?? "") } }
     }
 }

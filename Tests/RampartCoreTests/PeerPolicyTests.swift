@@ -168,6 +168,25 @@ import Yams
         }
     }
 
+    @Test func notifyTemplatesMustMakeJSONAndPropagateMustNameKnownPeers() throws {
+        func problems(_ actions: String) -> [String] {
+            let yaml = "name: p\nmatch: {kind: [ipv4]}\nactions:\n\(actions)\n"
+            do {
+                _ = try PlaybookLoader.parse(YAMLSource.parse(yaml, file: "p.yaml"), file: "p.yaml", lists: [:], peers: ["cert-fr"])
+                return []
+            } catch {
+                return error.items.map(\.description)
+            }
+        }
+        #expect(problems(#"  - notify: {url: "https://chat.example/hook", template: '{"text": "{{value}}"}'}"#).isEmpty)
+        #expect(problems(#"  - notify: {url: "https://chat.example/hook", template: '{"text": {{value}}}'}"#).first?.contains("does not make a JSON document") == true)
+        #expect(problems(#"  - notify: {url: "ftp://chat.example/hook", template: '{}'}"#).first?.contains("http:// or https://") == true)
+        #expect(problems(#"  - notify: {url: "https://chat.example/hook", template: '{"v": "{{valeu}}"}'}"#).first?.contains("names 'valeu', which is not a field") == true)
+        #expect(problems("  - propagate: {to: [cert-fr], suggest: [block], relay: true, hops: 2}").isEmpty)
+        #expect(problems("  - propagate: {to: [cert-de]}") == ["p.yaml:4:21: actions[0].propagate.to: unknown peer 'cert-de'; the configuration has cert-fr (or say to: all)"])
+        #expect(problems("  - propagate: {to: all, suggest: [dance]}").first?.contains("unknown action 'dance'") == true)
+    }
+
     @Test func messagesRoundTripAndBadEntriesAreRefusedAlone() throws {
         var sent = item(tlp: .green)
         sent.suggested = ["block"]

@@ -64,6 +64,8 @@ public enum Action: Sendable {
     case rule(RuleAction)
     /// Send the item to peers, through the outbox.
     case propagate(PropagateAction)
+    /// POST a rendered JSON body to a URL (a chat or ticketing webhook), through the outbox.
+    case notify(NotifyAction)
 
     public var name: String {
         switch self {
@@ -71,8 +73,24 @@ public enum Action: Sendable {
         case .exec: "exec"
         case .rule: "rule"
         case .propagate: "propagate"
+        case .notify: "notify"
         }
     }
+}
+
+/// `notify: {url: "https://chat.example/hooks/soc", template: '{"text":"blocked {{value}}"}'}`.
+public struct NotifyAction: Sendable {
+    public var url: String
+    /// The request body: JSON, fields escaped as JSON strings.
+    public var template: ActionTemplate
+
+    public init(url: String, template: ActionTemplate) {
+        self.url = url
+        self.template = template
+    }
+
+    /// Where its notifications queue: an outbox destination of its own (peer names have no ':').
+    public var destination: String { "notify:\(url)" }
 }
 
 /// `propagate: {to: all, suggest: [block], relay: false, hops: 4}`.
@@ -199,6 +217,10 @@ extension Playbook {
                 let peers = propagate.to.map { "peers \($0.joined(separator: ", "))" } ?? "every peer"
                 let suggestion = propagate.suggest.isEmpty ? "" : ", suggesting \(propagate.suggest.joined(separator: ", "))"
                 return "propagate: \(verb) to \(peers)\(suggestion), as each one's sharing policy allows (items that came from elsewhere only with relay: true)"
+            case .notify(let notify):
+                let item = Item(id: "(item id)", payload: .indicator(indicator), via: "(via)", origin: "(origin)", receivedAt: Date())
+                let verb = mode == .simulate ? "record (simulate, not sent)" : "POST"
+                return "notify: \(verb) \(notify.template.render(item, playbook: name)) to \(notify.url)"
             }
         }
     }

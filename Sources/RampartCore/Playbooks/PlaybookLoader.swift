@@ -166,8 +166,36 @@ public enum PlaybookLoader {
             if let n = propagate["relay"], let relay = reader.bool(n, "\(path).propagate.relay") { action.relay = relay }
             if let n = propagate["hops"], let hops = reader.int(n, "\(path).propagate.hops", in: 1...16) { action.hops = hops }
             return .propagate(action)
+        case "notify":
+            guard let notify = reader.fields(body, allowed: ["url", "template"], what: "\(path).notify") else { return nil }
+            let url = notify.required("url").flatMap { n in
+                reader.word(n, "\(path).notify.url") { (text) throws(ValueError) -> String in
+                    guard let components = URLComponents(string: text), ["http", "https"].contains(components.scheme),
+                        components.host?.isEmpty == false, components.user == nil, components.password == nil
+                    else { throw ValueError(.invalidField, "expected an http:// or https:// URL without credentials, found '\(text.preview)'") }
+                    return text
+                }
+            }
+            let template = notify.required("template").flatMap { n in
+                reader.word(n, "\(path).notify.template") { (text) throws(ValueError) -> ActionTemplate in
+                    let template = try ActionTemplate(text, output: .json)
+                    // Field values are escaped as JSON strings; the rest must make a JSON document.
+                    let sample = Item(
+                        id: "x", payload: .indicator(Indicator(kind: .ipv4, value: "192.0.2.1", source: "s", tags: ["t"], description: "d")),
+                        via: "v", origin: "o", receivedAt: Date(timeIntervalSince1970: 0)
+                    )
+                    do {
+                        _ = try JSONValue.parse(Array(template.render(sample, playbook: "p").utf8))
+                    } catch {
+                        throw ValueError(.invalidField, "the template does not make a JSON document (\(error)); put fields inside JSON strings, such as '{\"text\": \"blocked {{value}}\"}'")
+                    }
+                    return template
+                }
+            }
+            guard let url, let template else { return nil }
+            return .notify(NotifyAction(url: url, template: template))
         default:
-            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block, exec, rule, propagate")
+            reader.error(fields.keyNode(name), "the \(name) action is not supported by this build yet; it has: block, exec, rule, propagate, notify")
             return nil
         }
     }

@@ -17,6 +17,10 @@ public struct PlaybookSet: Sendable {
     public private(set) var sightingKinds: KindSet = []
     /// How long sightings must be kept: the longest window of any playbook.
     public private(set) var sightingWindow: Duration?
+    /// The URLs `notify` actions post to.
+    public var notifyURLs: Set<String> {
+        Set(playbooks.flatMap { $0.actions.compactMap { if case .notify(let notify) = $0 { notify.url } else { nil } } })
+    }
 
     public init(_ playbooks: [Playbook]) {
         self.playbooks = playbooks.sorted { ($0.priority, $0.name) < ($1.priority, $1.name) }.map { playbook in
