@@ -166,8 +166,15 @@ extension Pipeline {
             effects.tally.add("rampart_revocations_total", ["outcome": "refused"])
             return
         }
-        let revoked = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
+        let (revoked, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
         effects.firewall += revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
+        if !kept.isEmpty {
+            try tx.audit("revocation.kept", subject: revocation.item, at: context.at) { w in
+                w.field("via", context.via)
+                w.field("decisions", kept)
+                w.field("reason", "other items or requests support these decisions too")
+            }
+        }
         effects.tally.add("rampart_revocations_total", ["outcome": "applied"])
         try forwardRevocation(
             of: revocation.item, reason: revocation.reason, path: path + [context.nodeID], peers: context.peers,

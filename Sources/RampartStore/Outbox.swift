@@ -74,13 +74,16 @@ extension StoreTransaction {
         try execute("DELETE FROM peer_message WHERE at < ?", [date.milliseconds])
     }
 
-    /// Revokes the active decisions an item caused.
-    public mutating func revokeDecisions(causedBy item: String, reason: String, by: String, now: Date) throws -> [Decision] {
+    /// Revokes the active decisions an item caused and nothing else supports (no other request
+    /// merged into them). Returns those revoked, and the ids of those kept.
+    public mutating func revokeDecisions(causedBy item: String, reason: String, by: String, now: Date) throws -> (revoked: [Decision], kept: [String]) {
         var revoked: [Decision] = []
-        for id in try String.fetchAll(cached("SELECT id FROM decision WHERE item = ? AND state = 'active'"), arguments: [item]) {
-            revoked += try revoke(id: id, reason: reason, by: by, now: now)
+        var kept: [String] = []
+        for row in try Row.fetchAll(cached("SELECT id, corroborations FROM decision WHERE item = ? AND state = 'active'"), arguments: [item]) {
+            let id: String = row[0]
+            if (row[1] as Int) > 0 { kept.append(id) } else { revoked += try revoke(id: id, reason: reason, by: by, now: now) }
         }
-        return revoked
+        return (revoked, kept)
     }
 
     /// Revokes every active decision caused by an item that came from `via` (`peer:NAME`).

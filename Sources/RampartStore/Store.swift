@@ -172,6 +172,9 @@ public final class Store: Sendable {
                 sql: """
                     -- Where each item came from (api:KEY or peer:NAME), for purging what a peer sent.
                     ALTER TABLE item ADD COLUMN via TEXT;
+                    -- How many times a request other than the decision's own item merged into it: a
+                    -- peer's revocation of that item leaves a decision that something else supports.
+                    ALTER TABLE decision ADD COLUMN corroborations INTEGER NOT NULL DEFAULT 0;
                     -- What is to go, or went, to each peer (or notify URL, as peer 'notify:URL'): one row per
                     -- item (or revocation, or notification) and destination. Delivered rows stay: they say
                     -- which peers must hear of a revocation.

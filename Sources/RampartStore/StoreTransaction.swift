@@ -128,10 +128,11 @@ public struct StoreTransaction {
             existing.expiresAt = max(existing.expiresAt, expiresAt)
             existing.direction = existing.direction.union(request.direction)
             let changed = existing != previous
-            if changed {
+            let corroborated = request.item != existing.item
+            if changed || corroborated {
                 try execute(
-                    "UPDATE decision SET expires_at = ?, direction = ? WHERE id = ?",
-                    [existing.expiresAt.milliseconds, existing.direction.rawValue, existing.id]
+                    "UPDATE decision SET expires_at = ?, direction = ?, corroborations = corroborations + ? WHERE id = ?",
+                    [existing.expiresAt.milliseconds, existing.direction.rawValue, corroborated ? 1 : 0, existing.id]
                 )
             }
             try audit(changed ? "decision.extended" : "decision.merged", subject: existing.id, at: now) { w in

@@ -418,6 +418,11 @@ final class MeshNode {
         #expect(try eventually(5) { try b.activeValues() == ["198.18.9.2", "198.18.9.3"] })
         let reason = try b.read { db in try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event = 'decision.revoked'") }
         #expect(reason?.contains("false positive") == true && reason?.contains("peer:a") == true)
+        // b's own operator blocked 198.18.9.2 too: a's revocation of its item leaves that decision.
+        #expect(try b.api("POST", "/v1/decisions", #"{"value": "198.18.9.2", "duration": "1h"}"#).0 == 200)
+        #expect(try a.api("DELETE", "/v1/decisions?value=198.18.9.2").0 == 200)
+        #expect(try eventually(5) { try b.auditCount("revocation.kept") == 1 })
+        #expect(try b.activeValues() == ["198.18.9.2", "198.18.9.3"])
 
         let purge = try run(rampartBinary, ["peers", "purge", "a", "--config", b.sandbox.configPath, "--token", Sandbox.adminToken])
         #expect(purge.status == 0 && purge.stdout.contains("2 decisions revoked"), "\(purge.stdout)\(purge.stderr)")
