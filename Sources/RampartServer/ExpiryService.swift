@@ -42,7 +42,7 @@ struct ExpiryService: Service {
                 return try tx.expire(now: at)
             }
             total += expired.count
-            enforcer.submit(expired.compactMap { $0.simulated ? nil : .remove($0.target) })
+            enforcer.submit(expired.compactMap { $0.firewallChange(at: at) })
             if expired.count < 10_000 { return total }
         }
     }

@@ -23,7 +23,8 @@ public final class PeerDelivery: Service, Sendable {
     /// Entries per request.
     let batchSize: Int
     let requestTimeout: Duration
-    private let peers: Mutex<[String: Dispatcher]> = Mutex([:])
+    /// By destination: peer names, and `notify:URL`.
+    private let dispatchers: Mutex<[String: Dispatcher]> = Mutex([:])
     /// Tells `run` to start dispatchers for peers added by a reload.
     private let started = Signal()
     private let stopping = Atomic<Bool>(false)
@@ -74,7 +75,7 @@ public final class PeerDelivery: Service, Sendable {
     /// settings, removed ones stop (what they had queued waits for them to come back).
     public func update(peers: [Peer], notifyURLs: Set<String>) {
         let configured = peers + notifyURLs.sorted().map { Peer(name: "notify:\($0)", url: $0) }
-        self.peers.withLock { dispatchers in
+        self.dispatchers.withLock { dispatchers in
             for peer in configured {
                 if let dispatcher = dispatchers[peer.name] {
                     // A reload tries notify URLs that answered 410 again; peers wait for a replay.
@@ -98,20 +99,20 @@ public final class PeerDelivery: Service, Sendable {
     /// New entries are in these peers' outboxes.
     func wake(_ names: Set<String>) {
         guard !names.isEmpty else { return }
-        let dispatchers = peers.withLock { all in names.compactMap { all[$0] } }
-        for dispatcher in dispatchers { dispatcher.signal.fire() }
+        let woken = dispatchers.withLock { all in names.compactMap { all[$0] } }
+        for dispatcher in woken { dispatcher.signal.fire() }
     }
 
     /// After `rampart peers replay`: a peer disabled by 410 is tried again, at once.
     func enable(_ name: String) {
-        guard let dispatcher = peers.withLock({ $0[name] }) else { return }
+        guard let dispatcher = dispatchers.withLock({ $0[name] }) else { return }
         dispatcher.state.withLock { $0.schedule.enable() }
         dispatcher.signal.fire()
     }
 
     /// Counts a request received from a peer, for `GET /v1/peers`.
     func noteReceived(from name: String, _ received: Pipeline.Received) {
-        peers.withLock { $0[name] }?.state.withLock { state in
+        dispatchers.withLock { $0[name] }?.state.withLock { state in
             state.received += received.accepted + received.duplicates + received.revocations + received.refused.count
             state.accepted += received.accepted + received.revocations
             state.refused += received.refused.count
@@ -120,7 +121,7 @@ public final class PeerDelivery: Service, Sendable {
 
     /// Peers' dispatchers (not notify URLs').
     func snapshot() -> [Dispatcher.State] {
-        peers.withLock { $0.values.map { $0.state.withLock { $0 } } }.filter { !$0.peer.isNotify }.sorted { $0.peer.name < $1.peer.name }
+        dispatchers.withLock { $0.values.map { $0.state.withLock { $0 } } }.filter { !$0.peer.isNotify }.sorted { $0.peer.name < $1.peer.name }
     }
 
     public func run() async throws {
@@ -135,14 +136,14 @@ public final class PeerDelivery: Service, Sendable {
         )
         // Peers a 410 disabled stay disabled across restarts, until a replay.
         for (name, outbox) in (try? await store.outboxStatus()) ?? [:] {
-            guard let reason = outbox.disabledReason, let dispatcher = peers.withLock({ $0[name] }), !dispatcher.state.withLock({ $0.peer.isNotify }) else { continue }
+            guard let reason = outbox.disabledReason, let dispatcher = dispatchers.withLock({ $0[name] }), !dispatcher.state.withLock({ $0.peer.isNotify }) else { continue }
             dispatcher.state.withLock { $0.schedule.disable(reason: reason) }
         }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 while !stopping.load(ordering: .relaxed) {
-                    let idle = peers.withLock { dispatchers in
-                        dispatchers.values.filter { dispatcher in
+                    let idle = dispatchers.withLock { all in
+                        all.values.filter { dispatcher in
                             dispatcher.state.withLock { state in
                                 defer { state.running = true }
                                 return !state.running
@@ -159,7 +160,7 @@ public final class PeerDelivery: Service, Sendable {
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             self.started.fire()
-            for dispatcher in self.peers.withLock({ Array($0.values) }) { dispatcher.signal.fire() }
+            for dispatcher in self.dispatchers.withLock({ Array($0.values) }) { dispatcher.signal.fire() }
         }
         try? await client.shutdown()
     }

@@ -50,9 +50,7 @@ extension Pipeline {
                 counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "refused"])
             case .success(.item(let item)):
                 if case .item(let sent)? = try? entry.get() { received.suggestionsDropped += sent.suggested.count - item.suggested.count }
-                let playbooks = inForce.playbooks
-                let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(item)).map { Match($0, item: item) }
-                chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(item.indicator!.kind)))
+                chunk.append(.accepted(item, inForce.playbooks))
             case .success(.revocation(let revocation)):
                 chunk.append(.revocation(revocation, path: message.path))
                 received.revocations += 1
@@ -167,7 +165,7 @@ extension Pipeline {
             return
         }
         let (revoked, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
-        effects.firewall += revoked.compactMap { $0.simulated ? nil : .remove($0.target) }
+        effects.firewall += revoked.compactMap { $0.firewallChange(at: context.at) }
         if !kept.isEmpty {
             try tx.audit("revocation.kept", subject: revocation.item, at: context.at) { w in
                 w.field("via", context.via)
@@ -201,7 +199,7 @@ extension Pipeline {
         _ decisions: [Decision], reason: String, nodeID: String, peers: [Peer], at: Date, in tx: inout StoreTransaction
     ) throws -> Effects {
         var effects = Effects()
-        effects.firewall = decisions.compactMap { $0.simulated ? nil : .remove($0.target) }
+        effects.firewall = decisions.compactMap { $0.firewallChange(at: at) }
         for decision in decisions {
             guard let item = decision.item else { continue }
             try forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)

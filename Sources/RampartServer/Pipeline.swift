@@ -76,6 +76,12 @@ public final class Pipeline: Sendable {
         case refused(position: Int, ValueError, raw: String?)
         /// A peer withdraws an item it sent.
         case revocation(PeerMessage.Revocation, path: [String])
+
+        /// An accepted item, encoded and matched against the playbooks off the writer's thread.
+        static func accepted(_ item: Item, _ playbooks: PlaybookSet) -> Prepared {
+            let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(item)).map { Match($0, item: item) }
+            return .accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(item.indicator!.kind))
+        }
     }
 
     /// What a commit needs besides its items: fixed for the request.
@@ -149,8 +155,7 @@ public final class Pipeline: Sendable {
                     let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
                     kinds[indicator.kind, default: 0] += 1
-                    let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(indicator, via: via)).map { Match($0, item: item) }
-                    chunk.append(.accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(indicator.kind)))
+                    chunk.append(.accepted(item, playbooks))
                 case .failure(let error):
                     summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
                     chunk.append(.refused(position: entry.position, error, raw: entry.raw))
