@@ -78,6 +78,8 @@ public struct Config: Sendable {
         public var maxHeaderBytes = 16 << 10
         /// How long a client has to send a request's whole body.
         public var bodyTimeout: Duration = .seconds(60)
+        /// The largest detection rule accepted (`POST /v1/rules`, or from a peer).
+        public var maxRuleBytes = Rule.defaultMaxBytes
     }
 
     public enum LogFormat: String, Sendable, CaseIterable {
@@ -130,11 +132,11 @@ public struct Config: Sendable {
         "safety": ["never_block", "allow_non_global", "max_prefix", "max_active_blocks"],
         "safety.max_prefix": ["ipv4", "ipv6"],
         "api_keys": ["name", "roles", "token_sha256"],
-        "http": ["max_body", "max_items", "max_json_depth", "idle_timeout", "max_header_bytes", "body_timeout"],
+        "http": ["max_body", "max_items", "max_json_depth", "idle_timeout", "max_header_bytes", "body_timeout", "max_rule"],
         "log": ["level", "format"],
         "signing": ["key_file"],
         "peers": ["name", "node_id", "url", "public_key", "secret", "share", "accept", "expires"],
-        "peers.share": ["max_tlp", "kinds", "actions", "regions", "redact"],
+        "peers.share": ["max_tlp", "items", "kinds", "actions", "regions", "redact"],
         "peers.accept": ["items", "suggested", "max_duration", "min_confidence", "rate"],
     ]
 
@@ -353,6 +355,9 @@ public struct Config: Sendable {
             if (1 << 10...1 << 20).contains(size) { http.maxHeaderBytes = size } else { reader.error(n, "http.max_header_bytes must be between 1KiB and 1MiB") }
         }
         if let n = fields["body_timeout"], let v = reader.duration(n, "http.body_timeout") { http.bodyTimeout = v }
+        if let n = fields["max_rule"], let size = reader.word(n, "http.max_rule", Config.parseSize) {
+            if (1 << 10...16 << 20).contains(size) { http.maxRuleBytes = size } else { reader.error(n, "http.max_rule must be between 1KiB and 16MiB") }
+        }
         return http
     }
 

@@ -41,10 +41,13 @@ public enum IngestParser {
     public struct Limits: Sendable {
         public var maxItems: Int
         public var maxDepth: Int
+        /// The largest detection rule accepted, posted or received.
+        public var maxRuleBytes: Int
 
-        public init(maxItems: Int, maxDepth: Int) {
+        public init(maxItems: Int, maxDepth: Int, maxRuleBytes: Int = Rule.defaultMaxBytes) {
             self.maxItems = maxItems
             self.maxDepth = maxDepth
+            self.maxRuleBytes = maxRuleBytes
         }
     }
 

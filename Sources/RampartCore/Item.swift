@@ -1,9 +1,10 @@
 import Foundation
 
-/// What flows through the pipeline: an indicator (or, later, a rule) with its provenance.
+/// What flows through the pipeline: an indicator or a detection rule, with its provenance.
 public struct Item: Sendable {
     public enum Payload: Sendable {
         case indicator(Indicator)
+        case rule(Rule)
     }
 
     /// Globally unique (UUIDv7), kept when the item travels between nodes.
@@ -36,14 +37,33 @@ public struct Item: Sendable {
     }
 
     public var indicator: Indicator? {
-        switch payload {
-        case .indicator(let indicator): indicator
-        }
+        if case .indicator(let indicator) = payload { indicator } else { nil }
+    }
+
+    public var rule: Rule? {
+        if case .rule(let rule) = payload { rule } else { nil }
     }
 
     public var type: String {
         switch payload {
         case .indicator: "indicator"
+        case .rule: "rule"
+        }
+    }
+
+    /// The item's marking, whatever it carries.
+    public var tlp: TLP {
+        switch payload {
+        case .indicator(let indicator): indicator.tlp
+        case .rule(let rule): rule.tlp
+        }
+    }
+
+    /// What the item is about, in a word: the indicator's value, or the rule's format and name.
+    public var label: String {
+        switch payload {
+        case .indicator(let indicator): indicator.value
+        case .rule(let rule): "\(rule.format.rawValue) rule \(rule.name)"
         }
     }
 
@@ -63,6 +83,9 @@ public struct Item: Sendable {
         case .indicator(let indicator):
             w.key("indicator")
             indicator.write(to: &w)
+        case .rule(let rule):
+            w.key("rule")
+            rule.write(to: &w)
         }
         if withProvenance { w.field("via", via) }
         w.field("origin", origin)

@@ -40,6 +40,8 @@ public struct Peer: Sendable {
 public struct SharingPolicy: Sendable {
     /// The most sensitive TLP that may go; `red` is refused whatever this says.
     public var maxTLP: TLP = .amber
+    /// Item types (`indicator`, `rule`) that may go; nil: both.
+    public var items: Set<String>?
     /// Indicator kinds that may go; nil: all.
     public var kinds: KindSet?
     /// Suggested actions the peer may hear; others are dropped from `suggested`. nil: all.
@@ -51,32 +53,44 @@ public struct SharingPolicy: Sendable {
     public var redact: Set<String> = []
 
     public static let redactable = ["description", "source", "references", "tags"]
+    public static let itemTypes = ["indicator", "rule"]
 
     public init() {}
 
     /// The item as the peer may see it, or why it may not go.
     public func share(_ item: Item) -> Result<Item, Withheld> {
-        guard let indicator = item.indicator else { return .success(item) }
-        if indicator.tlp == .red { return .failure(Withheld("tlp_red", "TLP:RED never leaves this node")) }
-        if indicator.tlp > maxTLP {
-            return .failure(Withheld("tlp", "TLP:\(indicator.tlp.rawValue.uppercased()) is above this peer's max_tlp \(maxTLP.rawValue)"))
+        if let items, !items.contains(item.type) {
+            return .failure(Withheld("item_type", "\(item.type) items are not among the items shared with this peer"))
         }
-        if let kinds, !kinds.contains(indicator.kind) {
-            return .failure(Withheld("kind", "\(indicator.kind.rawValue) is not among the kinds shared with this peer"))
-        }
-        let itemRegions = indicator.tags.filter { $0.hasPrefix("region:") }.map { String($0.dropFirst(7)) }
-        if let regions, !itemRegions.isEmpty, !itemRegions.contains(where: regions.contains) {
-            return .failure(Withheld("region", "the item is for region \(itemRegions.joined(separator: ", ")), not shared with this peer"))
-        }
+        let tlp = item.tlp
+        if tlp == .red { return .failure(Withheld("tlp_red", "TLP:RED never leaves this node")) }
+        if tlp > maxTLP { return .failure(Withheld("tlp", "TLP:\(tlp.rawValue.uppercased()) is above this peer's max_tlp \(maxTLP.rawValue)")) }
         var shared = item
-        var redacted = indicator
-        if redact.contains("description") { redacted.description = nil }
-        if redact.contains("source") { redacted.source = nil }
-        if redact.contains("references") { redacted.references = [] }
-        if redact.contains("tags") { redacted.tags = redacted.tags.filter { $0.hasPrefix("region:") } }
-        shared.payload = .indicator(redacted)
+        switch item.payload {
+        case .indicator(var indicator):
+            if let kinds, !kinds.contains(indicator.kind) {
+                return .failure(Withheld("kind", "\(indicator.kind.rawValue) is not among the kinds shared with this peer"))
+            }
+            if let withheld = withheldByRegion(indicator.tags) { return .failure(withheld) }
+            if redact.contains("description") { indicator.description = nil }
+            if redact.contains("source") { indicator.source = nil }
+            if redact.contains("references") { indicator.references = [] }
+            if redact.contains("tags") { indicator.tags = indicator.tags.filter { $0.hasPrefix("region:") } }
+            shared.payload = .indicator(indicator)
+        case .rule(var rule):
+            // A rule's content goes as written (receivers install it byte for byte); tags can go.
+            if let withheld = withheldByRegion(rule.tags) { return .failure(withheld) }
+            if redact.contains("tags") { rule.tags = rule.tags.filter { $0.hasPrefix("region:") } }
+            shared.payload = .rule(rule)
+        }
         if let actions { shared.suggested = shared.suggested.filter(actions.contains) }
         return .success(shared)
+    }
+
+    func withheldByRegion(_ tags: [String]) -> Withheld? {
+        let itemRegions = tags.filter { $0.hasPrefix("region:") }.map { String($0.dropFirst(7)) }
+        guard let regions, !itemRegions.isEmpty, !itemRegions.contains(where: regions.contains) else { return nil }
+        return Withheld("region", "the item is for region \(itemRegions.joined(separator: ", ")), not shared with this peer")
     }
 
     public struct Withheld: Error, Sendable, Equatable {
@@ -93,10 +107,10 @@ public struct SharingPolicy: Sendable {
 /// What this node accepts from a peer (inbound). Anything else is refused and audited.
 public struct TrustPolicy: Sendable {
     public enum ItemType: String, Sendable, CaseIterable {
-        case indicator, revoke
+        case indicator, rule, revoke
     }
 
-    public var items: Set<ItemType> = [.indicator, .revoke]
+    public var items: Set<ItemType> = [.indicator, .rule, .revoke]
     /// Suggested actions kept on received items; others are dropped (and the drop audited). Empty: none.
     public var suggested: Set<String> = []
     /// The longest block an item from this peer may cause, whatever the playbooks say.
@@ -179,6 +193,12 @@ extension Config {
             share.maxTLP = reader.word(n, "\(path).max_tlp") { (text) throws(ValueError) in try TLP(name: text) } ?? .amber
             if share.maxTLP == .red { reader.error(n, "\(path).max_tlp cannot be red: TLP:RED never leaves this node; the most is amber+strict") }
         }
+        if let n = fields["items"], let names = reader.strings(n, "\(path).items") {
+            share.items = Set(names)
+            for name in names where !SharingPolicy.itemTypes.contains(name) {
+                reader.error(n, "\(path).items: unknown item type '\(name.preview)'; expected indicator or rule")
+            }
+        }
         if let n = fields["kinds"], let names = reader.strings(n, "\(path).kinds") {
             share.kinds = KindSet(names.compactMap { name in
                 do { return try IndicatorKind(name: name) } catch {
@@ -210,7 +230,7 @@ extension Config {
             accept.items = []
             for name in names {
                 if let type = TrustPolicy.ItemType(rawValue: name) { accept.items.insert(type) } else {
-                    reader.error(n, "\(path).items: unknown item type '\(name.preview)'; expected indicator or revoke")
+                    reader.error(n, "\(path).items: unknown item type '\(name.preview)'; expected indicator, rule or revoke")
                 }
             }
         }

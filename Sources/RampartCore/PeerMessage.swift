@@ -5,7 +5,7 @@ import Foundation
 ///
 /// `path` lists the nodes the items went through, their origin first and the sender last;
 /// `origin` is `path[0]`. `hops_left` is how many more times a receiver may relay them. Entries
-/// of `items` are indicator items or revocations of an item sent earlier.
+/// of `items` are indicator or rule items, or revocations of an item sent earlier.
 public struct PeerMessage: Sendable {
     public static let type = "rampart.items.v1"
     /// Actions an origin may suggest to its peers.
@@ -82,7 +82,9 @@ public struct PeerMessage: Sendable {
     /// Reads a request body. Throws when the body as a whole is unusable; an entry that is not
     /// valid is reported in `entries` without stopping the others. Received items get `via`,
     /// `path` and `hops_left` from the envelope.
-    public static func decode(_ body: [UInt8], via: String, maxItems: Int, now: Date) throws(ValueError) -> PeerMessage {
+    public static func decode(
+        _ body: [UInt8], via: String, maxItems: Int, maxRuleBytes: Int = Rule.defaultMaxBytes, now: Date
+    ) throws(ValueError) -> PeerMessage {
         let json = try JSONValue.parse(body, maxDepth: 16)
         guard case .string(let type)? = json["type"], type == PeerMessage.type else {
             throw ValueError(.invalidField, "'type' must be \"\(PeerMessage.type)\"")
@@ -104,35 +106,40 @@ public struct PeerMessage: Sendable {
         guard case .array(let items)? = data["items"] else { throw ValueError(.missingField, "missing array 'data.items'") }
         guard items.count <= maxItems else { throw ValueError(.tooLong, "\(items.count) items in one request; at most \(maxItems)") }
         let entries = items.map { (value) -> Result<Entry, ValueError> in
-            Result { () throws(ValueError) -> Entry in try entry(value, origin: origin, via: via, path: path, hopsLeft: Int(hops), now: now) }
+            Result { () throws(ValueError) -> Entry in
+                try entry(value, origin: origin, via: via, path: path, hopsLeft: Int(hops), maxRuleBytes: maxRuleBytes, now: now)
+            }
         }
         return PeerMessage(path: path, hopsLeft: Int(hops), entries: entries)
     }
 
-    static func entry(_ json: JSONValue, origin: String, via: String, path: [String], hopsLeft: Int, now: Date) throws(ValueError) -> Entry {
+    static func entry(
+        _ json: JSONValue, origin: String, via: String, path: [String], hopsLeft: Int, maxRuleBytes: Int, now: Date
+    ) throws(ValueError) -> Entry {
         guard case .object(let members) = json else { throw ValueError(.invalidField, "an item must be an object") }
         guard case .string(let id)? = json["id"], isItemID(id) else { throw ValueError(.invalidField, "'id' must be a UUID") }
         switch json["type"] {
-        case .string("indicator")?:
-            var indicator: Indicator?
+        case .string(let type)? where type == "indicator" || type == "rule":
+            var payload: Item.Payload?
             var suggested: [String] = []
             for (name, value) in members {
                 switch name {
                 case "id", "type": continue
-                case "indicator": indicator = try Indicator(json: value, defaults: IndicatorDefaults(), now: now)
+                case type:
+                    payload = type == "rule"
+                        ? .rule(try Rule(json: value, maxBytes: maxRuleBytes))
+                        : .indicator(try Indicator(json: value, defaults: IndicatorDefaults(), now: now))
                 case "origin":
                     guard case .string(origin) = value else { throw ValueError(.invalidField, "'origin' must be the message's origin, \(origin)") }
                 case "suggested":
                     guard case .array(let list) = value, list.count <= 8 else { throw ValueError(.invalidField, "'suggested' must be a short array of actions") }
                     suggested = list.compactMap { if case .string(let s) = $0, suggestible.contains(s) { s } else { nil } }
                 default:
-                    throw ValueError(.unknownField, "unknown field '\(name.preview)' in an indicator item")
+                    throw ValueError(.unknownField, "unknown field '\(name.preview)' in \(type == "rule" ? "a rule" : "an indicator") item")
                 }
             }
-            guard let indicator else { throw ValueError(.missingField, "missing object 'indicator'") }
-            return .item(
-                Item(id: id, payload: .indicator(indicator), via: via, origin: origin, path: path, hopsLeft: hopsLeft, suggested: suggested, receivedAt: now)
-            )
+            guard let payload else { throw ValueError(.missingField, "missing object '\(type)'") }
+            return .item(Item(id: id, payload: payload, via: via, origin: origin, path: path, hopsLeft: hopsLeft, suggested: suggested, receivedAt: now))
         case .string("revoke")?:
             guard case .string(let item)? = json["item"], isItemID(item) else { throw ValueError(.invalidField, "'item' must be the revoked item's id") }
             var reason = "revoked at \(origin)"
@@ -142,7 +149,7 @@ public struct PeerMessage: Sendable {
             }
             return .revocation(Revocation(id: id, item: item, reason: reason))
         default:
-            throw ValueError(.invalidField, "'type' must be indicator or revoke")
+            throw ValueError(.invalidField, "'type' must be indicator, rule or revoke")
         }
     }
 
@@ -167,11 +174,19 @@ extension Item {
             guard case .array(let list)? = json[key] else { return [] }
             return list.compactMap { if case .string(let s) = $0 { s } else { nil } }
         }
-        guard let indicatorJSON = json["indicator"] else { throw ValueError(.missingField, "stored item without 'indicator'") }
+        let payload: Payload
+        if let ruleJSON = json["rule"] {
+            // Checked when it was first accepted; the limit then may have been larger than now.
+            payload = .rule(try Rule(json: ruleJSON, maxBytes: .max))
+        } else if let indicatorJSON = json["indicator"] {
+            payload = .indicator(try Indicator(json: indicatorJSON, defaults: IndicatorDefaults(), now: now))
+        } else {
+            throw ValueError(.missingField, "stored item without 'indicator' or 'rule'")
+        }
         var hopsLeft: Int?
         if case .number(let hops)? = json["hops_left"] { hopsLeft = Int(hops) }
         self.init(
-            id: try text("id"), payload: .indicator(try Indicator(json: indicatorJSON, defaults: IndicatorDefaults(), now: now)),
+            id: try text("id"), payload: payload,
             via: try text("via"), origin: try text("origin"), path: texts("path"), hopsLeft: hopsLeft, suggested: texts("suggested"),
             receivedAt: try Timestamp.parse(try text("received_at"))
         )

@@ -51,7 +51,9 @@ public enum Daemon {
         )
         let pipeline = Pipeline(
             store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, delivery: delivery, metrics: metrics, nodeID: config.node.id,
-            limits: IngestParser.Limits(maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth),
+            limits: IngestParser.Limits(
+                maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth, maxRuleBytes: config.http.maxRuleBytes
+            ),
             policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)), playbooks: playbooks, peers: config.peers, now: now
         )
         let readiness = Readiness()
@@ -63,6 +65,7 @@ public enum Daemon {
         metrics.register(on: router, store: store, now: now)
         let bodies = BodyReceiver(maxBytes: config.http.maxBodyBytes, timeout: config.http.bodyTimeout)
         IndicatorRoutes(pipeline: pipeline, bodies: bodies).register(on: router)
+        RuleRoutes(pipeline: pipeline, store: store, bodies: bodies).register(on: router)
         DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, bodies: bodies, nodeID: config.node.id, now: now).register(on: router)
         let reloader = Reloader(
             configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, metrics: metrics, logger: logger, now: now
@@ -105,7 +108,7 @@ public enum Daemon {
         app.beforeServerStarts {
             // The kernel follows the store: bring the firewall to the decisions in force.
             try await enforcer.reconcile()
-            let rewritten = rules.reconcile(try await store.rules())
+            let rewritten = rules.reconcile(try await store.installedRules().map(\.file))
             if rewritten > 0 { logger.notice("rules.reconciled", metadata: ["rampart.rules.rewritten": "\(rewritten)"]) }
         }
         return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, reloader: reloader, readiness: readiness))

@@ -129,12 +129,23 @@ public final class ExecRunner: Service, Sendable {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "RAMPART_ITEM_ID": item.id, "RAMPART_PLAYBOOK": playbook,
             "RAMPART_VIA": item.via, "RAMPART_ORIGIN": item.origin,
         ]
-        if let indicator = item.indicator {
+        switch item.payload {
+        case .indicator(let indicator):
             environment["RAMPART_KIND"] = indicator.kind.rawValue
             environment["RAMPART_VALUE"] = indicator.value
             environment["RAMPART_CONFIDENCE"] = String(indicator.confidence)
             environment["RAMPART_SEVERITY"] = indicator.severity.rawValue
             environment["RAMPART_TLP"] = indicator.tlp.rawValue
+        case .rule(let rule):
+            environment["RAMPART_KIND"] = "rule"
+            environment["RAMPART_VALUE"] = rule.name
+            environment["RAMPART_CONFIDENCE"] = String(rule.confidence)
+            environment["RAMPART_SEVERITY"] = rule.severity.rawValue
+            environment["RAMPART_TLP"] = rule.tlp.rawValue
+            environment["RAMPART_RULE_FORMAT"] = rule.format.rawValue
+            environment["RAMPART_RULE_ID"] = rule.ruleID
+            // Relative to the state directory, where a `rule: {}` action earlier in the playbook installed it.
+            environment["RAMPART_RULE_PATH"] = rule.relativePath
         }
         return environment
     }

@@ -44,7 +44,7 @@ struct PeerRoutes {
         }
         let message: PeerMessage
         do throws(ValueError) {
-            message = try PeerMessage.decode(body, via: peer.via, maxItems: maxItems, now: at)
+            message = try PeerMessage.decode(body, via: peer.via, maxItems: maxItems, maxRuleBytes: pipeline.limits.maxRuleBytes, now: at)
             guard message.sender == peer.nodeID else {
                 throw ValueError(.invalidField, "'data.path' must end with the sender's node id, \(peer.nodeID)")
             }

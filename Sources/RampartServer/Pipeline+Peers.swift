@@ -31,10 +31,7 @@ extension Pipeline {
     func receive(_ message: PeerMessage, webhookID: String, from peer: Peer) async throws -> Received {
         let at = now()
         let inForce = current
-        let context = Context(
-            via: peer.via, positionName: "index", policy: inForce.policy, peers: inForce.peers, nodeID: nodeID, at: at,
-            maxBlock: peer.accept.maxDuration
-        )
+        let context = context(via: peer.via, positionName: "index", inForce: inForce, at: at, maxBlock: peer.accept.maxDuration)
         var received = Received()
         var chunk: [Prepared] = []
         var counted = Tally()
@@ -88,11 +85,16 @@ extension Pipeline {
         let accept = peer.accept
         switch entry {
         case .item(var item):
-            guard accept.items.contains(.indicator) else {
-                return .failure(ValueError(.notAccepted, "indicators from \(peer.name) are not accepted (accept.items)"))
+            let (type, confidence): (TrustPolicy.ItemType, Int) =
+                switch item.payload {
+                case .indicator(let indicator): (.indicator, indicator.confidence)
+                case .rule(let rule): (.rule, rule.confidence)
+                }
+            guard accept.items.contains(type) else {
+                return .failure(ValueError(.notAccepted, "\(type.rawValue)s from \(peer.name) are not accepted (accept.items)"))
             }
-            if let indicator = item.indicator, indicator.confidence < accept.minConfidence {
-                return .failure(ValueError(.lowConfidence, "confidence \(indicator.confidence) is below \(peer.name)'s accept.min_confidence \(accept.minConfidence)"))
+            if confidence < accept.minConfidence {
+                return .failure(ValueError(.lowConfidence, "confidence \(confidence) is below \(peer.name)'s accept.min_confidence \(accept.minConfidence)"))
             }
             item.suggested = item.suggested.filter(accept.suggested.contains)
             return .success(.item(item))
@@ -166,6 +168,7 @@ extension Pipeline {
         }
         let (revoked, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
         effects.firewall += revoked.compactMap { $0.firewallChange(at: context.at) }
+        effects.removedRules += try tx.uninstallRules(ofItem: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
         if !kept.isEmpty {
             try tx.audit("revocation.kept", subject: revocation.item, at: context.at) { w in
                 w.field("via", context.via)
@@ -225,14 +228,36 @@ extension Pipeline {
         let reason = "purge of what \(peer.name) sent, by \(by)"
         let (revoked, effects) = try await store.write { tx in
             let revoked = try tx.revokeDecisions(from: peer.via, reason: reason, by: by, now: at)
-            let effects = try Pipeline.revoked(revoked, reason: reason, nodeID: nodeID, peers: peers, at: at, in: &tx)
+            var effects = try Pipeline.revoked(revoked, reason: reason, nodeID: nodeID, peers: peers, at: at, in: &tx)
+            effects.removedRules = try tx.uninstallRules(from: peer.via, reason: reason, by: by, now: at)
             try tx.audit("peer.purged", subject: peer.name, at: at) { w in
                 w.field("by", by)
                 w.field("revoked", revoked.count)
+                w.field("rules_removed", effects.removedRules.count)
             }
             return (revoked, effects)
         }
         carryOut(effects)
         return revoked
+    }
+
+    /// Withdraws a rule item: removes what it installed here and sends the revocation to every
+    /// peer that got it. Nil when no such rule item is stored.
+    func revokeRule(item: String, reason: String, by: String) async throws -> [RuleFile]? {
+        let (at, peers, nodeID) = (now(), peers, nodeID)
+        guard let (removed, effects) = try await store.write({ tx -> ([RuleFile], Effects)? in
+            guard try tx.itemType(of: item) == "rule" else { return nil }
+            var effects = Effects()
+            effects.removedRules = try tx.uninstallRules(ofItem: item, reason: reason, by: by, now: at)
+            try tx.audit("rule.revoked", subject: item, at: at) { w in
+                w.field("by", by)
+                w.field("reason", reason)
+                w.field("removed", effects.removedRules.map(\.relativePath))
+            }
+            try Pipeline.forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
+            return (effects.removedRules, effects)
+        }) else { return nil }
+        carryOut(effects)
+        return removed
     }
 }

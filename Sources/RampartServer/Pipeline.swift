@@ -80,7 +80,8 @@ public final class Pipeline: Sendable {
         /// An accepted item, encoded and matched against the playbooks off the writer's thread.
         static func accepted(_ item: Item, _ playbooks: PlaybookSet) -> Prepared {
             let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(item)).map { Match($0, item: item) }
-            return .accepted(EncodedItem(item), matched, recordSighting: playbooks.sightingKinds.contains(item.indicator!.kind))
+            let sighted = item.indicator.map { playbooks.sightingKinds.contains($0.kind) } ?? false
+            return .accepted(EncodedItem(item), matched, recordSighting: sighted)
         }
     }
 
@@ -90,6 +91,9 @@ public final class Pipeline: Sendable {
         let positionName: String
         let policy: SafetyPolicy
         let peers: [Peer]
+        /// For the rule items that `rule` actions render, which run through the rule playbooks at once.
+        let playbooks: PlaybookSet
+        let ids: IDGenerator
         let nodeID: String
         let at: Date
         /// The longest block the items may cause (a peer's `accept.max_duration`).
@@ -109,7 +113,7 @@ public final class Pipeline: Sendable {
             detail = AuditDetail { w in
                 w.field("playbook", playbook.name)
                 w.field("mode", playbook.mode.rawValue)
-                w.field("value", item.indicator?.value ?? "")
+                w.field("value", item.label)
                 w.field("actions", playbook.actions.map(\.name))
             }
         }
@@ -123,7 +127,7 @@ public final class Pipeline: Sendable {
         var summary = Summary()
         let inForce = current
         let playbooks = inForce.playbooks
-        let context = Context(via: via, positionName: positionName, policy: inForce.policy, peers: inForce.peers, nodeID: nodeID, at: receivedAt)
+        let context = context(via: via, positionName: positionName, inForce: inForce, at: receivedAt)
         var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
         // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
         // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
@@ -178,11 +182,36 @@ public final class Pipeline: Sendable {
         return summary
     }
 
+    func context(via: String, positionName: String, inForce: InForce, at: Date, maxBlock: Duration? = nil) -> Context {
+        Context(
+            via: via, positionName: positionName, policy: inForce.policy, peers: inForce.peers, playbooks: inForce.playbooks, ids: ids, nodeID: nodeID,
+            at: at, maxBlock: maxBlock
+        )
+    }
+
+    /// Commits a detection rule posted to the API, with what the rule playbooks make of it;
+    /// returns its item, once durable.
+    public func ingest(rule: Rule, via: String) async throws -> Item {
+        let at = now()
+        let inForce = current
+        let item = Item(id: ids.next(), payload: .rule(rule), via: via, origin: nodeID, receivedAt: at)
+        let context = context(via: via, positionName: "rule", inForce: inForce, at: at)
+        let prepared = [Prepared.accepted(item, inForce.playbooks)]
+        let effects = try await store.write { tx in try Pipeline.commit(prepared, context: context, in: &tx) }
+        carryOut(effects)
+        var counted = Tally()
+        counted.add("rampart_items_ingested_total", ["kind": "rule", "via": via])
+        metrics.add(counted)
+        return item
+    }
+
     /// What a commit leaves to do outside the database once it is durable.
     struct Effects: Sendable {
         var firewall: [FirewallChange] = []
         var execs: [ExecJob] = []
+        /// Rule files to write, and to remove (replaced under another name, or revoked).
         var rules: [RuleFile] = []
+        var removedRules: [RuleFile] = []
         /// Peers with new entries in their outbox.
         var peers: Set<String> = []
         var tally = Tally()
@@ -193,6 +222,7 @@ public final class Pipeline: Sendable {
     /// Hands what a durable commit caused to the firewall, the exec runner, the rules directory
     /// and the peers' dispatchers.
     func carryOut(_ effects: Effects) {
+        ruleDirectory.remove(effects.removedRules)
         ruleDirectory.write(effects.rules)
         enforcer.submit(effects.firewall)
         execRunner.submit(effects.execs)
@@ -263,23 +293,28 @@ public final class Pipeline: Sendable {
                         environment: ExecRunner.environment(for: item, playbook: playbook.name), timeout: exec.timeout
                     )
                 )
-            case .rule(let rule):
+            case .rule(let action):
                 guard playbook.mode == .enforce else {
                     try tx.audit("action.rule", subject: item.id, at: at) { w in
                         w.field("playbook", playbook.name)
-                        w.field("format", rule.format.rawValue)
-                        w.field("content", rule.template.render(item, playbook: playbook.name))
+                        switch action {
+                        case .render(let format, let template):
+                            w.field("format", format.rawValue)
+                            w.field("content", template.render(item, playbook: playbook.name))
+                        case .install:
+                            w.field("install", item.rule?.relativePath ?? "")
+                        }
                         w.field("simulated", true)
                     }
                     effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "simulated"])
                     continue
                 }
-                effects.rules.append(
-                    try tx.writeRule(format: rule.format, playbook: playbook.name, item: item, render: { sid in
-                        rule.template.render(item, playbook: playbook.name, sid: sid)
-                    }, at: at)
-                )
-                effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "written"])
+                switch action {
+                case .render(let format, let template):
+                    try render(format: format, template: template, from: item, playbook: playbook, context: context, in: &tx, effects: &effects)
+                case .install:
+                    try install(item, playbook: playbook.name, at: at, in: &tx, effects: &effects)
+                }
             case .propagate(let propagate):
                 try Pipeline.propagate(item, playbook: playbook, action: propagate, context: context, in: &tx, effects: &effects)
             case .notify(let notify):
@@ -297,5 +332,71 @@ public final class Pipeline: Sendable {
                 effects.tally.add("rampart_actions_total", ["action": "notify", "outcome": playbook.mode == .enforce ? "queued" : "simulated"])
             }
         }
+    }
+
+    /// A `rule` action on an indicator: renders the rule, checks it like any other, and (unless the
+    /// same rule is installed already) stores it as a rule item of its own, installs it and runs it
+    /// through the rule playbooks, all in the indicator's transaction.
+    static func render(
+        format: RuleFormat, template: ActionTemplate, from item: Item, playbook: Playbook, context: Context, in tx: inout StoreTransaction,
+        effects: inout Effects
+    ) throws {
+        let at = context.at
+        let content = try tx.renderRule(format: format, playbook: playbook.name, item: item, render: { sid in
+            template.render(item, playbook: playbook.name, sid: sid)
+        }, at: at)
+        let indicator = item.indicator
+        let rule: Rule
+        do {
+            rule = try Rule(
+                format: format, content: content, name: RuleAction.fileName(playbook: playbook.name, value: indicator?.value ?? item.id),
+                tlp: item.tlp, confidence: indicator?.confidence ?? 50, severity: indicator?.severity, tags: indicator?.tags ?? [], parent: item.id
+            )
+        } catch {
+            try tx.audit("rule.invalid", subject: item.id, at: at) { w in
+                w.field("playbook", playbook.name)
+                w.field("format", format.rawValue)
+                w.field("content", content)
+                w.field("error", error.description)
+            }
+            effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "invalid"])
+            return
+        }
+        if let installed = try tx.installedRule(format: format, ruleID: rule.ruleID), installed.content == rule.content, installed.name == rule.name {
+            try tx.audit("rule.unchanged", subject: item.id, at: at) { w in
+                w.field("playbook", playbook.name)
+                w.field("path", rule.relativePath)
+                w.field("rule_item", installed.item)
+            }
+            effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "unchanged"])
+            return
+        }
+        let ruleItem = Item(id: context.ids.next(), payload: .rule(rule), via: item.via, origin: context.nodeID, receivedAt: at)
+        let encoded = EncodedItem(ruleItem)
+        try tx.insert(encoded)
+        try install(ruleItem, playbook: playbook.name, at: at, in: &tx, effects: &effects)
+        for matched in context.playbooks.matches(for: Subject(ruleItem)) {
+            try apply(Match(matched, item: ruleItem), to: encoded, context: context, in: &tx, effects: &effects)
+        }
+    }
+
+    /// Installs a rule item's rule into the rules directory (once the transaction commits).
+    static func install(_ item: Item, playbook: String, at: Date, in tx: inout StoreTransaction, effects: inout Effects) throws {
+        let outcome: String
+        switch try tx.install(item, playbook: playbook, at: at) {
+        case .installed(let file, let removed):
+            effects.rules.append(file)
+            if let removed { effects.removedRules.append(removed) }
+            outcome = "installed"
+        case .unchanged:
+            try tx.audit("rule.unchanged", subject: item.id, at: at) { w in
+                w.field("playbook", playbook)
+                w.field("path", item.rule?.relativePath ?? "")
+            }
+            outcome = "unchanged"
+        case .refused:
+            outcome = "refused"
+        }
+        effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": outcome])
     }
 }

@@ -84,7 +84,8 @@ struct PlaybookRoutes {
                             switch verdict {
                             case .matched:
                                 w.field("verdict", "matched")
-                                w.field("would", playbook.plan(for: indicator, policy: policy))
+                                let item = Item(id: "(item id)", payload: .indicator(indicator), via: via, origin: "(origin)", receivedAt: Date())
+                                w.field("would", playbook.plan(for: item, policy: policy))
                             case .failed(let why):
                                 w.field("verdict", "no_match")
                                 w.field("reason", why)

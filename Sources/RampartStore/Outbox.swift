@@ -58,6 +58,13 @@ extension StoreTransaction {
         )
     }
 
+    /// A stored item's type (`indicator`, `rule`), or nil when no such item is stored.
+    public func itemType(of id: String) throws -> String? {
+        try String.fetchOne(
+            cached("SELECT json_extract(audit.detail, '$.type') FROM item JOIN audit ON audit.seq = item.audit_seq WHERE item.id = ?"), arguments: [id]
+        )
+    }
+
     /// Where a stored item came from (`api:KEY`, `peer:NAME`), or nil when no such item is stored.
     public func via(ofItem id: String) throws -> String? {
         try String.fetchOne(cached("SELECT via FROM item WHERE id = ?"), arguments: [id])

@@ -209,16 +209,40 @@ public final class Store: Sendable {
                     """
             )
         }
-        return migrator
-    }
-
-    /// Every rendered rule, for bringing the rules directory to the store at start.
-    public func rules() async throws -> [RuleFile] {
-        try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT format, name, content FROM rule").compactMap { row in
-                RuleFormat(rawValue: row["format"]).map { RuleFile(format: $0, name: row["name"], content: row["content"]) }
-            }
+        migrator.registerMigration("v5-installed-rules") { db in
+            try db.execute(
+                sql: """
+                    -- Detection rules installed under state_dir/rules, one per format and rule id (a newer
+                    -- version replaces an older one); the files follow this table. Rules rendered by
+                    -- playbooks are here too; the rule table keeps their signature ids.
+                    CREATE TABLE installed_rule (
+                        format TEXT NOT NULL,
+                        rule_id TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        version TEXT,
+                        title TEXT NOT NULL,
+                        item TEXT NOT NULL,           -- the rule item installed
+                        parent TEXT,                  -- the item it was rendered from, if it was
+                        origin TEXT NOT NULL,
+                        via TEXT NOT NULL,
+                        playbook TEXT NOT NULL,
+                        content TEXT NOT NULL,
+                        installed_at INTEGER NOT NULL,
+                        PRIMARY KEY (format, rule_id)
+                    ) WITHOUT ROWID;
+                    CREATE UNIQUE INDEX installed_rule_name ON installed_rule(format, name);
+                    CREATE INDEX installed_rule_item ON installed_rule(item);
+                    CREATE INDEX installed_rule_parent ON installed_rule(parent);
+                    INSERT INTO installed_rule
+                        SELECT rule.format, CASE WHEN rule.format IN ('suricata', 'snort') THEN 'sid:' || rule.sid ELSE rule.name END,
+                            rule.name, NULL, rule.name, rule.item, rule.item,
+                            coalesce((SELECT json_extract(audit.detail, '$.origin') FROM item JOIN audit ON audit.seq = item.audit_seq WHERE item.id = rule.item), ''),
+                            coalesce((SELECT item.via FROM item WHERE item.id = rule.item), ''), rule.playbook, rule.content, rule.updated_at
+                        FROM rule;
+                    """
+            )
         }
+        return migrator
     }
 }
 

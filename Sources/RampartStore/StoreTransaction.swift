@@ -262,48 +262,6 @@ public struct StoreTransaction {
     }
 }
 
-/// What a block request did.
-/// A rendered rule: what the file `rules/FORMAT/NAME.EXT` under the state directory holds.
-public struct RuleFile: Sendable, Hashable {
-    public var format: RuleFormat
-    public var name: String
-    public var content: String
-
-    public init(format: RuleFormat, name: String, content: String) {
-        self.format = format
-        self.name = name
-        self.content = content
-    }
-
-    public var relativePath: String { "rules/\(format.rawValue)/\(name).\(format.fileExtension)" }
-}
-
-extension StoreTransaction {
-    /// Records the rule a playbook renders for an item, keeping the signature id of an earlier
-    /// version for the same playbook and value (local sids start at 1,000,000).
-    public mutating func writeRule(
-        format: RuleFormat, playbook: String, item: Item, render: (Int) -> String, at now: Date
-    ) throws -> RuleFile {
-        let value = item.indicator?.value ?? item.id
-        let name = RuleAction.fileName(playbook: playbook, value: value)
-        let existing = try Int.fetchOne(cached("SELECT sid FROM rule WHERE format = ? AND name = ?"), arguments: [format.rawValue, name])
-        let sid = try existing ?? ((Int.fetchOne(cached("SELECT MAX(sid) FROM rule")) ?? 999_999) + 1)
-        let file = RuleFile(format: format, name: name, content: render(sid))
-        try execute(
-            "INSERT OR REPLACE INTO rule(format, name, sid, playbook, item, value, content, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [format.rawValue, name, sid, playbook, item.id, value, file.content, now.milliseconds]
-        )
-        try audit("rule.written", subject: item.id, at: now) { w in
-            w.field("playbook", playbook)
-            w.field("path", file.relativePath)
-            w.field("sid", sid)
-            w.field("replaced", existing != nil)
-            w.field("content", file.content)
-        }
-        return file
-    }
-}
-
 extension StoreTransaction {
     /// Records that the item's value was seen, for sightings conditions.
     public mutating func recordSighting(_ item: Item) throws {

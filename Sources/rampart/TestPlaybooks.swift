@@ -23,11 +23,17 @@ struct TestPlaybooks: ParsableCommand {
     @Option(help: "A file of items: .json (an object or an array), .ndjson/.jsonl, or text (one value a line).")
     var file: String?
 
+    @Option(help: "A detection rule file, run through the playbooks on: rule.")
+    var rule: String?
+
+    @Option(help: "The rule's format: sigma, suricata, snort or yara (default: from the file's extension).")
+    var format: String?
+
     @Option(help: "Where the items come from, as playbooks' `from` sees it.")
     var via = "api:test"
 
     func validate() throws {
-        guard (item == nil) != (file == nil) else { throw ValidationError("give either --item or --file") }
+        guard [item, file, rule].count(where: { $0 != nil }) == 1 else { throw ValidationError("give one of --item, --file or --rule") }
     }
 
     func run() throws {
@@ -42,6 +48,12 @@ struct TestPlaybooks: ParsableCommand {
             throw CLIError("\(error)")
         }
         let policy = config?.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config?.peers ?? [])) ?? SafetyPolicy()
+        if let rule {
+            let parsed = try readRule(rule)
+            print("\(rule): \(parsed.format.rawValue) rule \(parsed.ruleID) (\(parsed.title))")
+            report(set.explain(Subject(parsed, via: via)), item: sample(.rule(parsed)), policy: policy)
+            return
+        }
         let (body, format) = try input()
         var failed = false
         try body.withUnsafeBytes { raw in
@@ -53,7 +65,7 @@ struct TestPlaybooks: ParsableCommand {
                     print("\(label): refused: \(error.message)")
                 case .success(let indicator):
                     print("\(label): \(indicator.kind.rawValue) \(indicator.value)")
-                    report(set.explain(Subject(indicator, via: via)), indicator: indicator, policy: policy)
+                    report(set.explain(Subject(indicator, via: via)), item: sample(.indicator(indicator)), policy: policy)
                 }
             }
         }
@@ -69,7 +81,27 @@ struct TestPlaybooks: ParsableCommand {
         return (data, .text)
     }
 
-    func report(_ verdicts: [(playbook: Playbook, verdict: PlaybookSet.Verdict)], indicator: Indicator, policy: SafetyPolicy) {
+    func sample(_ payload: Item.Payload) -> Item {
+        Item(id: "(item id)", payload: payload, via: via, origin: "(origin)", receivedAt: Date())
+    }
+
+    func readRule(_ path: String) throws -> Rule {
+        let extensions: [String: RuleFormat] = ["yml": .sigma, "yaml": .sigma, "rules": .suricata, "yar": .yara, "yara": .yara]
+        let named = try format.map { (name) throws(ValueError) in try RuleFormat(name: name) }
+        guard let format = named ?? extensions[(path as NSString).pathExtension] else {
+            throw CLIError("cannot tell the rule's format from \(path); pass --format sigma|suricata|snort|yara")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw CLIError("cannot read \(path) as UTF-8 text")
+        }
+        do {
+            return try Rule(format: format, content: text)
+        } catch {
+            throw CLIError(error.problems.map { $0.line > 0 ? "\(path):\($0.description)" : "\(path): \($0.message)" }.joined(separator: "\n"))
+        }
+    }
+
+    func report(_ verdicts: [(playbook: Playbook, verdict: PlaybookSet.Verdict)], item: Item, policy: SafetyPolicy) {
         if verdicts.isEmpty { print("  no playbooks loaded") }
         for (playbook, verdict) in verdicts {
             let mode = playbook.mode == .simulate ? ", simulate" : ""
@@ -80,7 +112,7 @@ struct TestPlaybooks: ParsableCommand {
                 print("  - \(playbook.name): would match, but \(by) (stop: true) ran first")
             case .matched:
                 print("  + \(playbook.name) (priority \(playbook.priority)\(mode)): matched")
-                for line in playbook.plan(for: indicator, policy: policy) { print("      \(line)") }
+                for line in playbook.plan(for: item, policy: policy) { print("      \(line)") }
             }
         }
     }

@@ -137,6 +137,6 @@ import Testing
         #expect(RuleAction.fileName(playbook: "p", value: "2a0e:1c80::/29") == "p-2a0e_1c80___29")
         #expect(RuleAction.fileName(playbook: "..", value: "../../etc/passwd") == "-.._.._etc_passwd")
         #expect(!RuleAction.fileName(playbook: "a", value: "x/\u{0}y\nz").contains("/"))
-        #expect(RuleAction.fileName(playbook: "p", value: String(repeating: "a", count: 1000)).count == 180)
+        #expect(RuleAction.fileName(playbook: "p", value: String(repeating: "a", count: 1000)).count == 128)
     }
 }

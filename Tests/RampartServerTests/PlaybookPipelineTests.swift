@@ -260,9 +260,9 @@ import Testing
             #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["c2-suricata-2a0e_1c80__1.rules", "c2-suricata-77.90.185.20.rules"])
 
             let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
-            let written = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.written" }
+            let written = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.installed" }
             #expect(written.count == 3)
-            #expect((written.last?["detail"] as? [String: Any])?["replaced"] as? Bool == true)
+            #expect((written.last?["detail"] as? [String: Any])?["replaced_item"] as? String == written.first?["subject"] as? String)
         }
         // A lost file comes back from the store at the next start.
         try FileManager.default.removeItem(at: directory.appendingPathComponent("c2-suricata-2a0e_1c80__1.rules"))

@@ -16,8 +16,13 @@ public struct ActionTemplate: Sendable {
         case yaraString = "RAMPART_YARA_STRING"
     }
 
-    /// What a template can name. `tags` is a list: `{{#tags}}{{.}} {{/tags}}`.
-    public static let fields = ["id", "kind", "value", "confidence", "severity", "tlp", "source", "description", "tags", "via", "origin", "playbook", "received_at"]
+    /// What a template can name. `tags` is a list: `{{#tags}}{{.}} {{/tags}}`. For a rule item,
+    /// `kind` is `rule`, `value` the rule's name, `description` its title; `format` and `rule_id`
+    /// are empty for indicators.
+    public static let fields = [
+        "id", "kind", "value", "confidence", "severity", "tlp", "source", "description", "tags", "via", "origin", "playbook", "received_at",
+        "format", "rule_id",
+    ]
     /// What rule templates can name besides: the rule's signature id, stable for a playbook and value.
     public static let ruleFields = fields + ["sid"]
 
@@ -53,7 +58,18 @@ public struct ActionTemplate: Sendable {
             "id": item.id, "via": item.via, "origin": item.origin, "playbook": playbook, "received_at": Timestamp.format(item.receivedAt),
         ]
         if let sid { context["sid"] = sid }
-        if let indicator = item.indicator {
+        switch item.payload {
+        case .rule(let rule):
+            context["kind"] = "rule"
+            context["value"] = rule.name
+            context["confidence"] = rule.confidence
+            context["severity"] = rule.severity.rawValue
+            context["tlp"] = rule.tlp.rawValue
+            context["description"] = rule.title
+            context["tags"] = rule.tags
+            context["format"] = rule.format.rawValue
+            context["rule_id"] = rule.ruleID
+        case .indicator(let indicator):
             context["kind"] = indicator.kind.rawValue
             context["value"] = indicator.value
             context["confidence"] = indicator.confidence

@@ -7,6 +7,8 @@ public indirect enum Condition: Sendable {
     case any([Condition])
     case not(Condition)
     case kind(KindSet)
+    /// `format: [sigma]`, in rule playbooks.
+    case format(Set<RuleFormat>)
     case confidence(min: Int, max: Int)
     case severity(min: Severity, max: Severity)
     case tlp(Set<TLP>)
@@ -28,7 +30,8 @@ public indirect enum Condition: Sendable {
         case .all(let conditions): return conditions.allSatisfy { $0.holds(for: subject) }
         case .any(let conditions): return conditions.contains { $0.holds(for: subject) }
         case .not(let condition): return !condition.holds(for: subject)
-        case .kind(let kinds): return kinds.contains(subject.kind)
+        case .kind(let kinds): return subject.kind.map(kinds.contains) ?? false
+        case .format(let formats): return subject.format.map(formats.contains) ?? false
         case .confidence(let min, let max): return subject.confidence >= min && subject.confidence <= max
         case .severity(let min, let max): return subject.severity >= min && subject.severity <= max
         case .tlp(let levels): return levels.contains(subject.tlp)
@@ -61,7 +64,11 @@ public indirect enum Condition: Sendable {
         case .not(let condition):
             return condition.holds(for: subject) ? "not: \(condition.summary) holds" : nil
         case .kind(let kinds):
-            return kinds.contains(subject.kind) ? nil : "kind is \(subject.kind.rawValue), not \(Condition.list(kinds.map(\.rawValue)))"
+            guard let kind = subject.kind else { return "the item is a rule, not an indicator" }
+            return kinds.contains(kind) ? nil : "kind is \(kind.rawValue), not \(Condition.list(kinds.map(\.rawValue)))"
+        case .format(let formats):
+            guard let format = subject.format else { return "the item is an indicator, not a rule" }
+            return formats.contains(format) ? nil : "format is \(format.rawValue), not \(Condition.list(formats.map(\.rawValue)))"
         case .confidence(let min, let max):
             if subject.confidence < min { return "confidence \(subject.confidence) is below \(min)" }
             if subject.confidence > max { return "confidence \(subject.confidence) is above \(max)" }
@@ -101,6 +108,7 @@ public indirect enum Condition: Sendable {
         case .any(let c): "any(\(c.map(\.summary).joined(separator: ", ")))"
         case .not(let c): "not(\(c.summary))"
         case .kind(let k): "kind in \(Condition.list(k.map(\.rawValue)))"
+        case .format(let f): "format in \(Condition.list(f.map(\.rawValue)))"
         case .confidence(let min, let max): "confidence \(min)-\(max)"
         case .severity(let min, let max): "severity \(min.rawValue)-\(max.rawValue)"
         case .tlp(let t): "tlp in \(Condition.list(t.map(\.rawValue)))"

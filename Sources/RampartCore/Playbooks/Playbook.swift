@@ -141,7 +141,11 @@ public struct BlockAction: Sendable, Equatable {
 
 /// The facts about an item that conditions look at.
 public struct Subject: Sendable {
-    public var kind: IndicatorKind
+    /// The indicator's kind; nil for a rule.
+    public var kind: IndicatorKind?
+    /// The rule's format; nil for an indicator.
+    public var format: RuleFormat?
+    /// The indicator's value, or the rule's name.
     public var value: String
     public var confidence: Int
     public var severity: Severity
@@ -155,9 +159,25 @@ public struct Subject: Sendable {
     public var domain: String?
 
     public init(_ item: Item) {
-        let indicator = item.indicator!
-        self.init(indicator, via: item.via, suggested: item.suggested)
+        switch item.payload {
+        case .indicator(let indicator): self.init(indicator, via: item.via, suggested: item.suggested)
+        case .rule(let rule): self.init(rule, via: item.via, suggested: item.suggested)
+        }
     }
+
+    public init(_ rule: Rule, via: String, suggested: [String] = []) {
+        format = rule.format
+        value = rule.name
+        confidence = rule.confidence
+        severity = rule.severity
+        tlp = rule.tlp
+        tags = Set(rule.tags)
+        self.via = via
+        self.suggested = Set(suggested)
+    }
+
+    /// Which playbooks the item runs through.
+    public var trigger: Playbook.Trigger { format == nil ? .indicator : .rule }
 
     public init(_ indicator: Indicator, via: String, suggested: [String] = []) {
         kind = indicator.kind
@@ -190,35 +210,36 @@ public struct Subject: Sendable {
 }
 
 extension Playbook {
-    /// What the playbook's actions would do with the indicator, in words, for `rampart test` and
+    /// What the playbook's actions would do with the item, in words, for `rampart test` and
     /// `POST /v1/playbooks/test`.
-    public func plan(for indicator: Indicator, policy: SafetyPolicy) -> [String] {
+    public func plan(for item: Item, policy: SafetyPolicy) -> [String] {
         let corroboration = sightings.map { ["only once the value is \($0.summary) (counted when the item is committed)"] } ?? []
         return corroboration + actions.map { action in
             switch action {
             case .block(let block):
-                guard let target = indicator.network else { return "block: nothing to block in a \(indicator.kind.rawValue)" }
+                guard let target = item.indicator?.network else { return "block: nothing to block in \(item.label)" }
                 if let refusal = policy.check(target) { return "block: refused by the safety rails: \(refusal.message)" }
                 let verb = mode == .simulate ? "record (simulate, not enforced) a block of" : "block"
                 let escalation = block.escalate.map { ", \($0.factor.formatted())x longer for each earlier block by this playbook, up to \($0.max.text)" } ?? ""
                 return "block: \(verb) \(target) for \(block.duration.text)\(escalation), \(block.direction.rawValue)"
             case .exec(let exec):
-                let item = Item(id: "(item id)", payload: .indicator(indicator), via: "(via)", origin: "(origin)", receivedAt: Date())
                 let argv = exec.arguments(for: item, playbook: name).map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }
                 let verb = mode == .simulate ? "record (simulate, not run)" : "run"
                 return "exec: \(verb) \(argv.joined(separator: " ")) with the item as JSON on stdin, timeout \(exec.timeout.text)"
-            case .rule(let rule):
-                let file = "rules/\(rule.format.rawValue)/\(RuleAction.fileName(playbook: name, value: indicator.value)).\(rule.format.fileExtension)"
-                let item = Item(id: "(item id)", payload: .indicator(indicator), via: "(via)", origin: "(origin)", receivedAt: Date())
+            case .rule(.render(let format, let template)):
+                let file = format.relativePath(name: RuleAction.fileName(playbook: name, value: item.indicator?.value ?? ""))
                 let verb = mode == .simulate ? "record (simulate, not written)" : "write"
-                return "rule: \(verb) \(file): \(rule.template.render(item, playbook: name, sid: 1_000_000))"
+                return "rule: \(verb) \(file), as a rule item of its own: \(template.render(item, playbook: name, sid: 1_000_000))"
+            case .rule(.install):
+                guard let rule = item.rule else { return "rule: nothing to install in \(item.label)" }
+                let verb = mode == .simulate ? "record (simulate, not installed)" : "install"
+                return "rule: \(verb) \(rule.relativePath) (\(rule.format.rawValue) rule \(rule.ruleID)\(rule.version.map { ", version \($0)" } ?? ""))"
             case .propagate(let propagate):
                 let verb = mode == .simulate ? "record (simulate, not sent)" : "send"
                 let peers = propagate.to.map { "peers \($0.joined(separator: ", "))" } ?? "every peer"
                 let suggestion = propagate.suggest.isEmpty ? "" : ", suggesting \(propagate.suggest.joined(separator: ", "))"
                 return "propagate: \(verb) to \(peers)\(suggestion), as each one's sharing policy allows (items that came from elsewhere only with relay: true)"
             case .notify(let notify):
-                let item = Item(id: "(item id)", payload: .indicator(indicator), via: "(via)", origin: "(origin)", receivedAt: Date())
                 let verb = mode == .simulate ? "record (simulate, not sent)" : "POST"
                 return "notify: \(verb) \(notify.template.render(item, playbook: name)) to \(notify.url)"
             }

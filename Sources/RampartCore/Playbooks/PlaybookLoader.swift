@@ -6,8 +6,11 @@ import Yams
 public enum PlaybookLoader {
     public static let topLevelKeys = ["name", "description", "on", "mode", "priority", "stop", "match", "actions"]
     public static let matchKeys = [
-        "kind", "confidence", "severity", "tlp", "tags", "from", "value", "suggested", "sightings", "any", "all", "not",
+        "kind", "format", "confidence", "severity", "tlp", "tags", "from", "value", "suggested", "sightings", "any", "all", "not",
     ]
+    /// What only one kind of item has: a playbook on the other kind cannot match on it.
+    static let indicatorOnlyKeys: Set<String> = ["kind", "value", "sightings"]
+    static let ruleOnlyKeys: Set<String> = ["format"]
     public static let valueKeys = ["cidr", "suffix", "regex", "in_list", "not_in", "not_in_list"]
     public static let actionNames = ["block", "rule", "exec", "propagate", "notify"]
 
@@ -56,7 +59,6 @@ public enum PlaybookLoader {
         if let n = top["description"] { playbook.description = reader.string(n, "description") }
         if let n = top["on"] {
             playbook.on = reader.word(n, "on") { (text) throws(ValueError) in try choice(text, Playbook.Trigger.self) } ?? .indicator
-            if playbook.on == .rule { reader.error(n, "on: rule needs detection rules, which this build does not have yet; use on: indicator") }
         }
         if let n = top["mode"] {
             playbook.mode = reader.word(n, "mode") { (text) throws(ValueError) in try choice(text, Playbook.Mode.self) } ?? .enforce
@@ -64,7 +66,7 @@ public enum PlaybookLoader {
         if let n = top["priority"], let value = reader.int(n, "priority", in: -1_000_000...1_000_000) { playbook.priority = value }
         if let n = top["stop"], let value = reader.bool(n, "stop") { playbook.stop = value }
         if let n = top.required("match") {
-            let matchReader = MatchReader(reader: reader, lists: lists)
+            let matchReader = MatchReader(reader: reader, lists: lists, trigger: playbook.on)
             playbook.match = matchReader.condition(n, path: "match")
             playbook.sightings = matchReader.sightings
         }
@@ -83,6 +85,10 @@ public enum PlaybookLoader {
         guard let fields = reader.fields(node, allowed: actionNames, what: path) else { return nil }
         guard fields.keys.count == 1, let name = fields.keys.first, let body = fields[name] else {
             reader.error(node, "\(path) must hold exactly one action, such as {block: {duration: 4h}}; found \(fields.keys.count)")
+            return nil
+        }
+        if playbook.on == .rule, name == "block" {
+            reader.error(fields.keyNode(name), "block acts on addresses and networks; a playbook on: rule can rule (install), propagate, notify or exec")
             return nil
         }
         switch name {
@@ -136,6 +142,14 @@ public enum PlaybookLoader {
             guard argv.count == entries.count else { return nil }
             return .exec(ExecAction(argv: argv, timeout: timeout))
         case "rule":
+            guard playbook.on == .indicator else {
+                // On rules, it installs the rule as received: `rule: {}`.
+                guard case .mapping(let keys) = body, keys.count == 0 else {
+                    reader.error(body, "on: rule, \(path).rule installs the rule as received and takes no keys: write rule: {}")
+                    return nil
+                }
+                return .rule(.install)
+            }
             guard let rule = reader.fields(body, allowed: ["format", "template"], what: "\(path).rule") else { return nil }
             let format = rule.required("format").flatMap { n in
                 reader.word(n, "\(path).rule.format") { (text) throws(ValueError) in try choice(text, RuleFormat.self) }
@@ -144,7 +158,7 @@ public enum PlaybookLoader {
             let template = reader.word(body, "\(path).rule.template") { (text) throws(ValueError) in
                 try ActionTemplate(text, output: format.templateOutput, fields: ActionTemplate.ruleFields)
             }
-            return template.map { .rule(RuleAction(format: format, template: $0)) }
+            return template.map { .rule(.render(format: format, template: $0)) }
         case "propagate":
             guard let propagate = reader.fields(body, allowed: ["to", "suggest", "relay", "hops"], what: "\(path).propagate") else { return nil }
             var action = PropagateAction(to: nil)
@@ -252,6 +266,7 @@ public enum PlaybookLoader {
 struct MatchReader {
     let reader: YAMLReader
     let lists: [String: NamedList]
+    let trigger: Playbook.Trigger
     private let found = Found()
 
     /// What the walk finds besides conditions.
@@ -259,9 +274,10 @@ struct MatchReader {
         var sightings: Sightings?
     }
 
-    init(reader: YAMLReader, lists: [String: NamedList]) {
+    init(reader: YAMLReader, lists: [String: NamedList], trigger: Playbook.Trigger) {
         self.reader = reader
         self.lists = lists
+        self.trigger = trigger
     }
 
     /// The top-level `sightings`, which the store evaluates at commit.
@@ -273,7 +289,20 @@ struct MatchReader {
         for key in fields.keys {
             guard let n = fields[key] else { continue }
             let here = "\(path).\(key)"
+            if trigger == .rule, PlaybookLoader.indicatorOnlyKeys.contains(key) {
+                reader.error(fields.keyNode(key), "\(here) applies to indicators; a playbook on: rule can match format, confidence, severity, tlp, tags, from and suggested")
+                continue
+            }
+            if trigger == .indicator, PlaybookLoader.ruleOnlyKeys.contains(key) {
+                reader.error(fields.keyNode(key), "\(here) applies to rules; add on: rule to the playbook to match rules")
+                continue
+            }
             switch key {
+            case "format":
+                if let words = reader.list(n, here) {
+                    let formats = words.compactMap { reader.word($0, here) { (text) throws(ValueError) in try RuleFormat(name: text) } }
+                    parts.append(.format(Set(formats)))
+                }
             case "kind":
                 if let words = reader.strings(n, here) {
                     var kinds: Set<IndicatorKind> = []

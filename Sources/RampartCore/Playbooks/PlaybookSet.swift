@@ -13,6 +13,8 @@ public struct PlaybookSet: Sendable {
     private var byFrom: [String: [Int]] = [:]
     /// Playbooks with no indexable condition, by kind (`IndicatorKind.allCases` order).
     private var byKind: [[Int]] = Array(repeating: [], count: IndicatorKind.allCases.count)
+    /// Playbooks that run on rules (few, and rules are rare): not indexed.
+    private var onRules: [Int] = []
     /// Kinds whose sightings must be recorded, because a playbook counts them.
     public private(set) var sightingKinds: KindSet = []
     /// How long sightings must be kept: the longest window of any playbook.
@@ -30,6 +32,10 @@ public struct PlaybookSet: Sendable {
         }
         var lists: [String: Int] = [:]
         for (index, playbook) in self.playbooks.enumerated() {
+            guard playbook.on == .indicator else {
+                onRules.append(index)
+                continue
+            }
             if let sightings = playbook.sightings {
                 sightingKinds = sightingKinds.union(playbook.match.possibleKinds)
                 sightingWindow = max(sightingWindow ?? .zero, sightings.within)
@@ -71,7 +77,8 @@ public struct PlaybookSet: Sendable {
 
     /// Indexes of the playbooks that could match, in priority order.
     public func candidates(for subject: Subject) -> [Int] {
-        var found = byKind[subject.kind.ordinal]
+        guard let kind = subject.kind else { return onRules }
+        var found = byKind[kind.ordinal]
         if let network = subject.network { byNetwork.forEachContaining(network) { found.append($0) } }
         if let domain = subject.domain, !bySuffix.isEmpty {
             SuffixSet.forEachSuffix(of: domain) { suffix in
@@ -91,11 +98,11 @@ public struct PlaybookSet: Sendable {
     }
 
     /// The playbooks that match, in priority order, up to and including the first matching one with `stop`.
-    public func matches(for subject: Subject, trigger: Playbook.Trigger = .indicator) -> [Playbook] {
+    public func matches(for subject: Subject) -> [Playbook] {
         var matched: [Playbook] = []
         for index in candidates(for: subject) {
             let playbook = playbooks[index]
-            guard playbook.on == trigger, playbook.match.holds(for: subject) else { continue }
+            guard playbook.match.holds(for: subject) else { continue }
             matched.append(playbook)
             if playbook.stop { break }
         }
@@ -104,10 +111,10 @@ public struct PlaybookSet: Sendable {
 
     /// Every playbook's verdict on the item, for `rampart test`: matched, skipped after a `stop`, or
     /// the first condition that failed.
-    public func explain(_ subject: Subject, trigger: Playbook.Trigger = .indicator) -> [(playbook: Playbook, verdict: Verdict)] {
+    public func explain(_ subject: Subject) -> [(playbook: Playbook, verdict: Verdict)] {
         var stoppedBy: String?
         return playbooks.map { playbook in
-            if playbook.on != trigger { return (playbook, .failed("it runs on \(playbook.on.rawValue) items")) }
+            if playbook.on != subject.trigger { return (playbook, .failed("it runs on \(playbook.on.rawValue) items")) }
             if let why = playbook.match.failure(for: subject) { return (playbook, .failed(why)) }
             if let stoppedBy { return (playbook, .skipped(stoppedBy)) }
             if playbook.stop { stoppedBy = playbook.name }
@@ -151,7 +158,7 @@ extension Condition {
 
     var cost: Int {
         switch self {
-        case .kind, .confidence, .severity, .tlp: 0
+        case .kind, .format, .confidence, .severity, .tlp: 0
         case .from, .suggested, .tags: 1
         case .networks, .suffixes, .list: 2
         case .all(let parts), .any(let parts): parts.map(\.cost).max() ?? 0

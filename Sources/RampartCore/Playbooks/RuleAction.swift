@@ -24,26 +24,22 @@ public enum RuleFormat: String, Sendable, CaseIterable {
     }
 }
 
-/// `rule: {format: suricata, template: '...'}`: renders a detection rule from the item into
-/// `state_dir/rules/FORMAT/NAME.EXT`, one file per playbook and value, replaced when the same
-/// playbook renders for the same value again.
-public struct RuleAction: Sendable {
-    public var format: RuleFormat
-    public var template: ActionTemplate
+/// `rule:` in a playbook. On indicator playbooks, `rule: {format: suricata, template: '...'}`
+/// renders a detection rule from the item: a rule item of its own (the indicator its parent),
+/// written to `state_dir/rules/FORMAT/NAME.EXT`, one file per playbook and value, replaced when the
+/// same playbook renders for the same value again. On rule playbooks, `rule: {}` installs the
+/// rule item itself there, replacing an older version of the same rule.
+public enum RuleAction: Sendable {
+    case render(format: RuleFormat, template: ActionTemplate)
+    case install
 
-    public init(format: RuleFormat, template: ActionTemplate) {
-        self.format = format
-        self.template = template
-    }
-
-    /// The file name (without extension) for a playbook and a value: only `[a-z0-9._-]`, so no
-    /// value can name a path outside the rules directory.
+    /// The file name (without extension) of a rule rendered by a playbook for a value.
     public static func fileName(playbook: String, value: String) -> String {
-        let safe = (playbook + "-" + value).lowercased().map { c -> Character in
-            c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "-" || c == "_") ? c : "_"
-        }
-        var name = String(safe.prefix(180))
-        while name.hasPrefix(".") { name.removeFirst() }
-        return name.isEmpty ? "rule" : name
+        Rule.fileName(playbook + "-" + value)
     }
+}
+
+extension RuleFormat {
+    /// Where a rule of this format named `name` is installed, under the state directory.
+    public func relativePath(name: String) -> String { "rules/\(rawValue)/\(name).\(fileExtension)" }
 }
