@@ -25,9 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Python packages the interoperability tests compare Rampart with (from PyPI, into .venv).
 cd "$(dirname "$0")/.."
-if ! .venv/bin/python3 -c "import standardwebhooks, cryptography" 2>/dev/null; then
+# sigma-cli (pySigma) checks the Sigma rules Rampart installs.
+if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography" && [ -x .venv/bin/sigma ]; } 2>/dev/null; then
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography </dev/null \
+    .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli </dev/null \
         || echo "warning: could not install the Python test packages; the interoperability tests will skip" >&2
 fi
 if ! command -v swift >/dev/null; then

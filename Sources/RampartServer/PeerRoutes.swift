@@ -165,7 +165,7 @@ struct PeerRoutes {
     func purge(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
         let key = try context.require(.admin)
         let peer = try configuredPeer(context)
-        let revoked = try await pipeline.purge(peer: peer, by: "api:\(key.name)")
+        let (revoked, removed) = try await pipeline.purge(peer: peer, by: "api:\(key.name)")
         let at = now()
         var w = JSONWriter(capacity: 256 + revoked.count * 256)
         w.beginObject()
@@ -174,6 +174,7 @@ struct PeerRoutes {
         w.beginArray()
         for decision in revoked { decision.write(to: &w, now: at) }
         w.endArray()
+        w.field("rules_removed", removed.map(\.relativePath))
         w.endObject()
         return Response.json(.ok, w)
     }

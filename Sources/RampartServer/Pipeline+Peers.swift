@@ -222,8 +222,9 @@ extension Pipeline {
         return revoked
     }
 
-    /// `rampart peers purge NAME`: revokes every decision that an item from the peer caused.
-    func purge(peer: Peer, by: String) async throws -> [Decision] {
+    /// `rampart peers purge NAME`: revokes every decision that an item from the peer caused, and
+    /// removes the rules its items installed.
+    func purge(peer: Peer, by: String) async throws -> (revoked: [Decision], removed: [RuleFile]) {
         let (at, peers, nodeID) = (now(), peers, nodeID)
         let reason = "purge of what \(peer.name) sent, by \(by)"
         let (revoked, effects) = try await store.write { tx in
@@ -238,7 +239,7 @@ extension Pipeline {
             return (revoked, effects)
         }
         carryOut(effects)
-        return revoked
+        return (revoked, effects.removedRules)
     }
 
     /// Withdraws a rule item: removes what it installed here and sends the revocation to every

@@ -37,12 +37,12 @@ struct APIClient {
 
     /// Sends a request and returns the parsed JSON answer; a problem+json answer becomes an error
     /// showing its detail (and per-item errors).
-    func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> JSONValue {
+    func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json") async throws -> JSONValue {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         let response: HTTPClientResponse

@@ -48,7 +48,7 @@ struct Peers: AsyncParsableCommand {
     }
 
     struct Purge: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke every decision that items from a peer caused (needs the admin role).")
+        static let configuration = CommandConfiguration(abstract: "Revoke every decision that items from a peer caused and remove the rules they installed (needs the admin role).")
 
         @OptionGroup var api: APIOptions
         @Argument(help: "The peer's name.") var name: String
@@ -57,7 +57,9 @@ struct Peers: AsyncParsableCommand {
             let answer = try await api.client().call(.POST, "/v1/peers/\(name.queryEncoded)/purge")
             guard case .array(let revoked)? = answer["revoked"] else { throw CLIError("unexpected answer") }
             for decision in revoked { print("revoked \(decision["value"]?.text ?? "?") (id \(decision["id"]?.text ?? "?"))") }
-            print("\(name): \(revoked.count) decisions revoked")
+            guard case .array(let removed)? = answer["rules_removed"] else { throw CLIError("unexpected answer") }
+            for path in removed { print("removed \(path.text)") }
+            print("\(name): \(revoked.count) decisions revoked, \(removed.count) rules removed")
         }
     }
 }

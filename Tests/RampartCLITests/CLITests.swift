@@ -257,6 +257,22 @@ func postAsync(_ url: String, _ body: String) async throws -> (Int, [String: Any
         let playbooks = try rampart("check", Self.checkout + "/playbooks")
         #expect(playbooks.status == 0, "\(playbooks.stderr)")
     }
+
+    /// `rampart test` explains what the shipped playbooks do with an indicator and with a rule,
+    /// and names where a broken rule is wrong.
+    @Test func testExplainsIndicatorsAndRules() throws {
+        let playbooks = Self.checkout + "/playbooks"
+        let item = try rampart("test", "--playbooks", playbooks, "--item", #"{"value": "45.9.148.3", "confidence": 90, "severity": "high", "tags": ["c2"]}"#)
+        #expect(item.status == 0 && item.stdout.contains("+ block-partner-c2") && item.stdout.contains("- install-received-sigma: no match: it runs on rule items"), "\(item.stdout)")
+        let sigma = Self.checkout + "/Tests/RampartCoreTests/Fixtures/sigma/net_dns_mal_cobaltstrike.yml"
+        let rule = try rampart("test", "--playbooks", playbooks, "--rule", sigma)
+        #expect(rule.status == 0, "\(rule.stderr)")
+        #expect(rule.stdout.contains("+ install-received-sigma") && rule.stdout.contains("install rules/sigma/cobalt_strike_dns_beaconing.yml"), "\(rule.stdout)")
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).rules").path
+        try #"alert ip any any -> any any (msg:"x"; rev:1;)"#.write(toFile: broken, atomically: true, encoding: .utf8)
+        let refused = try rampart("test", "--playbooks", playbooks, "--rule", broken)
+        #expect(refused.status == 1 && refused.stderr.contains("\(broken):1:29: a Suricata rule needs a sid option"), "\(refused.stderr)")
+    }
 }
 
 /// A count shared by concurrent tasks.
