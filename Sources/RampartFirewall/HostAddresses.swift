@@ -52,7 +52,7 @@ extension HostAddresses {
             for entry in sequence(first: first, next: { $0.pointee.ai_next }) {
                 var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
                 guard getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0,
-                    let address = try? IPAddress(parsing: String(cString: buffer))
+                    let address = try? IPAddress(parsing: String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
                 else { continue }
                 found.append(SafetyPolicy.Protected(IPNetwork(host: address), "peer \(peer.name) (\(host))"))
             }
