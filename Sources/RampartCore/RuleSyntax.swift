@@ -4,19 +4,19 @@ import Yams
 /// Checks a detection rule's text before anything else sees it, and reads its identity from it.
 /// The checks are structural (what an engine needs to load the rule, and what a mistake or a
 /// hostile peer most likely gets wrong), reported all at once with line and column.
-public enum RuleSyntax {
+enum RuleSyntax {
     /// What a valid rule says about itself.
-    public struct Facts: Sendable, Equatable {
-        public var id: String?
-        public var version: String?
-        public var title: String
+    struct Facts: Sendable, Equatable {
+        var id: String?
+        var version: String?
+        var title: String
         /// The installed file's name when none is given (made safe by `Rule.fileName`).
-        public var defaultName: String
+        var defaultName: String
         /// Sigma's level, as a severity.
-        public var level: Severity?
+        var level: Severity?
     }
 
-    public static func check(_ format: RuleFormat, _ content: String, maxBytes: Int = Rule.defaultMaxBytes) throws(RuleError) -> Facts {
+    static func check(_ format: RuleFormat, _ content: String, maxBytes: Int = Rule.defaultMaxBytes) throws(RuleError) -> Facts {
         if let bad = content.unicodeScalars.firstIndex(where: { ($0.value < 0x20 && !"\n\r\t".unicodeScalars.contains($0)) || $0.value == 0x7f }) {
             let (line, column) = position(of: bad, in: content)
             throw RuleError([.init(line, column, "control character U+\(String(content.unicodeScalars[bad].value, radix: 16, uppercase: true)) in the rule")])
