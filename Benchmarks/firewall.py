@@ -7,7 +7,7 @@ namespace, as root.
 2. Latency: single blocks (POST /v1/decisions) from the 2xx to the element being in the kernel
    set, over TRIALS trials: p50 and p99. Presence is asked of the kernel with one netlink request
    per probe (`nft get element` dumps the whole set first: 0.4 s at 100k elements).
-3. The daemon's RSS with the bulk blocks active.
+3. The daemon's RSS with the bulk blocks active: as the last element arrives, and 3 s later.
 """
 import hashlib, json, os, subprocess, sys, tempfile, time, urllib.request
 
@@ -111,10 +111,14 @@ try:
     in_kernel = set_size("rampart", "in4")
     assert in_kernel == count, f"{in_kernel} elements in the kernel, {count} expected"
     accepted = json.loads(answer)["accepted"]
-    rss = next(l.split()[1] for l in open(f"/proc/{daemon.pid}/status") if l.startswith("VmRSS"))
+    def rss_mib():
+        return int(next(l.split()[1] for l in open(f"/proc/{daemon.pid}/status") if l.startswith("VmRSS"))) / 1024
+    peak = rss_mib()
+    time.sleep(3)  # what stays resident once the load is over (freed heap is handed back after a bulk request)
+    rss = rss_mib()
     print(f"bulk {count:,} addresses: nft -f baseline {baseline:.3f} s; rampart {bulk:.3f} s from the request to all in the kernel "
           f"(2xx after {acked:.3f} s, {accepted:,} accepted): ratio {bulk / baseline:.2f}")
-    print(f"daemon RSS with {count:,} active blocks: {int(rss) / 1024:.0f} MiB "
+    print(f"daemon RSS with {count:,} active blocks: {rss:.0f} MiB 3 s after the load, {peak:.0f} MiB as the last element arrived "
           f"(target 64 MiB + 200 B per block = {64 + count * 200 / 2**20:.0f} MiB)")
 
     # 2. Latency: the probe polls the set for each new element.

@@ -102,9 +102,10 @@ public final class Enforcer: Service, @unchecked Sendable {
 
     private func applyPending() async {
         let batch = lock.withLock {
-            defer { pending.removeAll(keepingCapacity: true) }
+            defer { pending.removeAll(keepingCapacity: pending.count < FreeMemory.bulk) }
             return pending
         }
+        defer { if batch.count >= FreeMemory.bulk { FreeMemory.release() } }
         guard !batch.isEmpty else { return }
         let started = ContinuousClock.now
         do {

@@ -179,6 +179,7 @@ public final class Pipeline: Sendable {
             while !inFlight.isEmpty { try? await finishOldest() }
             throw error
         }
+        if summary.ids.count + summary.rejected.count >= FreeMemory.bulk { FreeMemory.releaseSoon(store) }
         return summary
     }
 

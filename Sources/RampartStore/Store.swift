@@ -22,7 +22,10 @@ public final class Store: Sendable {
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
             // Commits are durable (FULL); checkpoints run apart (see `checkpoint()`), not after commits.
-            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0")
+            // The writer keeps 16 MiB of pages; readers (API lists, reconciliation scans) 2 MiB each,
+            // the kernel's page cache holds the rest without counting as the daemon's memory.
+            let cacheKiB = db.configuration.readonly ? 2048 : 16384
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -\(cacheKiB); PRAGMA wal_autocheckpoint = 0")
         }
         if !readOnly {
             try FileManager.default.createDirectory(
@@ -87,6 +90,11 @@ public final class Store: Sendable {
     /// `work` writes, roughly (a transaction takes a bounded amount of work).
     public func enqueue<T: Sendable>(weight: Int = 1, _ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
         committer.enqueue(weight: weight, work)
+    }
+
+    /// Has every connection free the memory it can (cached pages), after a bulk load.
+    public func releaseMemory() {
+        pool.releaseMemory()
     }
 
     /// Finishes queued writes and stops the writer.
