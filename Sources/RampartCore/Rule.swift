@@ -124,6 +124,16 @@ public struct Rule: Sendable, Equatable {
 }
 
 extension RuleFormat {
+    /// The format a rule file's extension says: `.yml`/`.yaml`, `.rules` (Suricata), `.yar`/`.yara`.
+    public init?(fileExtension: String) {
+        switch fileExtension.lowercased() {
+        case "yml", "yaml": self = .sigma
+        case "rules": self = .suricata
+        case "yar", "yara": self = .yara
+        default: return nil
+        }
+    }
+
     public init(name: String) throws(ValueError) {
         guard let format = RuleFormat(rawValue: name.lowercased()) else {
             throw ValueError(.invalidField, "unknown rule format '\(name.preview)'; expected sigma, suricata, snort or yara")

@@ -45,8 +45,7 @@ struct Rules: AsyncParsableCommand {
         @Option(help: "Confidence, 0-100 (default 50).") var confidence: Int?
 
         func run() async throws {
-            let extensions = ["yml": "sigma", "yaml": "sigma", "rules": "suricata", "yar": "yara", "yara": "yara"]
-            guard let format = format ?? extensions[(file as NSString).pathExtension] else {
+            guard let format = format ?? RuleFormat(fileExtension: (file as NSString).pathExtension)?.rawValue else {
                 throw CLIError("cannot tell the rule's format from \(file); pass --format sigma|suricata|snort|yara")
             }
             guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }

@@ -86,9 +86,8 @@ struct TestPlaybooks: ParsableCommand {
     }
 
     func readRule(_ path: String) throws -> Rule {
-        let extensions: [String: RuleFormat] = ["yml": .sigma, "yaml": .sigma, "rules": .suricata, "yar": .yara, "yara": .yara]
         let named = try format.map { (name) throws(ValueError) in try RuleFormat(name: name) }
-        guard let format = named ?? extensions[(path as NSString).pathExtension] else {
+        guard let format = named ?? RuleFormat(fileExtension: (path as NSString).pathExtension) else {
             throw CLIError("cannot tell the rule's format from \(path); pass --format sigma|suricata|snort|yara")
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {

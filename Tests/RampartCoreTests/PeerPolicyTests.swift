@@ -101,6 +101,31 @@ import Yams
         #expect((try? policy.share(item(tlp: .green)).get()) != nil)
     }
 
+    @Test func rulesGoAsWrittenUnderTheSamePolicy() throws {
+        let content = #"alert ip any any -> any any (msg:"x"; sid:1;)"#
+        func ruleItem(tlp: TLP, tags: [String] = []) throws -> Item {
+            Item(
+                id: IDGenerator.shared.next(), payload: .rule(try Rule(format: .suricata, content: content, tlp: tlp, tags: tags)), via: "api:soc",
+                origin: "a", suggested: ["rule"], receivedAt: Date()
+            )
+        }
+        var policy = SharingPolicy()
+        policy.kinds = [.ipv4]  // indicator kinds: they do not hold rules back
+        policy.regions = ["eu"]
+        policy.redact = ["tags", "description"]
+        func withheld(_ item: Item) -> String? {
+            if case .failure(let reason) = policy.share(item) { reason.code } else { nil }
+        }
+        #expect(try withheld(ruleItem(tlp: .red)) == "tlp_red")
+        #expect((try? policy.share(ruleItem(tlp: .amberStrict)).get()) == nil)
+        #expect((try? policy.share(ruleItem(tlp: .green, tags: ["region:us"])).get()) == nil)
+        let shared = try policy.share(ruleItem(tlp: .green, tags: ["region:eu", "c2"])).get()
+        #expect(shared.rule?.content == content && shared.rule?.tags == ["region:eu"] && shared.suggested == ["rule"])
+        policy.items = ["indicator"]
+        #expect(try withheld(ruleItem(tlp: .green)) == "item_type")
+        #expect((try? policy.share(item(tlp: .green)).get()) != nil)
+    }
+
     func config(_ peers: String, signing: Bool = true) throws -> Config {
         let yaml = """
             node: {id: a}
@@ -120,14 +145,14 @@ import Yams
               - name: cert-fr
                 url: https://rampart.cert-fr.example:8470/v1/peer/events
                 public_key: \(key)
-                share: {max_tlp: green, kinds: [ipv4, cidr], actions: [block], regions: [eu], redact: [description]}
+                share: {max_tlp: green, items: [rule], kinds: [ipv4, cidr], actions: [block], regions: [eu], redact: [description]}
                 accept: {items: [indicator], suggested: [block], max_duration: 24h, min_confidence: 60, rate: 1000/min}
                 expires: 2027-12-31
             """
         )
         let peer = try #require(parsed.peers.first)
         #expect(peer.nodeID == "cert-fr" && peer.via == "peer:cert-fr")
-        #expect(peer.share.maxTLP == .green && peer.share.kinds == [.ipv4, .cidr] && peer.share.redact == ["description"])
+        #expect(peer.share.maxTLP == .green && peer.share.items == ["rule"] && peer.share.kinds == [.ipv4, .cidr] && peer.share.redact == ["description"])
         #expect(peer.accept.items == [.indicator] && peer.accept.maxDuration == .seconds(86_400) && peer.accept.minConfidence == 60)
         #expect(peer.accept.rate?.count == 1000 && peer.accept.rate?.per == .seconds(60))
         #expect(peer.hasExpired(at: try Timestamp.parse("2027-12-31T00:00:00Z")))
@@ -141,7 +166,7 @@ import Yams
                 """
                   - name: x
                     url: ftp://x.example/
-                    share: {max_tlp: red, redact: [value]}
+                    share: {max_tlp: red, redact: [value], items: [revoke]}
                     accept: {rate: lots}
                   - name: x
                     url: http://x.example/
@@ -159,6 +184,7 @@ import Yams
             "rampart.yaml:10:5: peer name 'x' is used twice",
             "TLP:RED never leaves this node",
             "peers[0].share.redact: 'value' cannot be redacted",
+            "peers[0].share.items: unknown item type 'revoke'; expected indicator or rule",
             "peers[0].accept.rate: expected COUNT/s, COUNT/min or COUNT/h",
             "peers[1].secret: a shared secret is whsec_",
             "peer 'x' shares no secret, so what is sent to it is signed with this node's key: set signing.key_file",
