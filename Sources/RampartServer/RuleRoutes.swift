@@ -102,7 +102,7 @@ struct RuleRoutes {
             if let version = rule.version { w.field("version", version) }
             w.field("title", rule.title)
             w.field("path", rule.file.relativePath)
-            w.field("sha256", SHA256.hash(data: Data(rule.content.utf8)).map { String(format: "%02x", $0) }.joined())
+            w.field("sha256", Array(SHA256.hash(data: Array(rule.content.utf8))).hexString)
             w.field("item", rule.item)
             if let parent = rule.parent { w.field("parent", parent) }
             w.field("origin", rule.origin)
