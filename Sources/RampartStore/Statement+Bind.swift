@@ -1,8 +1,9 @@
 import GRDB
 import GRDBSQLite
 
-/// Binds and steps a cached statement through the SQLite C API, for the per-item inserts of
-/// bulk ingest, where boxing every argument in `DatabaseValue`s would cost more than the insert.
+/// Binds and steps a prepared statement through the SQLite C API, for the statements run per item
+/// and per block of bulk ingest, where boxing every argument and column in `DatabaseValue`s and
+/// `Row`s would cost more than the statement.
 struct Binder {
     private let statement: OpaquePointer
     private var index: Int32 = 0
@@ -24,11 +25,10 @@ struct Binder {
         }
     }
 
-    mutating func bind(_ bytes: [UInt8]) {
+    /// Binds bytes as text without copying them: they must stay valid until `step`.
+    mutating func bind(borrowing bytes: UnsafeBufferPointer<UInt8>) {
         index += 1
-        bytes.withUnsafeBufferPointer { buffer in
-            _ = sqlite3_bind_text(statement, index, buffer.baseAddress, Int32(buffer.count), Binder.transient)
-        }
+        _ = sqlite3_bind_text(statement, index, bytes.baseAddress, Int32(bytes.count), nil)
     }
 
     mutating func bind(blob bytes: [UInt8]) {
@@ -43,12 +43,39 @@ struct Binder {
         sqlite3_bind_int64(statement, index, number)
     }
 
+    mutating func bind(_ flag: Bool) {
+        bind(flag ? 1 : 0 as Int64)
+    }
+
     /// Runs the statement to completion; throws the database's error.
     func step(_ db: Database) throws {
         let code = sqlite3_step(statement)
         sqlite3_reset(statement)
         guard code == SQLITE_DONE else {
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+            throw Binder.error(code, db)
         }
+    }
+
+    /// Steps to the next row of a query: true with a row to read through `text(_:)` and
+    /// `integer(_:)` (columns from 0), false (and the statement reset) after the last.
+    func nextRow(_ db: Database) throws -> Bool {
+        let code = sqlite3_step(statement)
+        if code == SQLITE_ROW { return true }
+        sqlite3_reset(statement)
+        guard code == SQLITE_DONE else { throw Binder.error(code, db) }
+        return false
+    }
+
+    func text(_ column: Int32) -> String? {
+        guard let bytes = sqlite3_column_text(statement, column) else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: Int(sqlite3_column_bytes(statement, column))), as: UTF8.self)
+    }
+
+    func integer(_ column: Int32) -> Int64 {
+        sqlite3_column_int64(statement, column)
+    }
+
+    private static func error(_ code: Int32, _ db: Database) -> DatabaseError {
+        DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
     }
 }

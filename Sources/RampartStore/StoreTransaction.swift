@@ -31,14 +31,17 @@ public struct StoreTransaction {
         let hash = AuditChain.hash(
             previous: state.auditHash, seq: seq, at: ms, event: event, subject: subject, detailDigest: digest ?? AuditChain.digest(detail)
         )
-        var binder = Binder(statements.insertAudit)
-        binder.bind(seq)
-        binder.bind(ms)
-        binder.bind(event)
-        binder.bind(subject)
-        binder.bind(detail)
-        binder.bind(blob: hash)
-        try binder.step(db)
+        // The detail, often the largest value of the write, is bound where it lies rather than copied.
+        try detail.withUnsafeBufferPointer { detail in
+            var binder = Binder(statements.insertAudit)
+            binder.bind(seq)
+            binder.bind(ms)
+            binder.bind(event)
+            binder.bind(subject)
+            binder.bind(borrowing: detail)
+            binder.bind(blob: hash)
+            try binder.step(db)
+        }
         state.auditSeq = seq
         state.auditHash = hash
         return seq
@@ -130,10 +133,12 @@ public struct StoreTransaction {
             let changed = existing != previous
             let corroborated = request.item != existing.item
             if changed || corroborated {
-                try execute(
-                    "UPDATE decision SET expires_at = ?, direction = ?, corroborations = corroborations + ? WHERE id = ?",
-                    [existing.expiresAt.milliseconds, existing.direction.rawValue, corroborated ? 1 : 0, existing.id]
-                )
+                var binder = Binder(statements.extendDecision)
+                binder.bind(existing.expiresAt.milliseconds)
+                binder.bind(existing.direction.rawValue)
+                binder.bind(Int64(corroborated ? 1 : 0))
+                binder.bind(existing.id)
+                try binder.step(db)
             }
             try audit(changed ? "decision.extended" : "decision.merged", subject: existing.id, at: now) { w in
                 w.field("value", existing.value)
@@ -153,16 +158,18 @@ public struct StoreTransaction {
             expiresAt: expiresAt, playbook: request.playbook, item: request.item, origin: request.origin,
             reason: request.reason, simulated: request.simulated
         )
-        try execute(
-            """
-                INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')
-                """,
-            [
-                decision.id, decision.value, decision.direction.rawValue, now.milliseconds, expiresAt.milliseconds,
-                decision.playbook, decision.item, decision.origin, decision.reason, decision.simulated,
-            ]
-        )
+        var binder = Binder(statements.insertDecision)
+        binder.bind(decision.id)
+        binder.bind(decision.value)
+        binder.bind(decision.direction.rawValue)
+        binder.bind(now.milliseconds)
+        binder.bind(expiresAt.milliseconds)
+        binder.bind(decision.playbook)
+        binder.bind(decision.item)
+        binder.bind(decision.origin)
+        binder.bind(decision.reason)
+        binder.bind(decision.simulated)
+        try binder.step(db)
         if !decision.simulated { state.activeBlocks += 1 }
         try audit("decision.created", subject: decision.id, at: now) { w in
             w.field("value", decision.value)
@@ -224,21 +231,19 @@ public struct StoreTransaction {
         }
     }
 
-    /// The active decisions for one value, read column by column: this runs for every block a
-    /// playbook makes, and decoding by name (and re-parsing the value) cost more than the query.
+    /// The active decisions for one value. This runs for every block a playbook makes: columns are
+    /// read straight from the statement (decoding `Row`s by name, and re-parsing the value, cost more
+    /// than the query).
     private func activeDecisions(for target: IPNetwork) throws -> [Decision] {
-        let rows = try Row.fetchCursor(
-            cached(
-                "SELECT id, direction, created_at, expires_at, playbook, item, origin, reason, simulated FROM decision WHERE value = ? AND state = 'active'"
-            ),
-            arguments: [target.description]
-        )
+        var rows = Binder(statements.activeDecisions)
+        rows.bind(target.description)
         var found: [Decision] = []
-        while let row = try rows.next() {
+        while try rows.nextRow(db) {
             found.append(
                 Decision(
-                    id: row[0], target: target, direction: Direction(rawValue: row[1]) ?? .both, createdAt: Date(milliseconds: row[2]),
-                    expiresAt: Date(milliseconds: row[3]), playbook: row[4], item: row[5], origin: row[6], reason: row[7], simulated: row[8]
+                    id: rows.text(0) ?? "", target: target, direction: rows.text(1).flatMap(Direction.init(rawValue:)) ?? .both,
+                    createdAt: Date(milliseconds: rows.integer(2)), expiresAt: Date(milliseconds: rows.integer(3)), playbook: rows.text(4),
+                    item: rows.text(5), origin: rows.text(6) ?? "", reason: rows.text(7) ?? "", simulated: rows.integer(8) != 0
                 )
             )
         }
@@ -309,14 +314,29 @@ public enum BlockOutcome: Sendable, Hashable {
     }
 }
 
-/// The writer connection's statements for the hot inserts, prepared once.
+/// The writer connection's statements for what runs per item and per block, prepared once.
 final class PreparedStatements {
     let insertAudit: Statement
     let insertItem: Statement
+    let insertDecision: Statement
+    let extendDecision: Statement
+    let activeDecisions: Statement
 
     init(_ db: Database) throws {
         insertAudit = try db.makeStatement(sql: "INSERT INTO audit(seq, at, event, subject, detail, hash) VALUES (?, ?, ?, ?, ?, ?)")
         insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq, via) VALUES (?, ?, ?)")
+        insertDecision = try db.makeStatement(
+            sql: """
+                INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')
+                """
+        )
+        extendDecision = try db.makeStatement(
+            sql: "UPDATE decision SET expires_at = ?, direction = ?, corroborations = corroborations + ? WHERE id = ?"
+        )
+        activeDecisions = try db.makeStatement(
+            sql: "SELECT id, direction, created_at, expires_at, playbook, item, origin, reason, simulated FROM decision WHERE value = ? AND state = 'active'"
+        )
     }
 }
 
