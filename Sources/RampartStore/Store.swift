@@ -21,11 +21,11 @@ public final class Store: Sendable {
         configuration.readonly = readOnly
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            // Commits are durable (FULL); checkpoints run apart (see `checkpoint()`), not after commits.
-            // The writer keeps 16 MiB of pages; readers (API lists, reconciliation scans) 2 MiB each,
-            // the kernel's page cache holds the rest without counting as the daemon's memory.
+            // Checkpoints run apart (see `checkpoint()`), not after commits. The writer keeps 16 MiB
+            // of pages; readers (API lists, reconciliation scans) 2 MiB each, the kernel's page
+            // cache holds the rest without counting as the daemon's memory.
             let cacheKiB = db.configuration.readonly ? 2048 : 16384
-            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA cache_size = -\(cacheKiB); PRAGMA wal_autocheckpoint = 0")
+            try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB); PRAGMA wal_autocheckpoint = 0")
         }
         if !readOnly {
             try FileManager.default.createDirectory(
@@ -35,6 +35,10 @@ public final class Store: Sendable {
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // Commits are durable: the log is synced at every commit (FULL). Set once the pool is
+            // open, because opening it puts its writer in WAL mode with `synchronous = NORMAL`,
+            // which syncs only at checkpoints (a power loss could take acknowledged commits).
+            if !readOnly { try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") } }
         } catch {
             throw StoreError(code: "open_failed", message: "cannot open the database at \(path): \(error)")
         }

@@ -46,6 +46,13 @@ struct StoreTests {
         #expect(again == [false, true])
     }
 
+    /// A 2xx means durable: every commit syncs the log (GRDB opens its writer with NORMAL, which
+    /// syncs only at checkpoints).
+    @Test func commitsSyncTheLog() async throws {
+        let level = try await store.write { tx in try Int.fetchOne(tx.db, sql: "PRAGMA synchronous") }
+        #expect(level == 2, "PRAGMA synchronous on the writer: 2 is FULL")
+    }
+
     @Test func itemsAreStoredOnceAndAudited() async throws {
         let first = try item("198.51.100.7")
         let inserted = try await store.write { tx in
