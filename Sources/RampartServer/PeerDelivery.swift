@@ -141,7 +141,7 @@ public final class PeerDelivery: Service, Sendable {
         }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                while !stopping.load(ordering: .relaxed) {
+                while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
                     let idle = dispatchers.withLock { all in
                         all.values.filter { dispatcher in
                             dispatcher.state.withLock { state in
@@ -174,7 +174,7 @@ public final class PeerDelivery: Service, Sendable {
             _ = try? await prefetched?.value
             prefetched = nil
         }
-        while !stopping.load(ordering: .relaxed) {
+        while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
             let (peer, schedule, removed) = dispatcher.state.withLock { ($0.peer, $0.schedule, $0.removed) }
             if removed { break }
             let at = now()
@@ -379,22 +379,26 @@ final class Signal: Sendable {
         waiter?.resume()
     }
 
-    /// Returns once fired, or after `timeout`.
+    /// Returns once fired, after `timeout`, or when the task is cancelled.
     func wait(timeout: Duration) async {
         let timer = Task {
             try? await Task.sleep(for: timeout)
             if !Task.isCancelled { fire() }
         }
-        await withCheckedContinuation { continuation in
-            let fired = state.withLock { state in
-                if state.fired {
-                    state.fired = false
-                    return true
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let fired = state.withLock { state in
+                    if state.fired {
+                        state.fired = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
                 }
-                state.waiter = continuation
-                return false
+                if fired { continuation.resume() }
             }
-            if fired { continuation.resume() }
+        } onCancel: {
+            fire()
         }
         timer.cancel()
     }

@@ -2,6 +2,7 @@ import Foundation
 import ArgumentParser
 import Hummingbird
 import Logging
+import NIOCore
 import RampartCore
 import RampartServer
 
@@ -20,7 +21,11 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "rampart")
         logger.info("daemon.starting", metadata: ["rampart.config": "\(config.path)", "rampart.node": "\(config.node.id)"])
         let (app, _) = try Daemon.build(config: config, logger: logger)
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch let error as IOError where [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(error.errnoCode) {
+            throw CLIError("cannot listen on \(config.listen): \(String(cString: strerror(error.errnoCode)))")
+        }
         logger.info("daemon.stopped")
     }
 }

@@ -31,6 +31,30 @@ import Testing
         #expect(serve.stderr.contains("\(bad):6:3:"))
     }
 
+    /// A daemon that cannot listen (its address is taken) says why and exits non-zero, rather than
+    /// hanging on without its API.
+    @Test func aTakenListenAddressStopsTheDaemonWithAnError() throws {
+        let first = try DaemonProcess(try Sandbox())
+        defer { _ = first.stop() }
+        let second = try Sandbox(listen: "127.0.0.1:\(first.port)")
+        let log = second.directory.appendingPathComponent("serve.log").path
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: rampartBinary)
+        process.arguments = ["serve", "--config", second.configPath]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle(forWritingAtPath: log)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        try process.run()
+        let exited = eventually(15) { !process.isRunning }
+        if !exited { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        #expect(exited, "still running 15 s after failing to listen")
+        #expect(process.terminationStatus != 0)
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("cannot listen on 127.0.0.1:\(first.port): Address already in use"), "\(text)")
+    }
+
     @Test func tokenPrintsATokenAndItsConfigLine() throws {
         let output = try rampart("token", "--name", "soc", "--roles", "ingest,read")
         #expect(output.status == 0)
