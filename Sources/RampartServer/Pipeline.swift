@@ -101,15 +101,18 @@ public final class Pipeline: Sendable {
     }
 
     /// A playbook that matched an item, with its `playbook.matched` audit detail encoded before the
-    /// write, and its metrics series.
+    /// write, its metrics series, and the network its blocks are for (parsed before the write too).
     struct Match: Sendable {
         let playbook: Playbook
         let detail: AuditDetail
         let counted: Tally.Key
+        let target: IPNetwork?
 
         init(_ playbook: Playbook, item: Item) {
             self.playbook = playbook
             counted = Tally.Key("rampart_playbook_matches_total", ["playbook": playbook.name])
+            let blocks = playbook.actions.contains { if case .block = $0 { true } else { false } }
+            target = blocks ? item.indicator?.network : nil
             detail = AuditDetail { w in
                 w.field("playbook", playbook.name)
                 w.field("mode", playbook.mode.rawValue)
@@ -267,7 +270,7 @@ public final class Pipeline: Sendable {
         for action in playbook.actions {
             switch action {
             case .block(let block):
-                guard let target = item.indicator?.network else { continue }
+                guard let target = match.target else { continue }
                 var request = BlockRequest(
                     target: target, direction: block.direction, duration: block.duration, playbook: playbook.name, item: item.id,
                     origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate,

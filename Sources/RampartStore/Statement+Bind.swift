@@ -47,13 +47,16 @@ struct Binder {
         bind(flag ? 1 : 0 as Int64)
     }
 
-    /// Runs the statement to completion; throws the database's error.
-    func step(_ db: Database) throws {
+    /// Runs the statement to completion and returns how many rows it changed; throws the
+    /// database's error.
+    @discardableResult
+    func step(_ db: Database) throws -> Int {
         let code = sqlite3_step(statement)
         sqlite3_reset(statement)
         guard code == SQLITE_DONE else {
             throw Binder.error(code, db)
         }
+        return Int(sqlite3_changes(db.sqliteConnection))
     }
 
     /// Steps to the next row of a query: true with a row to read through `text(_:)` and

@@ -76,8 +76,7 @@ public struct StoreTransaction {
         binder.bind(encoded.item.id)
         binder.bind(state.auditSeq + 1)  // the entry appended next
         binder.bind(encoded.item.via)
-        try binder.step(db)
-        guard db.changesCount == 1 else { return false }
+        guard try binder.step(db) == 1 else { return false }
         try audit("item.accepted", subject: encoded.item.id, detail: encoded.detail, at: encoded.item.receivedAt)
         return true
     }
