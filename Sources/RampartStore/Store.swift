@@ -6,7 +6,7 @@ import RampartCore
 /// Rampart's durable state: one SQLite database in WAL mode under the state directory.
 ///
 /// Writes go through `write(_:)`, which group-commits: it returns once the transaction holding the
-/// work is durable on disk (`synchronous = FULL`). Reads run concurrently on WAL snapshots.
+/// work is durable on disk (the log synced after its commit). Reads run concurrently on WAL snapshots.
 public final class Store: Sendable {
     public let path: String
     let pool: DatabasePool
@@ -34,11 +34,10 @@ public final class Store: Sendable {
             )
         }
         do {
+            // The writer runs in WAL mode with `synchronous = NORMAL` (SQLite syncs the log only at
+            // checkpoints): the group committer syncs it after commits, before any caller hears
+            // its write is done.
             pool = try DatabasePool(path: path, configuration: configuration)
-            // Commits are durable: the log is synced at every commit (FULL). Set once the pool is
-            // open, because opening it puts its writer in WAL mode with `synchronous = NORMAL`,
-            // which syncs only at checkpoints (a power loss could take acknowledged commits).
-            if !readOnly { try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") } }
         } catch {
             throw StoreError(code: "open_failed", message: "cannot open the database at \(path): \(error)")
         }
@@ -95,6 +94,9 @@ public final class Store: Sendable {
     public func enqueue<T: Sendable>(weight: Int = 1, _ work: @escaping @Sendable (inout StoreTransaction) throws -> T) -> PendingWrite<T> {
         committer.enqueue(weight: weight, work)
     }
+
+    /// How many times the write-ahead log was synced since the store opened.
+    var logSyncs: Int { committer.logSyncs }
 
     /// Has every connection free the memory it can (cached pages), after a bulk load.
     public func releaseMemory() {

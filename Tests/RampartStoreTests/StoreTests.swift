@@ -46,11 +46,18 @@ struct StoreTests {
         #expect(again == [false, true])
     }
 
-    /// A 2xx means durable: every commit syncs the log (GRDB opens its writer with NORMAL, which
-    /// syncs only at checkpoints).
-    @Test func commitsSyncTheLog() async throws {
+    /// A 2xx means durable: a write returns only once the log was synced after its commit (SQLite
+    /// itself, at `synchronous = NORMAL`, syncs only at checkpoints).
+    @Test func writesReturnOnceTheLogIsSynced() async throws {
         let level = try await store.write { tx in try Int.fetchOne(tx.db, sql: "PRAGMA synchronous") }
-        #expect(level == 2, "PRAGMA synchronous on the writer: 2 is FULL")
+        #expect(level == 1, "the writer leaves syncing to the group committer")
+        let before = store.logSyncs
+        for _ in 0..<5 {
+            let synced = store.logSyncs
+            try await store.write { tx in try tx.recordPeerMessage(id: UUID().uuidString, peer: "b", at: now) }
+            #expect(store.logSyncs > synced)
+        }
+        #expect(store.logSyncs >= before + 5)
     }
 
     @Test func itemsAreStoredOnceAndAudited() async throws {
