@@ -135,7 +135,7 @@ public struct StoreTransaction {
                 var binder = Binder(statements.extendDecision)
                 binder.bind(existing.expiresAt.milliseconds)
                 binder.bind(existing.direction.rawValue)
-                binder.bind(Int64(corroborated ? 1 : 0))
+                binder.bind(corroborated)
                 binder.bind(existing.id)
                 try binder.step(db)
             }
