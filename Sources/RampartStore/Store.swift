@@ -26,6 +26,11 @@ public final class Store: Sendable {
             // cache holds the rest without counting as the daemon's memory.
             let cacheKiB = db.configuration.readonly ? 2048 : 16384
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB); PRAGMA wal_autocheckpoint = 0")
+            // The writer's savepoints (one a job, one a decision insert) copy the pages they change
+            // into a journal of their own; past 64 KiB SQLite spills it into a file under /var/tmp,
+            // which cost a bulk ingest with block playbooks thousands of writes. It stays in memory:
+            // a transaction's jobs are bounded (see `GroupCommitter`), and so is what they change.
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA temp_store = MEMORY") }
         }
         if !readOnly {
             try FileManager.default.createDirectory(
