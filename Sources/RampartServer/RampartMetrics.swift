@@ -73,14 +73,28 @@ struct Tally: Sendable {
         let value: String
     }
 
-    /// A series; make those counted per item once, outside the loop (see `Pipeline.Match`).
+    /// A series; make those counted per item once, outside the loop (see `Pipeline.Match`). Its
+    /// hash is computed once, when it is made: the writer thread counts with keys made before.
     struct Key: Hashable, Sendable {
         let name: String
         let labels: [Label]
+        private let hashValueOnce: Int
 
         init(_ name: String, _ labels: KeyValuePairs<String, String> = [:]) {
             self.name = name
             self.labels = labels.map { Label(name: $0.key, value: $0.value) }
+            var hasher = Hasher()
+            hasher.combine(name)
+            hasher.combine(self.labels)
+            hashValueOnce = hasher.finalize()
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(hashValueOnce)
+        }
+
+        static func == (a: Key, b: Key) -> Bool {
+            a.hashValueOnce == b.hashValueOnce && a.name == b.name && a.labels == b.labels
         }
     }
 
