@@ -243,13 +243,14 @@ public final class Pipeline: Sendable {
                 guard try tx.insert(encoded) else { continue }
                 effects.stored += 1
                 if recordSighting { try tx.recordSighting(encoded.item) }
+                var known: StoreTransaction.ActiveDecisions?
                 for match in matched {
                     let playbook = match.playbook
                     if let sightings = playbook.sightings, let value = encoded.item.indicator?.value {
                         let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
                         guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
                     }
-                    try apply(match, to: encoded, context: context, in: &tx, effects: &effects)
+                    try apply(match, to: encoded, context: context, in: &tx, effects: &effects, known: &known)
                 }
             case .refused(let position, let error, let raw):
                 try tx.refuse(via: context.via, position: context.positionName, index: position, error: error, raw: raw, at: at)
@@ -261,7 +262,11 @@ public final class Pipeline: Sendable {
     }
 
     /// Records the match and carries out the playbook's actions inside the item's transaction.
-    static func apply(_ match: Match, to encoded: EncodedItem, context: Context, in tx: inout StoreTransaction, effects: inout Effects) throws {
+    /// `known`: the item's active decisions as its previous match's blocks left them.
+    static func apply(
+        _ match: Match, to encoded: EncodedItem, context: Context, in tx: inout StoreTransaction, effects: inout Effects,
+        known: inout StoreTransaction.ActiveDecisions?
+    ) throws {
         let (policy, at) = (context.policy, context.at)
         let item = encoded.item
         let playbook = match.playbook
@@ -277,7 +282,7 @@ public final class Pipeline: Sendable {
                     escalation: block.escalate
                 )
                 request.maxDuration = context.maxBlock
-                let outcome = try tx.block(request, policy: policy, now: at)
+                let outcome = try tx.block(request, policy: policy, now: at, known: &known)
                 effects.tally.add(outcome)
                 if let change = outcome.firewallChange(at: at) { effects.firewall.append(change) }
             case .exec(let exec):
@@ -379,8 +384,9 @@ public final class Pipeline: Sendable {
         let encoded = EncodedItem(ruleItem)
         try tx.insert(encoded)
         try install(ruleItem, playbook: playbook.name, at: at, in: &tx, effects: &effects)
+        var known: StoreTransaction.ActiveDecisions?
         for matched in context.playbooks.matches(for: Subject(ruleItem)) {
-            try apply(Match(matched, item: ruleItem), to: encoded, context: context, in: &tx, effects: &effects)
+            try apply(Match(matched, item: ruleItem), to: encoded, context: context, in: &tx, effects: &effects, known: &known)
         }
     }
 

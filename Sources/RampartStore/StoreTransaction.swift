@@ -108,6 +108,21 @@ public struct StoreTransaction {
     /// Applies the safety rails and merges the block into the active decision for the same value, or
     /// creates one. Every outcome, refusals included, is audited.
     public mutating func block(_ request: BlockRequest, policy: SafetyPolicy, now: Date) throws -> BlockOutcome {
+        var known: ActiveDecisions?
+        return try block(request, policy: policy, now: now, known: &known)
+    }
+
+    /// The active decisions for one network as the last `block` for it read or left them, so that
+    /// blocks in a row for one network (those of one item's playbooks) read them once. Valid only
+    /// while nothing else writes decisions: a caller keeps one across the blocks of one item.
+    public struct ActiveDecisions {
+        let target: IPNetwork
+        var decisions: [Decision]
+    }
+
+    /// `block(_:policy:now:)`, reading the network's active decisions from `known` when they are
+    /// there, and leaving them there.
+    public mutating func block(_ request: BlockRequest, policy: SafetyPolicy, now: Date, known: inout ActiveDecisions?) throws -> BlockOutcome {
         var request = request
         if let escalation = request.escalation, let playbook = request.playbook {
             let previous = try Int.fetchOne(
@@ -121,11 +136,14 @@ public struct StoreTransaction {
             return .refused(refusal)
         }
         let expiresAt = now.adding(request.duration)
+        var current = try known.flatMap { $0.target == request.target ? $0.decisions : nil } ?? activeDecisions(for: request.target)
+        defer { known = ActiveDecisions(target: request.target, decisions: current) }
         // A decision whose time ran out but which the expiry sweep has not reached yet is closed
         // before a new one is made, so one value never has two active decisions.
-        let current = try activeDecisions(for: request.target)
         for stale in current where stale.expiresAt <= now { try markExpired(stale, now: now) }
-        if var existing = current.first(where: { $0.simulated == request.simulated && $0.expiresAt > now }) {
+        current.removeAll { $0.expiresAt <= now }
+        if let index = current.firstIndex(where: { $0.simulated == request.simulated }) {
+            var existing = current[index]
             let previous = existing
             existing.expiresAt = max(existing.expiresAt, expiresAt)
             existing.direction = existing.direction.union(request.direction)
@@ -138,6 +156,7 @@ public struct StoreTransaction {
                 binder.bind(corroborated)
                 binder.bind(existing.id)
                 try binder.step(db)
+                current[index] = existing
             }
             try audit(changed ? "decision.extended" : "decision.merged", subject: existing.id, at: now) { w in
                 w.field("value", existing.value)
@@ -169,6 +188,7 @@ public struct StoreTransaction {
         binder.bind(decision.reason)
         binder.bind(decision.simulated)
         try binder.step(db)
+        current.append(decision)
         if !decision.simulated { state.activeBlocks += 1 }
         try audit("decision.created", subject: decision.id, at: now) { w in
             w.field("value", decision.value)

@@ -130,6 +130,43 @@ struct StoreTests {
         #expect(active.count == 1)
     }
 
+    /// Blocks in a row for one network (one item's playbooks) share what the first read of its
+    /// decisions and what each left: merges, extensions, simulated decisions and expiries come out
+    /// as the store has them, and a block for another network reads the store.
+    @Test func blocksInARowForOneNetworkShareTheirReadOfItsDecisions() async throws {
+        let policy = SafetyPolicy()
+        let later = now.adding(.seconds(3))
+        let outcomes = try await store.write { [now] tx in
+            var known: StoreTransaction.ActiveDecisions?
+            return try [
+                (block("77.90.185.20", .seconds(2)), now),
+                (block("77.90.185.20", .seconds(2), simulated: true), now),
+                (block("77.90.185.20", .seconds(1)), now),
+                (block("77.90.185.21"), now),
+                (block("77.90.185.20", .seconds(60)), later),
+                (block("77.90.185.20", .seconds(120), direction: .inbound), later),
+                (block("77.90.185.20", .seconds(30)), later),
+            ].map { request, at in
+                switch try tx.block(request, policy: policy, now: at, known: &known) {
+                case .created: "created"
+                case .extended: "extended"
+                case .unchanged: "unchanged"
+                case .refused: "refused"
+                }
+            }
+        }
+        #expect(outcomes == ["created", "created", "unchanged", "created", "created", "extended", "unchanged"])
+        // Both decisions whose time ran out are closed once, the enforced and the simulated one.
+        let events = try await store.audit(after: 0, limit: 20).map(\.event)
+        #expect(events == [
+            "decision.created", "decision.created", "decision.merged", "decision.created", "decision.expired", "decision.expired",
+            "decision.created", "decision.extended", "decision.merged",
+        ])
+        let active = try await store.decisions(Store.DecisionFilter(), now: later).filter { $0.isActive(at: later) }
+        #expect(active.map(\.value).sorted() == ["77.90.185.20", "77.90.185.21"])
+        #expect(active.first { $0.value == "77.90.185.20" }?.expiresAt == later.adding(.seconds(120)))
+    }
+
     @Test func simulatedDecisionsAreSeparateFromEnforcedOnes() async throws {
         let policy = SafetyPolicy()
         _ = try await store.write { [now] tx in
