@@ -4,11 +4,11 @@
 #      (indicators/s and the ratio);
 #   2. a reload of 1,000 generated playbooks (POST /v1/reload), timed, while the feed is posted:
 #      both finish, and the ingest answer shows it went on during the reload.
-# Usage: Benchmarks/playbooks.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
+# Usage: [RUNS=5] Benchmarks/playbooks.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FEED=${1:-../shared/data/feeds/ipsum-level1.txt}
-RUNS=3
+RUNS=${RUNS:-5}
 [ -r "$FEED" ] || { echo "feed $FEED not found; pass a file of one IP a line" >&2; exit 2; }
 swift build -c release --product rampart >/dev/null
 BIN=$(swift build -c release --show-bin-path)
@@ -85,7 +85,15 @@ done
 T0=$(median <"$WORK/t0"); T100=$(median <"$WORK/t100")
 python3 -c "print(f'no playbooks:  {$T0:.3f} s = {$LINES/$T0:,.0f} indicators/s  runs: ' + ' '.join(open('$WORK/t0').read().split()))"
 python3 -c "print(f'100 playbooks: {$T100:.3f} s = {$LINES/$T100:,.0f} indicators/s  runs: ' + ' '.join(open('$WORK/t100').read().split()) + '  ($DECISIONS decisions created)')"
-python3 -c "print(f'ratio: {$T0/$T100:.2f} of the rate without playbooks')"
+python3 - "$WORK/t0" "$WORK/t100" <<'PY'
+import statistics, sys
+t0, t100 = ([float(x) for x in open(f).read().split()] for f in sys.argv[1:])
+pairs = [a / b for a, b in zip(t0, t100)]
+# Each run with playbooks follows one without: the ratio of each pair is measured under the same
+# machine conditions, so their median is the figure (this VM's speed drifts between pairs).
+print(f"ratio: {statistics.median(t0) / statistics.median(t100):.2f} of the rate without playbooks (medians); "
+      f"per pair {' '.join(f'{p:.2f}' for p in pairs)}, median {statistics.median(pairs):.2f}")
+PY
 
 echo "== 2. reload of 1,000 playbooks while the feed is posted"
 start "$WORK/p100"
