@@ -250,9 +250,9 @@ public struct StoreTransaction {
         }
     }
 
-    /// The active decisions for one value. This runs for every block a playbook makes: columns are
-    /// read straight from the statement (decoding `Row`s by name, and re-parsing the value, cost more
-    /// than the query).
+    /// The active decisions for one value. This runs for every item a block playbook matches: columns
+    /// are read straight from the statement (decoding `Row`s by name, and re-parsing the value, cost
+    /// more than the query).
     private func activeDecisions(for target: IPNetwork) throws -> [Decision] {
         var rows = Binder(statements.activeDecisions)
         rows.bind(target.description)
