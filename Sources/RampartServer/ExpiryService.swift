@@ -48,14 +48,15 @@ struct ExpiryService: Service {
     }
 }
 
-/// Keeps the store healthy while the other services run: checkpoints its write-ahead log in
-/// pauses between writes, off the commit path. It is first in the service group, so it stops
-/// last, and then closes the store after the queued writes.
+/// Owns the store's writer: starts its threads, checkpoints its write-ahead log in pauses between
+/// writes, off the commit path, and on shutdown joins the threads after the queued writes. It is
+/// first in the service group, so it starts first and stops last.
 struct StoreService: Service {
     let store: Store
     let logger: Logger
 
     func run() async throws {
+        store.start()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
             do {
@@ -64,6 +65,6 @@ struct StoreService: Service {
                 logger.warning("store.checkpoint_failed", metadata: ["rampart.error": "\(error)"])
             }
         }
-        store.close()
+        await store.close()
     }
 }

@@ -23,6 +23,10 @@ final class GroupCommitter: @unchecked Sendable {
     private var unsynced: [[any Job]] = []
     private var writerDone = false
     private var syncs = 0
+    /// Whether `start()` ran, and who waits in `stop()` for both threads to end.
+    private var started = false
+    private var syncerDone = false
+    private var joiners: [CheckedContinuation<Void, Never>] = []
 
     /// How many times the log was synced.
     var logSyncs: Int {
@@ -44,7 +48,12 @@ final class GroupCommitter: @unchecked Sendable {
         self.state = state
     }
 
+    /// Starts the writer and sync threads; once only.
     func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !started, !stopped else { return }
+        started = true
         let thread = Thread { [self] in
             self.loop()
             syncCondition.lock()
@@ -56,17 +65,47 @@ final class GroupCommitter: @unchecked Sendable {
         thread.stackSize = 8 << 20
         self.thread = thread
         thread.start()
-        let syncer = Thread { [self] in self.syncLoop() }
+        let syncer = Thread { [self] in
+            self.syncLoop()
+            syncCondition.lock()
+            syncerDone = true
+            let waiting = joiners
+            joiners = []
+            syncCondition.unlock()
+            for joiner in waiting { joiner.resume() }
+        }
         syncer.name = "rampart-log-sync"
         syncer.start()
     }
 
-    /// Stops after the jobs already queued are committed.
-    func stop() {
+    /// Commits and syncs the jobs already queued, refuses new ones, and returns once both threads
+    /// have ended (at once when they never started; queued jobs then fail).
+    func stop() async {
+        let (wasStarted, abandoned) = beginStop()
+        for job in abandoned { job.fail(StoreError(code: "store_closed", message: "the store was closed before it started")) }
+        guard wasStarted else { return }
+        await withCheckedContinuation { (joiner: CheckedContinuation<Void, Never>) in
+            syncCondition.lock()
+            if syncerDone {
+                syncCondition.unlock()
+                joiner.resume()
+            } else {
+                joiners.append(joiner)
+                syncCondition.unlock()
+            }
+        }
+    }
+
+    /// Refuses new jobs and wakes the writer; returns whether the threads run, and the jobs that
+    /// will never run because they do not.
+    private func beginStop() -> (started: Bool, abandoned: [any Job]) {
         condition.lock()
+        defer { condition.unlock() }
         stopped = true
         condition.broadcast()
-        condition.unlock()
+        guard !started else { return (true, []) }
+        defer { pending = [] }
+        return (false, pending)
     }
 
     /// Queues `work` for the next transaction and returns at once; `PendingWrite.value()` waits

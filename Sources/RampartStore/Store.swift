@@ -7,6 +7,8 @@ import RampartCore
 ///
 /// Writes go through `write(_:)`, which group-commits: it returns once the transaction holding the
 /// work is durable on disk (the log synced after its commit). Reads run concurrently on WAL snapshots.
+/// Opening a store only opens the database: its writer and sync threads run between `start()`
+/// and `close()` (the daemon's `StoreService` owns both), and writes queued before wait for them.
 public final class Store: Sendable {
     public let path: String
     let pool: DatabasePool
@@ -66,7 +68,6 @@ public final class Store: Sendable {
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864")
             }
             checkpointer = try DatabaseQueue(path: path, configuration: checkpointConfiguration)
-            committer.start()
         }
     }
 
@@ -108,9 +109,15 @@ public final class Store: Sendable {
         pool.releaseMemory()
     }
 
-    /// Finishes queued writes and stops the writer.
-    public func close() {
-        committer.stop()
+    /// Starts the writer and sync threads (once; a read-only store has none).
+    public func start() {
+        if checkpointer != nil { committer.start() }
+    }
+
+    /// Commits and syncs the writes already queued, then stops and joins the writer and sync
+    /// threads and checkpoints the log.
+    public func close() async {
+        await committer.stop()
         try? checkpoint()
     }
 
@@ -205,7 +212,7 @@ public final class Store: Sendable {
                         path TEXT NOT NULL,           -- node ids, comma-separated, origin first, this node last
                         hops_left INTEGER NOT NULL,
                         suggest TEXT NOT NULL,        -- suggested actions, comma-separated
-                        state TEXT NOT NULL,          -- pending | delivered | dead | withheld
+                        state TEXT NOT NULL,          -- pending | delivered | dead | withheld | refused (by the peer)
                         attempts INTEGER NOT NULL DEFAULT 0,
                         created_at INTEGER NOT NULL,
                         done_at INTEGER,
@@ -260,6 +267,10 @@ public final class Store: Sendable {
                         FROM rule;
                     """
             )
+        }
+        migrator.registerMigration("v6-outbox-refused") { db in
+            // Outbox entries a peer took but refused (state 'refused'), counted for GET /v1/peers.
+            try db.execute(sql: "CREATE INDEX outbox_refused ON outbox(peer) WHERE state = 'refused'")
         }
         return migrator
     }

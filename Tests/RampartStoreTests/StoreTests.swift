@@ -13,6 +13,7 @@ struct StoreTests {
     init() throws {
         directory = NSTemporaryDirectory() + "rampart-store-\(UUID().uuidString)"
         store = try Store(path: directory + "/rampart.sqlite")
+        store.start()
     }
 
     func item(_ value: String, via: String = "api:test") throws -> Item {
@@ -54,7 +55,7 @@ struct StoreTests {
         let before = store.logSyncs
         for _ in 0..<5 {
             let synced = store.logSyncs
-            try await store.write { tx in try tx.recordPeerMessage(id: UUID().uuidString, peer: "b", at: now) }
+            _ = try await store.write { tx in try tx.recordPeerMessage(id: UUID().uuidString, peer: "b", at: now) }
             #expect(store.logSyncs > synced)
         }
         #expect(store.logSyncs >= before + 5)
@@ -253,12 +254,27 @@ struct StoreTests {
 
     @Test func theChainContinuesAcrossReopen() async throws {
         _ = try await store.write { tx in try tx.insert(try item("203.0.113.1")) }
-        store.close()
+        await store.close()
         let reopened = try Store(path: store.path)
+        reopened.start()
         _ = try await reopened.write { tx in try tx.insert(try item("203.0.113.2")) }
         let verification = try reopened.verifyAudit()
         #expect(verification.isIntact)
         #expect(verification.entries == 2)
-        reopened.close()
+        await reopened.close()
+    }
+
+    /// Opening a store starts no thread: one never started holds nothing once released, and its
+    /// queued writes fail when it is closed rather than wait forever.
+    @Test func aStoreThatNeverStartedIsReleasedAndRefusesItsQueuedWrites() async throws {
+        weak var released: Store?
+        do {
+            let unstarted = try Store(path: directory + "/other.sqlite")
+            released = unstarted
+            let queued = unstarted.enqueue { tx in try tx.insert(try item("203.0.113.1")) }
+            await unstarted.close()
+            await #expect(throws: StoreError.self) { try await queued.value() }
+        }
+        #expect(released == nil)
     }
 }
