@@ -35,6 +35,9 @@ public struct DeliverySchedule: Sendable, Equatable {
     public private(set) var state: State = .ready
     /// Failures in a row since the last delivery.
     public private(set) var failures = 0
+    /// Counts the times the schedule was enabled: an attempt begun before the last `enable()`
+    /// (a replay) no longer decides what happens next.
+    public private(set) var epoch = 0
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -47,6 +50,15 @@ public struct DeliverySchedule: Sendable, Equatable {
         case .waiting(let until): now >= until
         case .disabled: false
         }
+    }
+
+    /// Takes in the outcome of an attempt begun at `epoch` `begun`; returns false, changing
+    /// nothing, when the schedule was enabled since, so that a replay is never undone by the
+    /// answer to a request that was in flight when it came.
+    public mutating func record(_ outcome: Outcome, begun: Int, at now: Date, random: Double) -> Bool {
+        guard begun == epoch else { return false }
+        record(outcome, at: now, random: random)
+        return true
     }
 
     /// Takes in an attempt's outcome. `random` in 0..<1 picks the jitter.
@@ -81,6 +93,7 @@ public struct DeliverySchedule: Sendable, Equatable {
     public mutating func enable() {
         if case .disabled = state { state = .ready }
         failures = 0
+        epoch += 1
     }
 
     /// Entries queued before this instant are dead-lettered when an attempt carrying them fails.

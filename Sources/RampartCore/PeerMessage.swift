@@ -47,6 +47,13 @@ public struct PeerMessage: Sendable {
             self.reason = reason
         }
 
+        /// A revocation's reason as every node accepts it: at most 1,024 bytes, no control
+        /// characters. Checked where a reason enters (the API) as well as where a peer receives
+        /// it, so that no node forwards a revocation its peers would refuse.
+        public static func checkedReason(_ text: String) throws(ValueError) -> String {
+            try Indicator.checkedText(text, field: "reason", max: 1024)
+        }
+
         public var json: [UInt8] {
             var w = JSONWriter(capacity: 160)
             w.beginObject()
@@ -143,7 +150,7 @@ public struct PeerMessage: Sendable {
         case .string("revoke")?:
             guard case .string(let item)? = json["item"], isItemID(item) else { throw ValueError(.invalidField, "'item' must be the revoked item's id") }
             var reason = "revoked at \(origin)"
-            if case .string(let text)? = json["reason"] { reason = try Indicator.checkedText(text, field: "reason", max: 1024) }
+            if case .string(let text)? = json["reason"] { reason = try Revocation.checkedReason(text) }
             for (name, _) in members where !["id", "type", "item", "reason"].contains(name) {
                 throw ValueError(.unknownField, "unknown field '\(name.preview)' in a revocation")
             }

@@ -121,7 +121,7 @@ struct DecisionRoutes {
                 } catch {
                     throw Problem.badRequest("invalid-parameter", "value must be an IP address or CIDR: \(error.message)")
                 }
-            case "reason": reason = String(parameter)
+            case "reason": reason = try DecisionRoutes.revocationReason(String(parameter))
             default: throw Problem.badRequest("invalid-parameter", "unknown parameter '\(name)'")
             }
         }
@@ -141,6 +141,15 @@ struct DecisionRoutes {
         w.endArray()
         w.endObject()
         return Response.json(.ok, w)
+    }
+
+    /// A `reason` query parameter of a revocation, checked as peers check it.
+    static func revocationReason(_ text: String) throws -> String {
+        do {
+            return try PeerMessage.Revocation.checkedReason(text)
+        } catch {
+            throw Problem.badRequest("invalid-parameter", error.message)
+        }
     }
 
     /// `{"value": "77.90.185.20", "duration": "1h", "direction": "both", "reason": "..."}`.

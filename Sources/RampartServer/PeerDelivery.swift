@@ -58,6 +58,8 @@ public final class PeerDelivery: Service, Sendable {
             var received = 0
             var accepted = 0
             var refused = 0
+            /// Entries sent that the peer took but refused (its answer's `refused` list).
+            var refusedByPeer = 0
             var lastAttempt: Date?
             var lastSuccess: Date?
             var lastError: String?
@@ -103,7 +105,8 @@ public final class PeerDelivery: Service, Sendable {
         for dispatcher in woken { dispatcher.signal.fire() }
     }
 
-    /// After `rampart peers replay`: a peer disabled by 410 is tried again, at once.
+    /// After `rampart peers replay`: a peer disabled by 410 is tried again, at once. Called inside
+    /// the replay's write, so that it is ordered with the outcomes that deliveries record.
     func enable(_ name: String) {
         guard let dispatcher = dispatchers.withLock({ $0[name] }) else { return }
         dispatcher.state.withLock { $0.schedule.enable() }
@@ -301,15 +304,18 @@ public final class PeerDelivery: Service, Sendable {
         }
         request.body = .bytes(ByteBuffer(bytes: batch.body))
 
+        let begun = dispatcher.state.withLock { $0.schedule.epoch }
         let started = ContinuousClock.now
         let outcome: DeliverySchedule.Outcome
         let failure: String?
+        var refused: [(entry: OutboxEntry, code: String, message: String)] = []
         do {
             let response = try await client.execute(request, timeout: .milliseconds(requestTimeout.milliseconds))
             let answer = try await response.body.collect(upTo: 1 << 20)
             let status = Int(response.status.code)
             if (200..<300).contains(status) {
                 (outcome, failure) = (.delivered, nil)
+                if !peer.isNotify { refused = PeerDelivery.refusals(in: answer.readableBytesView, of: batch.entries) }
             } else {
                 let retryAfter = DeliverySchedule.retryAfter(response.headers.first(name: "retry-after"), now: now())
                 outcome = .failed(status: status, retryAfter: retryAfter)
@@ -321,45 +327,76 @@ public final class PeerDelivery: Service, Sendable {
         }
         let took = ContinuousClock.now - started
         let done = now()
+        let refusals = refused
+        let refusedSeqs = Set(refused.map(\.entry.seq))
         let seqs = batch.entries.map(\.seq)
         let name = peer.name
-        var schedule = dispatcher.state.withLock { $0.schedule }
-        schedule.record(outcome, at: done, random: Double.random(in: 0..<1))
-        let deadBefore = schedule.deadBefore(done)
-        let disabled: String? = if case .disabled(let reason) = schedule.state { reason } else { nil }
-        let dead = try await store.write { tx -> Int in
+        let random = Double.random(in: 0..<1)
+        let (dead, failures) = try await store.write { tx -> (Int, Int) in
+            // The outcome goes into the schedule here, on the writer's thread, in order with a
+            // replay's write: a replay that came while this request was in flight wins over it.
+            let (deadBefore, disabled, failures) = dispatcher.state.withLock { state -> (Date, String?, Int) in
+                let counted = state.schedule.record(outcome, begun: begun, at: done, random: random)
+                let disabled: String? = if counted, case .disabled(let reason) = state.schedule.state { reason } else { nil }
+                return (state.schedule.deadBefore(done), disabled, state.schedule.failures)
+            }
             switch outcome {
             case .delivered:
-                try tx.markDelivered(peer: name, seqs: seqs, webhookID: webhookID, at: done)
-                return 0
+                try tx.markDelivered(peer: name, seqs: seqs.filter { !refusedSeqs.contains($0) }, webhookID: webhookID, at: done)
+                for (entry, code, message) in refusals {
+                    try tx.markRefused(peer: name, seq: entry.seq, item: entry.item, code: code, message: message, at: done)
+                }
+                return (0, failures)
             case .failed:
                 let dead = try tx.markFailed(peer: name, seqs: seqs, error: failure ?? "", deadBefore: deadBefore, at: done)
                 if let disabled { try tx.disablePeer(name, reason: disabled, at: done) }
-                return dead
+                return (dead, failures)
             }
         }
         dispatcher.state.withLock { state in
-            state.schedule = schedule
             state.lastAttempt = done
             if outcome == .delivered {
-                state.sent += seqs.count
+                state.sent += seqs.count - refused.count
+                state.refusedByPeer += refused.count
                 state.lastSuccess = done
-                state.lastError = nil
+                state.lastError = refused.last.map { "\(refused.count) refused by the peer, the last: \($0.code): \($0.message)" }
             } else {
                 state.lastError = failure
             }
         }
-        metrics.delivery(peer: name, entries: seqs.count, took: took, delivered: outcome == .delivered, deadLettered: dead)
+        if !refused.isEmpty {
+            metrics.count("rampart_peer_refused_by_peer_total", ["peer": name], refused.count)
+            logger.warning(
+                "peer.entries_refused",
+                metadata: [
+                    "rampart.peer": "\(name)", "rampart.entries": "\(refused.count)", "rampart.code": "\(refused[0].code)",
+                    "rampart.error": "\(refused[0].message)",
+                ]
+            )
+        }
+        metrics.delivery(peer: name, entries: seqs.count - refused.count, took: took, delivered: outcome == .delivered, deadLettered: dead)
         if let failure {
             logger.warning(
                 "peer.delivery_failed",
                 metadata: [
                     "rampart.peer": "\(name)", "rampart.error": "\(failure)", "rampart.entries": "\(seqs.count)",
-                    "rampart.failures": "\(schedule.failures)", "rampart.dead_lettered": "\(dead)",
+                    "rampart.failures": "\(failures)", "rampart.dead_lettered": "\(dead)",
                 ]
             )
         }
         return outcome == .delivered
+    }
+
+    /// The entries of a batch that the peer's answer lists as refused (`{"refused": [{"index": N,
+    /// "code": ..., "error": ...}]}`, N the entry's place in the batch).
+    static func refusals(in answer: some Collection<UInt8>, of entries: [OutboxEntry]) -> [(entry: OutboxEntry, code: String, message: String)] {
+        guard case .array(let list)? = (try? JSONValue.parse(answer))?["refused"] else { return [] }
+        return list.compactMap { refusal in
+            guard case .number(let index)? = refusal["index"], index == index.rounded(), index >= 0, Int(index) < entries.count else { return nil }
+            let code: String = if case .string(let c)? = refusal["code"] { c } else { "refused" }
+            let message: String = if case .string(let m)? = refusal["error"] { m } else { "" }
+            return (entries[Int(index)], code.preview, message.preview)
+        }
     }
 }
 

@@ -141,6 +141,7 @@ struct PeerRoutes {
             w.field("received", state.received)
             w.field("accepted", state.accepted)
             w.field("refused", state.refused)
+            w.field("refused_by_peer", outbox.refused)
             w.endObject()
         }
         w.endArray()
@@ -152,8 +153,12 @@ struct PeerRoutes {
         let key = try context.require(.admin)
         let peer = try configuredPeer(context)
         let at = now()
-        let requeued = try await store.write { tx in try tx.replay(peer: peer.name, by: "api:\(key.name)", at: at) }
-        delivery.enable(peer.name)
+        let delivery = delivery
+        let requeued = try await store.write { tx in
+            let requeued = try tx.replay(peer: peer.name, by: "api:\(key.name)", at: at)
+            delivery.enable(peer.name)
+            return requeued
+        }
         var w = JSONWriter()
         w.beginObject()
         w.field("peer", peer.name)

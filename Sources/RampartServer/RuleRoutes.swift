@@ -120,7 +120,7 @@ struct RuleRoutes {
     func revoke(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
         let key = try context.require(.admin)
         let item = context.parameters.get("item") ?? ""
-        let reason = request.uri.queryParameters["reason"].map(String.init) ?? "revoked by api:\(key.name)"
+        let reason = try request.uri.queryParameters["reason"].map { try DecisionRoutes.revocationReason(String($0)) } ?? "revoked by api:\(key.name)"
         guard let removed = try await pipeline.revokeRule(item: item, reason: reason, by: "api:\(key.name)") else {
             throw Problem.notFound("no rule item with id \(item)")
         }

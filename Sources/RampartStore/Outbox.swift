@@ -24,6 +24,8 @@ public struct OutboxStatus: Sendable {
     public var pending = 0
     public var oldestPending: Date?
     public var dead = 0
+    /// Entries the peer took but refused.
+    public var refused = 0
     public var disabledAt: Date?
     public var disabledReason: String?
 
@@ -152,6 +154,17 @@ extension StoreTransaction {
         }
     }
 
+    /// The peer took the request but refused this entry (its answer's `refused` list): the entry
+    /// is done, and the refusal is recorded rather than passed off as a delivery.
+    public mutating func markRefused(peer: String, seq: Int64, item: String, code: String, message: String, at now: Date) throws {
+        try execute("UPDATE outbox SET state = 'refused', done_at = ?, attempts = attempts + 1, error = ? WHERE seq = ?", [now.milliseconds, "\(code): \(message)", seq])
+        try audit("peer.refused", subject: item, at: now) { w in
+            w.field("peer", peer)
+            w.field("code", code)
+            w.field("error", message)
+        }
+    }
+
     /// The peer answered 410 Gone: nothing more is sent until a replay.
     public mutating func disablePeer(_ peer: String, reason: String, at now: Date) throws {
         try execute(
@@ -215,6 +228,9 @@ extension Store {
             }
             for row in try Row.fetchAll(db, sql: "SELECT peer, COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY peer") {
                 status[row[0], default: OutboxStatus()].dead = row[1]
+            }
+            for row in try Row.fetchAll(db, sql: "SELECT peer, COUNT(*) FROM outbox WHERE state = 'refused' GROUP BY peer") {
+                status[row[0], default: OutboxStatus()].refused = row[1]
             }
             for row in try Row.fetchAll(db, sql: "SELECT name, disabled_at, disabled_reason FROM peer_state") {
                 status[row[0], default: OutboxStatus()].disabledAt = (row[1] as Int64?).map(Date.init(milliseconds:))

@@ -14,6 +14,25 @@ import Yams
         return until.timeIntervalSince(now)
     }
 
+    /// A replay (enable) while a request is in flight: that request's answer, even a 410, no
+    /// longer decides the schedule, so the replay is not undone.
+    @Test func anAttemptBegunBeforeAReplayDoesNotUndoIt() {
+        var schedule = DeliverySchedule()
+        schedule.record(.failed(status: 410, retryAfter: nil), at: t0, random: 0)
+        #expect(schedule.state == .disabled(reason: "the peer answered 410 Gone"))
+        let begun = schedule.epoch
+        schedule.enable()
+        #expect(schedule.state == .ready)
+        let stale = schedule.record(.failed(status: 410, retryAfter: nil), begun: begun, at: t0, random: 0)
+        #expect(!stale)
+        #expect(schedule.state == .ready)
+        #expect(schedule.failures == 0)
+        // An attempt begun after the replay counts.
+        let current = schedule.record(.failed(status: 410, retryAfter: nil), begun: schedule.epoch, at: t0, random: 0)
+        #expect(current)
+        #expect(schedule.state == .disabled(reason: "the peer answered 410 Gone"))
+    }
+
     @Test func backoffDoublesWithJitterAndResetsOnDelivery() {
         var schedule = DeliverySchedule()
         #expect(schedule.isDue(at: t0))

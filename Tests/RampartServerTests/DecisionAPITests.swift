@@ -5,6 +5,27 @@ import RampartServer
 import Testing
 
 @Suite struct DecisionAPITests {
+    /// A revocation reason peers would refuse (over 1,024 bytes, or with a control character) is
+    /// refused where it enters, and the decision stays in force.
+    @Test func revocationReasonsArePeersCheckedOnEntry() async throws {
+        let node = try TestNode()
+        try await node.run { client, _ in
+            let created = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1h"}"#)
+            let id = try #require((created["decision"] as? [String: Any])?["id"] as? String)
+            for reason in [String(repeating: "x", count: 1025), "line%0Abreak"] {
+                let refused = try await client.call(.delete, "/v1/decisions/\(id)?reason=\(reason)")
+                #expect(refused.status == .badRequest)
+                #expect(refused.problemCode == "invalid-parameter")
+                let rule = try await client.call(.delete, "/v1/rules/\(id)?reason=\(reason)")
+                #expect(rule.problemCode == "invalid-parameter")
+            }
+            let shown = try await client.call(.get, "/v1/decisions/\(id)", as: "read")
+            #expect(shown["active"] as? Bool == true)
+            let revoked = try await client.call(.delete, "/v1/decisions/\(id)?reason=\(String(repeating: "y", count: 1024))")
+            #expect(revoked.status == .ok)
+        }
+    }
+
     @Test func manualBlockMergeListAndRevoke() async throws {
         let node = try TestNode()
         try await node.run { client, _ in

@@ -25,7 +25,7 @@ struct TestNode {
         func advance(_ seconds: TimeInterval) { value.withLock { $0 += seconds } }
     }
 
-    init(extraYAML: String = "", playbooks: [String: String] = [:], clock: Clock? = nil) throws {
+    init(nodeID: String = "test-1", extraYAML: String = "", playbooks: [String: String] = [:], clock: Clock? = nil) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
         for (name, text) in playbooks {
@@ -33,7 +33,7 @@ struct TestNode {
         }
         // Token hashes: SHA-256 of tok_ingest, tok_read and tok_admin.
         let yaml = """
-            node: {id: test-1}
+            node: {id: \(nodeID)}
             listen: 127.0.0.1:0
             state_dir: state
             playbooks: playbooks
