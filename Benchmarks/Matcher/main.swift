@@ -40,7 +40,7 @@ func playbooks(_ count: Int, regexOnly: Bool) -> [Playbook] {
         switch g.below(1000) / 10 {
         case 0..<40:  // networks, with a confidence floor
             p.match = .all([.kind([.ipv4, .cidr]), .networks(NetworkSet((0..<(1 + g.below(4))).map { _ in network(&g) })), confidence])
-            p.actions = [.block(BlockAction(duration: .seconds(3600), direction: .both))]
+            p.actions = [BlockAction(duration: .seconds(3600), direction: .both)]
         case 40..<70:  // domain suffixes
             let suffixes = (0..<(1 + g.below(3))).map { _ in "\(words[g.below(words.count)]).\(tlds[g.below(tlds.count)])" }
             p.match = .all([.kind([.domain, .url]), .suffixes(SuffixSet(suffixes)), confidence])

@@ -76,7 +76,7 @@ public final class PeerDelivery: Service, Sendable {
     /// A reload's peers and notify URLs: new ones get a dispatcher, changed ones their new
     /// settings, removed ones stop (what they had queued waits for them to come back).
     public func update(peers: [Peer], notifyURLs: Set<String>) {
-        let configured = peers + notifyURLs.sorted().map { Peer(name: "notify:\($0)", url: $0) }
+        let configured = peers + notifyURLs.sorted().map { Peer(name: NotifyAction.destination($0), url: $0) }
         self.dispatchers.withLock { dispatchers in
             for peer in configured {
                 if let dispatcher = dispatchers[peer.name] {

@@ -47,7 +47,7 @@ extension Pipeline {
                 counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "refused"])
             case .success(.item(let item)):
                 if case .item(let sent)? = try? entry.get() { received.suggestionsDropped += sent.suggested.count - item.suggested.count }
-                chunk.append(.accepted(item, inForce.playbooks))
+                chunk.append(.accepted(item, inForce.playbooks, context.planning))
             case .success(.revocation(let revocation)):
                 chunk.append(.revocation(revocation, path: message.path))
                 received.revocations += 1
@@ -106,50 +106,19 @@ extension Pipeline {
         }
     }
 
-    /// A `propagate` action: queues the item for each peer it may go to, inside the item's transaction.
+    /// Queues an item for the peers its `propagate` intent planned, and records what went where.
     static func propagate(
-        _ item: Item, playbook: Playbook, action: PropagateAction, context: Context, in tx: inout StoreTransaction, effects: inout Effects
+        _ item: Item, _ propagation: Propagation, playbook: String, at: Date, in tx: inout StoreTransaction, effects: inout Effects
     ) throws {
-        let fromHere = item.path.isEmpty
-        let hopsLeft = fromHere ? action.hops - 1 : (item.hopsLeft ?? 0) - 1
-        let path = item.path + [context.nodeID]
-        let suggest = fromHere ? action.suggest : item.suggested
-        var queued: [String] = []
-        var withheld: [String] = []
-        let outcome: String
-        if playbook.mode == .simulate {
-            outcome = "simulated"
-        } else if !fromHere && !action.relay {
-            outcome = "not_origin"
-        } else if hopsLeft < 0 {
-            outcome = "no_hops_left"
-        } else {
-            for peer in context.peers where action.to?.contains(peer.name) ?? true {
-                // Never back where the item has been.
-                if path.contains(peer.nodeID) || peer.nodeID == item.origin { continue }
-                if peer.hasExpired(at: context.at) {
-                    withheld.append("\(peer.name):expired")
-                    continue
-                }
-                var shared = item
-                shared.suggested = suggest
-                switch peer.share.share(shared) {
-                case .failure(let reason): withheld.append("\(peer.name):\(reason.code)")
-                case .success:
-                    try tx.enqueue(peer: peer.name, item: item.id, path: path, hopsLeft: hopsLeft, suggest: suggest, at: context.at)
-                    queued.append(peer.name)
-                }
-            }
-            outcome = queued.isEmpty ? "withheld" : "queued"
+        for peer in propagation.queued {
+            try tx.enqueue(peer: peer, item: item.id, path: propagation.path, hopsLeft: propagation.hopsLeft, suggest: propagation.suggest, at: at)
         }
-        try tx.audit("action.propagate", subject: item.id, at: context.at) { w in
-            w.field("playbook", playbook.name)
-            w.field("outcome", outcome)
-            w.field("queued", queued)
-            if !withheld.isEmpty { w.field("withheld", withheld) }
+        try tx.audit("action.propagate", subject: item.id, at: at) { w in
+            w.field("playbook", playbook)
+            Intent.propagate(propagation).describe(to: &w)
         }
-        effects.peers.formUnion(queued)
-        effects.tally.add("rampart_actions_total", ["action": "propagate", "outcome": outcome])
+        effects.peers.formUnion(propagation.queued)
+        effects.tally.add("rampart_actions_total", ["action": "propagate", "outcome": propagation.outcome.rawValue])
     }
 
     /// A peer withdraws an item it sent: the decisions that item caused are revoked, and the

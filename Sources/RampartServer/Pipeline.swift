@@ -77,9 +77,9 @@ public final class Pipeline: Sendable {
         /// A peer withdraws an item it sent.
         case revocation(PeerMessage.Revocation, path: [String])
 
-        /// An accepted item, encoded and matched against the playbooks off the writer's thread.
-        static func accepted(_ item: Item, _ playbooks: PlaybookSet) -> Prepared {
-            let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(item)).map { Match($0, item: item) }
+        /// An accepted item, encoded, matched against the playbooks and planned off the writer's thread.
+        static func accepted(_ item: Item, _ playbooks: PlaybookSet, _ planning: PlanContext) -> Prepared {
+            let matched = playbooks.playbooks.isEmpty ? [] : playbooks.matches(for: Subject(item)).map { Match($0, item: item, planning) }
             let sighted = item.indicator.map { playbooks.sightingKinds.contains($0.kind) } ?? false
             return .accepted(EncodedItem(item), matched, recordSighting: sighted)
         }
@@ -98,26 +98,28 @@ public final class Pipeline: Sendable {
         let at: Date
         /// The longest block the items may cause (a peer's `accept.max_duration`).
         var maxBlock: Duration? = nil
+
+        /// What the actions' plans see.
+        var planning: PlanContext { PlanContext(nodeID: nodeID, peers: peers, policy: policy, at: at, maxBlock: maxBlock) }
     }
 
-    /// A playbook that matched an item, with its `playbook.matched` audit detail encoded before the
-    /// write, its metrics series, and the network its blocks are for (parsed before the write too).
+    /// A playbook that matched an item, with its actions' intents planned and its
+    /// `playbook.matched` audit detail encoded before the write, and its metrics series.
     struct Match: Sendable {
         let playbook: Playbook
+        let intents: [Intent]
         let detail: AuditDetail
         let counted: Tally.Key
-        let target: IPNetwork?
 
-        init(_ playbook: Playbook, item: Item) {
+        init(_ playbook: Playbook, item: Item, _ planning: PlanContext) {
             self.playbook = playbook
+            intents = playbook.plan(item, in: planning).map(\.intent)
             counted = Tally.Key("rampart_playbook_matches_total", ["playbook": playbook.name])
-            let blocks = playbook.actions.contains { if case .block = $0 { true } else { false } }
-            target = blocks ? item.indicator?.network : nil
             detail = AuditDetail { w in
                 w.field("playbook", playbook.name)
                 w.field("mode", playbook.mode.rawValue)
                 w.field("value", item.label)
-                w.field("actions", playbook.actions.map(\.name))
+                w.field("actions", playbook.actions.map(\.kind))
             }
         }
     }
@@ -131,6 +133,7 @@ public final class Pipeline: Sendable {
         let inForce = current
         let playbooks = inForce.playbooks
         let context = context(via: via, positionName: positionName, inForce: inForce, at: receivedAt)
+        let planning = context.planning
         var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
         // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
         // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
@@ -162,7 +165,7 @@ public final class Pipeline: Sendable {
                     let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
                     kinds[indicator.kind, default: 0] += 1
-                    chunk.append(.accepted(item, playbooks))
+                    chunk.append(.accepted(item, playbooks, planning))
                 case .failure(let error):
                     summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
                     chunk.append(.refused(position: entry.position, error, raw: entry.raw))
@@ -200,7 +203,7 @@ public final class Pipeline: Sendable {
         let inForce = current
         let item = Item(id: ids.next(), payload: .rule(rule), via: via, origin: nodeID, receivedAt: at)
         let context = context(via: via, positionName: "rule", inForce: inForce, at: at)
-        let prepared = [Prepared.accepted(item, inForce.playbooks)]
+        let prepared = [Prepared.accepted(item, inForce.playbooks, context.planning)]
         let effects = try await store.write { tx in try Pipeline.commit(prepared, context: context, in: &tx) }
         carryOut(effects)
         var counted = Tally()
@@ -261,84 +264,59 @@ public final class Pipeline: Sendable {
         return effects
     }
 
-    /// Records the match and carries out the playbook's actions inside the item's transaction.
+    /// Records the match and carries out its intents inside the item's transaction.
     /// `known`: the item's active decisions as its previous match's blocks left them.
     static func apply(
         _ match: Match, to encoded: EncodedItem, context: Context, in tx: inout StoreTransaction, effects: inout Effects,
         known: inout StoreTransaction.ActiveDecisions?
     ) throws {
-        let (policy, at) = (context.policy, context.at)
+        let at = context.at
         let item = encoded.item
         let playbook = match.playbook
         try tx.audit("playbook.matched", subject: item.id, detail: match.detail, at: at)
         effects.tally.add(match.counted)
-        for action in playbook.actions {
-            switch action {
-            case .block(let block):
-                guard let target = match.target else { continue }
-                var request = BlockRequest(
-                    target: target, direction: block.direction, duration: block.duration, playbook: playbook.name, item: item.id,
-                    origin: item.origin, reason: "playbook \(playbook.name)", simulated: playbook.mode == .simulate,
-                    escalation: block.escalate
-                )
-                request.maxDuration = context.maxBlock
-                let outcome = try tx.block(request, policy: policy, now: at, known: &known)
+        for intent in match.intents {
+            if case .nothing = intent { continue }
+            // `mode: simulate`, in one place: blocks were planned as simulated decisions (kept
+            // apart from enforced ones, never sent to the firewall); anything else is recorded, not done.
+            if playbook.mode == .simulate, !intent.isBlock {
+                try tx.audit("action.\(intent.kind)", subject: item.id, at: at) { w in
+                    w.field("playbook", playbook.name)
+                    intent.describe(to: &w)
+                    w.field("simulated", true)
+                }
+                effects.tally.add("rampart_actions_total", ["action": intent.kind, "outcome": "simulated"])
+                continue
+            }
+            switch intent {
+            case .block(let request):
+                let outcome = try tx.block(request, policy: context.policy, now: at, known: &known)
                 effects.tally.add(outcome)
                 if let change = outcome.firewallChange(at: at) { effects.firewall.append(change) }
-            case .exec(let exec):
-                let argv = exec.arguments(for: item, playbook: playbook.name)
-                guard playbook.mode == .enforce else {
-                    try tx.audit("action.exec", subject: item.id, at: at) { w in
-                        w.field("playbook", playbook.name)
-                        w.field("argv", argv)
-                        w.field("simulated", true)
-                    }
-                    effects.tally.add("rampart_actions_total", ["action": "exec", "outcome": "simulated"])
-                    continue
-                }
+            case .exec(let argv, let timeout):
                 effects.execs.append(
                     ExecJob(
                         item: item.id, playbook: playbook.name, argv: argv, input: encoded.json,
-                        environment: ExecRunner.environment(for: item, playbook: playbook.name), timeout: exec.timeout
+                        environment: ExecRunner.environment(for: item, playbook: playbook.name), timeout: timeout
                     )
                 )
-            case .rule(let action):
-                guard playbook.mode == .enforce else {
-                    try tx.audit("action.rule", subject: item.id, at: at) { w in
-                        w.field("playbook", playbook.name)
-                        switch action {
-                        case .render(let format, let template):
-                            w.field("format", format.rawValue)
-                            w.field("content", template.render(item, playbook: playbook.name))
-                        case .install:
-                            w.field("install", item.rule?.relativePath ?? "")
-                        }
-                        w.field("simulated", true)
-                    }
-                    effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "simulated"])
-                    continue
-                }
-                switch action {
-                case .render(let format, let template):
-                    try render(format: format, template: template, from: item, playbook: playbook, context: context, in: &tx, effects: &effects)
-                case .install:
-                    try install(item, playbook: playbook.name, at: at, in: &tx, effects: &effects)
-                }
-            case .propagate(let propagate):
-                try Pipeline.propagate(item, playbook: playbook, action: propagate, context: context, in: &tx, effects: &effects)
-            case .notify(let notify):
-                let body = notify.template.render(item, playbook: playbook.name)
-                if playbook.mode == .enforce {
-                    try tx.enqueue(peer: notify.destination, item: item.id, body: Array(body.utf8), path: [context.nodeID], hopsLeft: 0, suggest: [], at: at)
-                    effects.peers.insert(notify.destination)
-                }
+            case .renderRule(let rendering):
+                try render(rendering, context: context, in: &tx, effects: &effects)
+            case .installRule:
+                try install(item, playbook: playbook.name, at: at, in: &tx, effects: &effects)
+            case .propagate(let propagation):
+                try Pipeline.propagate(item, propagation, playbook: playbook.name, at: at, in: &tx, effects: &effects)
+            case .notify(let url, let body):
+                let destination = NotifyAction.destination(url)
+                try tx.enqueue(peer: destination, item: item.id, body: Array(body.utf8), path: [context.nodeID], hopsLeft: 0, suggest: [], at: at)
+                effects.peers.insert(destination)
                 try tx.audit("action.notify", subject: item.id, at: at) { w in
                     w.field("playbook", playbook.name)
-                    w.field("url", notify.url)
-                    w.field("body", body)
-                    if playbook.mode == .simulate { w.field("simulated", true) }
+                    intent.describe(to: &w)
                 }
-                effects.tally.add("rampart_actions_total", ["action": "notify", "outcome": playbook.mode == .enforce ? "queued" : "simulated"])
+                effects.tally.add("rampart_actions_total", ["action": "notify", "outcome": "queued"])
+            case .nothing:
+                continue
             }
         }
     }
@@ -346,24 +324,20 @@ public final class Pipeline: Sendable {
     /// A `rule` action on an indicator: renders the rule, checks it like any other, and (unless the
     /// same rule is installed already) stores it as a rule item of its own, installs it and runs it
     /// through the rule playbooks, all in the indicator's transaction.
-    static func render(
-        format: RuleFormat, template: ActionTemplate, from item: Item, playbook: Playbook, context: Context, in tx: inout StoreTransaction,
-        effects: inout Effects
-    ) throws {
+    static func render(_ rendering: RuleRendering, context: Context, in tx: inout StoreTransaction, effects: inout Effects) throws {
         let at = context.at
-        let content = try tx.renderRule(format: format, playbook: playbook.name, item: item, render: { sid in
-            template.render(item, playbook: playbook.name, sid: sid)
-        }, at: at)
+        let (item, format, playbook) = (rendering.item, rendering.format, rendering.playbook)
+        let content = try tx.renderRule(format: format, playbook: playbook, item: item, render: { sid in rendering.content(sid: sid) }, at: at)
         let indicator = item.indicator
         let rule: Rule
         do {
             rule = try Rule(
-                format: format, content: content, name: RuleAction.fileName(playbook: playbook.name, value: indicator?.value ?? item.id),
+                format: format, content: content, name: rendering.name,
                 tlp: item.tlp, confidence: indicator?.confidence ?? 50, severity: indicator?.severity, tags: indicator?.tags ?? [], parent: item.id
             )
         } catch {
             try tx.audit("rule.invalid", subject: item.id, at: at) { w in
-                w.field("playbook", playbook.name)
+                w.field("playbook", playbook)
                 w.field("format", format.rawValue)
                 w.field("content", content)
                 w.field("error", error.description)
@@ -373,7 +347,7 @@ public final class Pipeline: Sendable {
         }
         if let installed = try tx.installedRule(format: format, ruleID: rule.ruleID), installed.content == rule.content, installed.name == rule.name {
             try tx.audit("rule.unchanged", subject: item.id, at: at) { w in
-                w.field("playbook", playbook.name)
+                w.field("playbook", playbook)
                 w.field("path", rule.relativePath)
                 w.field("rule_item", installed.item)
             }
@@ -383,10 +357,10 @@ public final class Pipeline: Sendable {
         let ruleItem = Item(id: context.ids.next(), payload: .rule(rule), via: item.via, origin: context.nodeID, receivedAt: at)
         let encoded = EncodedItem(ruleItem)
         try tx.insert(encoded)
-        try install(ruleItem, playbook: playbook.name, at: at, in: &tx, effects: &effects)
+        try install(ruleItem, playbook: playbook, at: at, in: &tx, effects: &effects)
         var known: StoreTransaction.ActiveDecisions?
         for matched in context.playbooks.matches(for: Subject(ruleItem)) {
-            try apply(Match(matched, item: ruleItem), to: encoded, context: context, in: &tx, effects: &effects, known: &known)
+            try apply(Match(matched, item: ruleItem, context.planning), to: encoded, context: context, in: &tx, effects: &effects, known: &known)
         }
     }
 

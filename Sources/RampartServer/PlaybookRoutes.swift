@@ -26,7 +26,7 @@ struct PlaybookRoutes {
                 w.field("priority", playbook.priority)
                 w.field("stop", playbook.stop)
                 w.field("match", playbook.match.summary)
-                w.field("actions", playbook.actions.map(\.name))
+                w.field("actions", playbook.actions.map(\.kind))
                 w.endObject()
             }
             w.endArray()
@@ -60,14 +60,16 @@ struct PlaybookRoutes {
         let key = try context.require(.read)
         let via = request.uri.queryParameters["via"].map(String.init) ?? "api:\(key.name)"
         let body = try await bodies.receive(request, upTo: 1 << 20)
-        let (playbooks, policy) = (pipeline.playbooks, pipeline.policy)
+        let inForce = pipeline.current
+        let at = now()
+        let planning = PlanContext(nodeID: pipeline.nodeID, peers: inForce.peers, policy: inForce.policy, at: at)
         var w = JSONWriter()
         w.beginObject()
         w.key("items")
         w.beginArray()
         do {
             try body.withUnsafeReadableBytes { raw in
-                try IngestParser.parse(raw, format: .json, defaults: IndicatorDefaults(), now: now(), limits: .init(maxItems: 1000, maxDepth: 32)) { entry in
+                try IngestParser.parse(raw, format: .json, defaults: IndicatorDefaults(), now: at, limits: .init(maxItems: 1000, maxDepth: 32)) { entry in
                     w.beginObject()
                     w.field("index", entry.position)
                     switch entry.result {
@@ -78,14 +80,14 @@ struct PlaybookRoutes {
                         w.field("value", indicator.value)
                         w.key("playbooks")
                         w.beginArray()
-                        for (playbook, verdict) in playbooks.explain(Subject(indicator, via: via)) {
+                        for (playbook, verdict) in inForce.playbooks.explain(Subject(indicator, via: via)) {
                             w.beginObject()
                             w.field("name", playbook.name)
                             switch verdict {
                             case .matched:
                                 w.field("verdict", "matched")
-                                let item = Item(id: "(item id)", payload: .indicator(indicator), via: via, origin: "(origin)", receivedAt: Date())
-                                w.field("would", playbook.plan(for: item, policy: policy))
+                                let item = Item(id: "(item id)", payload: .indicator(indicator), via: via, origin: pipeline.nodeID, receivedAt: at)
+                                w.field("would", playbook.explain(item, in: planning))
                             case .failed(let why):
                                 w.field("verdict", "no_match")
                                 w.field("reason", why)

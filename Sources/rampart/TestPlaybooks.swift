@@ -48,16 +48,18 @@ struct TestPlaybooks: ParsableCommand {
             throw CLIError("\(error)")
         }
         let policy = config?.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config?.peers ?? [])) ?? SafetyPolicy()
+        let at = Date()
+        let planning = PlanContext(nodeID: config?.node.id ?? "(this node)", peers: config?.peers ?? [], policy: policy, at: at)
         if let rule {
             let parsed = try readRule(rule)
             print("\(rule): \(parsed.format.rawValue) rule \(parsed.ruleID) (\(parsed.title))")
-            report(set.explain(Subject(parsed, via: via)), item: sample(.rule(parsed)), policy: policy)
+            report(set.explain(Subject(parsed, via: via)), item: sample(.rule(parsed)), planning: planning)
             return
         }
         let (body, format) = try input()
         var failed = false
         try body.withUnsafeBytes { raw in
-            try IngestParser.parse(raw, format: format, defaults: IndicatorDefaults(), now: Date(), limits: .init(maxItems: 1_000_000, maxDepth: 32)) { entry in
+            try IngestParser.parse(raw, format: format, defaults: IndicatorDefaults(), now: at, limits: .init(maxItems: 1_000_000, maxDepth: 32)) { entry in
                 let label = format == .json ? "item \(entry.position)" : "line \(entry.position)"
                 switch entry.result {
                 case .failure(let error):
@@ -65,7 +67,7 @@ struct TestPlaybooks: ParsableCommand {
                     print("\(label): refused: \(error.message)")
                 case .success(let indicator):
                     print("\(label): \(indicator.kind.rawValue) \(indicator.value)")
-                    report(set.explain(Subject(indicator, via: via)), item: sample(.indicator(indicator)), policy: policy)
+                    report(set.explain(Subject(indicator, via: via)), item: sample(.indicator(indicator)), planning: planning)
                 }
             }
         }
@@ -100,7 +102,7 @@ struct TestPlaybooks: ParsableCommand {
         }
     }
 
-    func report(_ verdicts: [(playbook: Playbook, verdict: PlaybookSet.Verdict)], item: Item, policy: SafetyPolicy) {
+    func report(_ verdicts: [(playbook: Playbook, verdict: PlaybookSet.Verdict)], item: Item, planning: PlanContext) {
         if verdicts.isEmpty { print("  no playbooks loaded") }
         for (playbook, verdict) in verdicts {
             let mode = playbook.mode == .simulate ? ", simulate" : ""
@@ -111,7 +113,7 @@ struct TestPlaybooks: ParsableCommand {
                 print("  - \(playbook.name): would match, but \(by) (stop: true) ran first")
             case .matched:
                 print("  + \(playbook.name) (priority \(playbook.priority)\(mode)): matched")
-                for line in playbook.plan(for: item, policy: policy) { print("      \(line)") }
+                for line in playbook.explain(item, in: planning) { print("      \(line)") }
             }
         }
     }

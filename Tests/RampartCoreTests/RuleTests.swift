@@ -182,7 +182,7 @@ import Testing
         let verdicts = set.explain(Subject(low, via: "api:x"))
         #expect(verdicts.map(\.verdict) == [.failed("it runs on indicator items"), .failed("severity low is below high")])
         let item = Item(id: "x", payload: .rule(sigma), via: "api:x", origin: "a", receivedAt: Date())
-        #expect(install.plan(for: item, policy: SafetyPolicy()) == ["rule: install rules/sigma/cobalt_strike_dns_beaconing.yml (sigma rule 2975af79-28c4-4d2f-a951-9095f229df29, version 2022-10-09)"])
+        #expect(install.explain(item, in: PlanContext(nodeID: "a", peers: [], policy: SafetyPolicy(), at: Date())) == ["rule: install rules/sigma/cobalt_strike_dns_beaconing.yml (sigma rule 2975af79-28c4-4d2f-a951-9095f229df29, version 2022-10-09)"])
     }
 
     @Test func mistakesInRulePlaybooksAreReportedWithTheirPlace() {

@@ -12,7 +12,7 @@ public enum PlaybookLoader {
     static let indicatorOnlyKeys: Set<String> = ["kind", "value", "sightings"]
     static let ruleOnlyKeys: Set<String> = ["format"]
     public static let valueKeys = ["cidr", "suffix", "regex", "in_list", "not_in", "not_in_list"]
-    public static let actionNames = ["block", "rule", "exec", "propagate", "notify"]
+    public static let actionNames = PlaybookActions.names
 
     /// Loads every `*.yaml` file of `directory` and the named lists of `listsDirectory`.
     /// - Parameter peers: the configured peers' names, which `propagate: {to: […]}` may name; nil
@@ -81,136 +81,18 @@ public enum PlaybookLoader {
         return playbook
     }
 
-    static func parseAction(_ node: Node, path: String, playbook: Playbook, peers: [String]?, reader: YAMLReader) -> Action? {
+    static func parseAction(_ node: Node, path: String, playbook: Playbook, peers: [String]?, reader: YAMLReader) -> (any PlaybookAction)? {
         guard let fields = reader.fields(node, allowed: actionNames, what: path) else { return nil }
         guard fields.keys.count == 1, let name = fields.keys.first, let body = fields[name] else {
             reader.error(node, "\(path) must hold exactly one action, such as {block: {duration: 4h}}; found \(fields.keys.count)")
             return nil
         }
-        if playbook.on == .rule, name == "block" {
+        if playbook.on == .rule, name == BlockAction.kind {
             reader.error(fields.keyNode(name), "block acts on addresses and networks; a playbook on: rule can rule (install), propagate, notify or exec")
             return nil
         }
-        switch name {
-        case "block":
-            guard let block = reader.fields(body, allowed: ["duration", "direction", "escalate"], what: "\(path).block") else { return nil }
-            let duration = block.required("duration").flatMap { reader.duration($0, "\(path).block.duration") }
-            var escalate: Escalation?
-            if let n = block["escalate"], let fields = reader.fields(n, allowed: ["factor", "max"], what: "\(path).block.escalate") {
-                let factor = fields.required("factor").flatMap { f in
-                    reader.word(f, "\(path).block.escalate.factor") { (text) throws(ValueError) -> Double in
-                        guard let value = Double(text), value > 1, value <= 100 else {
-                            throw ValueError(.invalidField, "expected a number above 1 and at most 100, such as 2 or 1.5, found '\(text.preview)'")
-                        }
-                        return value
-                    }
-                }
-                let max = fields.required("max").flatMap { reader.duration($0, "\(path).block.escalate.max") }
-                if let max, let duration, max < duration { reader.error(n, "\(path).block.escalate.max (\(max.text)) is shorter than the duration (\(duration.text))") }
-                if let factor, let max { escalate = Escalation(factor: factor, max: max) }
-            }
-            var direction = Direction.both
-            if let n = block["direction"] {
-                direction = reader.word(n, "\(path).block.direction") { (text) throws(ValueError) in try Direction(name: text) } ?? .both
-            }
-            let nonIP = playbook.match.possibleKinds.filter { !$0.isNetwork }
-            if !nonIP.isEmpty {
-                reader.error(
-                    node,
-                    "block acts on addresses and networks, but this playbook can match \(Condition.list(nonIP.map(\.rawValue))); limit match.kind to ipv4, ipv6 and cidr"
-                )
-            }
-            guard let duration else { return nil }
-            return .block(BlockAction(duration: duration, direction: direction, escalate: escalate))
-        case "exec":
-            guard let exec = reader.fields(body, allowed: ["argv", "timeout"], what: "\(path).exec") else { return nil }
-            var timeout: Duration = .seconds(10)
-            if let n = exec["timeout"], let value = reader.duration(n, "\(path).exec.timeout") {
-                if value <= .seconds(300) { timeout = value } else { reader.error(n, "\(path).exec.timeout must be at most 5m") }
-            }
-            guard let n = exec.required("argv"), let entries = reader.list(n, "\(path).exec.argv", allowSingle: false) else { return nil }
-            guard let first = entries.first else {
-                reader.error(n, "\(path).exec.argv must name the program to run, as an absolute path")
-                return nil
-            }
-            if let program = reader.string(first, "\(path).exec.argv[0]"), !program.hasPrefix("/") || program.contains("{{") {
-                reader.error(first, "\(path).exec.argv[0] must be the program's absolute path, without template fields, such as /usr/local/bin/ticket")
-            }
-            let argv = entries.enumerated().compactMap { index, entry in
-                reader.word(entry, "\(path).exec.argv[\(index)]") { (text) throws(ValueError) in try ActionTemplate(text, output: .text) }
-            }
-            guard argv.count == entries.count else { return nil }
-            return .exec(ExecAction(argv: argv, timeout: timeout))
-        case "rule":
-            guard playbook.on == .indicator else {
-                // On rules, it installs the rule as received: `rule: {}`.
-                guard case .mapping(let keys) = body, keys.count == 0 else {
-                    reader.error(body, "on: rule, \(path).rule installs the rule as received and takes no keys: write rule: {}")
-                    return nil
-                }
-                return .rule(.install)
-            }
-            guard let rule = reader.fields(body, allowed: ["format", "template"], what: "\(path).rule") else { return nil }
-            let format = rule.required("format").flatMap { n in
-                reader.word(n, "\(path).rule.format") { (text) throws(ValueError) in try choice(text, RuleFormat.self) }
-            }
-            guard let body = rule.required("template"), let format else { return nil }
-            let template = reader.word(body, "\(path).rule.template") { (text) throws(ValueError) in
-                try ActionTemplate(text, output: format.templateOutput, fields: ActionTemplate.ruleFields)
-            }
-            return template.map { .rule(.render(format: format, template: $0)) }
-        case "propagate":
-            guard let propagate = reader.fields(body, allowed: ["to", "suggest", "relay", "hops"], what: "\(path).propagate") else { return nil }
-            var action = PropagateAction(to: nil)
-            if let n = propagate.required("to"), let names = reader.strings(n, "\(path).propagate.to") {
-                if names != ["all"] {
-                    action.to = names
-                    for name in names where peers.map({ !$0.contains(name) }) ?? false {
-                        let known = peers.map { $0.isEmpty ? "none is configured" : "the configuration has \($0.joined(separator: ", "))" } ?? ""
-                        reader.error(n, "\(path).propagate.to: unknown peer '\(name.preview)'; \(known) (or say to: all)")
-                    }
-                }
-            }
-            if let n = propagate["suggest"], let names = reader.strings(n, "\(path).propagate.suggest") {
-                for name in names where !PeerMessage.suggestible.contains(name) {
-                    reader.error(n, "\(path).propagate.suggest: unknown action '\(name.preview)'; expected \(PeerMessage.suggestible.joined(separator: ", "))")
-                }
-                action.suggest = names
-            }
-            if let n = propagate["relay"], let relay = reader.bool(n, "\(path).propagate.relay") { action.relay = relay }
-            if let n = propagate["hops"], let hops = reader.int(n, "\(path).propagate.hops", in: 1...16) { action.hops = hops }
-            return .propagate(action)
-        case "notify":
-            guard let notify = reader.fields(body, allowed: ["url", "template"], what: "\(path).notify") else { return nil }
-            let url = notify.required("url").flatMap { n in
-                reader.word(n, "\(path).notify.url") { (text) throws(ValueError) -> String in
-                    guard let components = URLComponents(string: text), ["http", "https"].contains(components.scheme),
-                        components.host?.isEmpty == false, components.user == nil, components.password == nil
-                    else { throw ValueError(.invalidField, "expected an http:// or https:// URL without credentials, found '\(text.preview)'") }
-                    return text
-                }
-            }
-            let template = notify.required("template").flatMap { n in
-                reader.word(n, "\(path).notify.template") { (text) throws(ValueError) -> ActionTemplate in
-                    let template = try ActionTemplate(text, output: .json)
-                    // Field values are escaped as JSON strings; the rest must make a JSON document.
-                    let sample = Item(
-                        id: "x", payload: .indicator(Indicator(kind: .ipv4, value: "192.0.2.1", source: "s", tags: ["t"], description: "d")),
-                        via: "v", origin: "o", receivedAt: Date(timeIntervalSince1970: 0)
-                    )
-                    do {
-                        _ = try JSONValue.parse(Array(template.render(sample, playbook: "p").utf8))
-                    } catch {
-                        throw ValueError(.invalidField, "the template does not make a JSON document (\(error)); put fields inside JSON strings, such as '{\"text\": \"blocked {{value}}\"}'")
-                    }
-                    return template
-                }
-            }
-            guard let url, let template else { return nil }
-            return .notify(NotifyAction(url: url, template: template))
-        default:
-            return nil  // `fields(allowed: actionNames)` reported any other name
-        }
+        // `fields(allowed: actionNames)` reported any other name.
+        return PlaybookActions.registry[name]?.parse(body, action: node, path: path, playbook: playbook, peers: peers, reader: reader)
     }
 
     static func choice<T: RawRepresentable & CaseIterable>(_ text: String, _: T.Type) throws(ValueError) -> T where T.RawValue == String {

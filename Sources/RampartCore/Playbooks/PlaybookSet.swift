@@ -21,7 +21,7 @@ public struct PlaybookSet: Sendable {
     public private(set) var sightingWindow: Duration?
     /// The URLs `notify` actions post to.
     public var notifyURLs: Set<String> {
-        Set(playbooks.flatMap { $0.actions.compactMap { if case .notify(let notify) = $0 { notify.url } else { nil } } })
+        Set(playbooks.flatMap { $0.actions.compactMap { ($0 as? NotifyAction)?.url } })
     }
 
     public init(_ playbooks: [Playbook]) {
