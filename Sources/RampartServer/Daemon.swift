@@ -66,7 +66,7 @@ public enum Daemon {
         let bodies = BodyReceiver(maxBytes: config.http.maxBodyBytes, timeout: config.http.bodyTimeout)
         IndicatorRoutes(pipeline: pipeline, bodies: bodies).register(on: router)
         RuleRoutes(pipeline: pipeline, store: store, bodies: bodies).register(on: router)
-        DecisionRoutes(store: store, enforcer: enforcer, pipeline: pipeline, bodies: bodies, nodeID: config.node.id, now: now).register(on: router)
+        DecisionRoutes(store: store, pipeline: pipeline, bodies: bodies, nodeID: config.node.id, now: now).register(on: router)
         let reloader = Reloader(
             configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, metrics: metrics, logger: logger, now: now
         )

@@ -6,7 +6,6 @@ import RampartStore
 /// `GET/POST/DELETE /v1/decisions`: list, manual blocks, revocations.
 struct DecisionRoutes {
     let store: Store
-    let enforcer: Enforcer
     let pipeline: Pipeline
     let bodies: BodyReceiver
     let nodeID: String
@@ -81,11 +80,7 @@ struct DecisionRoutes {
             throw Problem.badRequest(error.code == .invalidJSON ? "invalid-json" : "invalid-decision", error.message)
         }
         let at = now()
-        let currentPolicy = pipeline.policy
-        let outcome = try await store.write { tx in try tx.block(blockRequest, policy: currentPolicy, now: at) }
-        var tally = Tally()
-        tally.add(outcome)
-        pipeline.metrics.add(tally)
+        let outcome = try await pipeline.block(blockRequest)
         let status: HTTPResponse.Status
         let outcomeName: String
         switch outcome {
@@ -96,7 +91,6 @@ struct DecisionRoutes {
         case .unchanged: (status, outcomeName) = (.ok, "unchanged")
         }
         let decision = outcome.decision!
-        if let change = outcome.firewallChange(at: at) { enforcer.submit([change]) }
         var w = JSONWriter()
         w.beginObject()
         w.field("outcome", outcomeName)

@@ -212,6 +212,22 @@ public final class Pipeline: Sendable {
         return item
     }
 
+    /// A block asked for directly (`POST /v1/decisions`): through the safety rails and the merge
+    /// rules like a playbook's, and to the firewall by the same path. Returns once durable.
+    public func block(_ request: BlockRequest) async throws -> BlockOutcome {
+        let at = now()
+        let policy = self.policy
+        let (outcome, effects) = try await store.write { tx in
+            var effects = Effects()
+            let outcome = try tx.block(request, policy: policy, now: at)
+            effects.tally.add(outcome)
+            if let change = outcome.firewallChange(at: at) { effects.firewall.append(change) }
+            return (outcome, effects)
+        }
+        carryOut(effects)
+        return outcome
+    }
+
     /// What a commit leaves to do outside the database once it is durable.
     struct Effects: Sendable {
         var firewall: [FirewallChange] = []
