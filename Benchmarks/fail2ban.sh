@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# For comparison with Benchmarks/firewall.sh (issue 4): Debian's fail2ban banning COUNT addresses
+# For comparison with Benchmarks/firewall.sh: Debian's fail2ban banning COUNT addresses
 # one `fail2ban-client set JAIL banip` call each, with its nftables banaction, in a network
 # namespace of its own, timed from the first call to every address in its nftables set.
 # Needs root and the fail2ban package (apt-get install fail2ban).
@@ -43,7 +43,7 @@ client() { ip netns exec "$NS" fail2ban-client -c "$WORK/etc" "$@"; }
 client start >/dev/null 2>&1 || { cat "$WORK/fail2ban.log" >&2; exit 1; }
 for _ in $(seq 100); do client ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-ADDRESSES=$(awk -v n="$COUNT" '!/^#/ && NF { print $1; if (++seen == n) exit }' "${FEED:-../shared/data/feeds/ipsum-level1.txt}" 2>/dev/null || true)
+ADDRESSES=$(awk -v n="$COUNT" '!/^#/ && NF { print $1; if (++seen == n) exit }' "${FEED:-Benchmarks/fixtures/ipsum-10k.txt}" 2>/dev/null || true)
 [ "$(echo "$ADDRESSES" | wc -l)" = "$COUNT" ] || ADDRESSES=$(for i in $(seq "$COUNT"); do echo "11.$((i / 65536 % 256)).$((i / 256 % 256)).$((i % 256))"; done)
 in_set() { ip netns exec "$NS" nft -j list set inet f2b-table addr-set-bench 2>/dev/null | python3 -c 'import json,sys; print(sum(len(o["set"].get("elem", [])) for o in json.load(sys.stdin)["nftables"] if "set" in o))' 2>/dev/null || echo 0; }
 

@@ -1,4 +1,4 @@
-"""nftables enforcement benchmark (issue 4), run by Benchmarks/firewall.sh inside a fresh network
+"""nftables enforcement benchmark, run by Benchmarks/firewall.sh inside a fresh network
 namespace, as root.
 
 1. Bulk: N distinct IPv4 addresses of a feed. Baseline: one plain `nft -f` file adding them to a

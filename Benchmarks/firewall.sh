@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# nftables enforcement benchmark (issue 4), release build, as root, in a network namespace of its
+# nftables enforcement benchmark, release build, as root, in a network namespace of its
 # own (the host's ruleset is never touched): bulk blocks against a plain `nft -f` load of the
 # same addresses, single-block latency, and the daemon's RSS. See Benchmarks/firewall.py.
-# Usage: Benchmarks/firewall.sh [COUNT [FEED [TRIALS]]]   (default 100000, ipsum-level1, 200)
+# Usage: Benchmarks/firewall.sh [COUNT [FEED [TRIALS]]]   (default 10000, Benchmarks/fixtures/ipsum-10k.txt, 200; the figures in the docs: 100000 and the full ipsum level-1 list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-COUNT=${1:-100000}
-FEED=${2:-../shared/data/feeds/ipsum-level1.txt}
+COUNT=${1:-10000}
+FEED=${2:-Benchmarks/fixtures/ipsum-10k.txt}
 TRIALS=${3:-200}
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespace, nftables)" >&2; exit 2; }
 [ -r "$FEED" ] || { echo "feed $FEED not found" >&2; exit 2; }

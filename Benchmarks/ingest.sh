@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingest benchmark (issue 2). Builds release, then measures, in one session:
+# Ingest benchmark. Builds release, then measures, in one session:
 #   1. single-indicator POST (~300-byte JSON, keep-alive, wrk 64 connections) against
 #      `rampart serve` and against the bare Hummingbird baseline (Benchmarks/Baseline), as a ratio;
 #   2. a 120k-line feed posted whole as text/plain and as NDJSON (indicators/s, end to end);
@@ -10,7 +10,7 @@
 # (deploy/setup-dev.sh installs them). Usage: Benchmarks/ingest.sh [FEED] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FEED=${1:-../shared/data/feeds/ipsum-level1.txt}
+FEED=${1:-Benchmarks/fixtures/ipsum-10k.txt}
 SECONDS_PER_RUN=${2:-10}
 RUNS=3
 OUT=Benchmarks/results/$(date -u +%Y%m%dT%H%M%SZ)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Matcher benchmark (issue 3), release build, pinned to one core. Usage: Benchmarks/matcher.sh [ITEMS] [PLAYBOOK COUNTS...]
+# Matcher benchmark, release build, pinned to one core. Usage: Benchmarks/matcher.sh [ITEMS] [PLAYBOOK COUNTS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --product rampart-bench-matcher >/dev/null

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Propagation benchmarks (issue 5), release build, two daemons on loopback:
+# Propagation benchmarks, release build, two daemons on loopback:
 #   1. latency: 500 indicators posted one by one at A; for each, from A's 2xx to the decision
 #      committed at B (B's database polled every 0.2 ms), p50/p99;
 #   2. throughput: 100,000 feed addresses posted at A in one request, delivered to one peer
@@ -12,7 +12,7 @@
 # Usage: Benchmarks/peers.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FEED=${1:-../shared/data/feeds/ipsum-level1.txt}
+FEED=${1:-Benchmarks/fixtures/ipsum-10k.txt}
 COUNT=100000
 [ -r "$FEED" ] || { echo "feed $FEED not found; pass a file of one IP a line" >&2; exit 2; }
 swift build -c release --product rampart >/dev/null

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Playbook benchmarks (issue 3), release build, in one session:
+# Playbook benchmarks, release build, in one session:
 #   1. a feed posted as text/plain with no playbooks, then with 100 generated playbooks loaded
 #      (indicators/s and the ratio);
 #   2. a reload of 1,000 generated playbooks (POST /v1/reload), timed, while the feed is posted:
@@ -7,7 +7,7 @@
 # Usage: [RUNS=5] Benchmarks/playbooks.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FEED=${1:-../shared/data/feeds/ipsum-level1.txt}
+FEED=${1:-Benchmarks/fixtures/ipsum-10k.txt}
 RUNS=${RUNS:-5}
 [ -r "$FEED" ] || { echo "feed $FEED not found; pass a file of one IP a line" >&2; exit 2; }
 swift build -c release --product rampart >/dev/null

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Service figures (issue 6), release build, as root, in a network namespace of its own with the
+# Service figures, release build, as root, in a network namespace of its own with the
 # nftables backend: time from exec to READY=1 (sd_notify) with 1,000 playbooks and 100,000 active
 # decisions (their reconcile into the kernel included), the daemon's idle RSS then, and the time
 # from SIGTERM to exit while eight clients post indicators.
-# Usage: Benchmarks/service.sh [FEED]   (default ../shared/data/feeds/ipsum-level1.txt)
+# Usage: Benchmarks/service.sh [FEED]   (default Benchmarks/fixtures/ipsum-10k.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FEED=${1:-../shared/data/feeds/ipsum-level1.txt}
+FEED=${1:-Benchmarks/fixtures/ipsum-10k.txt}
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespace, nftables)" >&2; exit 2; }
 [ -r "$FEED" ] || { echo "feed $FEED not found" >&2; exit 2; }
 swift build -c release --product rampart >/dev/null

@@ -1,4 +1,4 @@
-// Matcher benchmark (issue 3): generated playbooks against generated items, through the indexed
+// Matcher benchmark: generated playbooks against generated items, through the indexed
 // PlaybookSet and through a naive linear evaluation of the same playbooks, in one run, on one
 // thread. Playbooks: 40% networks, 30% domain suffixes, 27% tags (each with confidence or
 // severity conditions), 2.5% a regex within a domain suffix, and 0.5% a regex over every domain
