@@ -54,7 +54,9 @@ func playbooks(_ count: Int, regexOnly: Bool) -> [Playbook] {
             if g.below(6) == 0 && regexOnly {  // 0.5%: a regex alone over every domain
                 p.match = .all([.kind([.domain]), regex, confidence])
             } else {  // 2.5%: a regex within the domain it is about
-                p.match = .all([.kind([.domain]), .suffixes(SuffixSet(["\(words[g.below(words.count)]).\(tlds[g.below(tlds.count)])"])), regex, confidence])
+                p.match = .all([
+                    .kind([.domain]), .suffixes(SuffixSet(["\(words[g.below(words.count)]).\(tlds[g.below(tlds.count)])"])), regex, confidence,
+                ])
             }
         }
         return p
@@ -105,16 +107,17 @@ let subjects = items(itemCount)
 print("items: \(itemCount) (60% ipv4, 30% domains, 10% long .top domains), one thread")
 print("playbooks  regex-only  indexed items/s  naive items/s  speedup  matches (indexed = naive)")
 for count in counts {
-  for regexOnly in [false, true] {
-    let set = PlaybookSet(playbooks(count, regexOnly: regexOnly))
-    let (indexed, indexedMatches) = rate(subjects.count) { subjects.reduce(0) { $0 + set.matches(for: $1).count } }
-    // The naive loop is slow with many playbooks: time it on a sample, and compare matches on it.
-    let sample = Array(subjects.prefix(max(2000, min(subjects.count, 20_000_000 / max(count, 1)))))
-    let (linear, naiveMatches) = rate(sample.count) { sample.reduce(0) { $0 + naive(set.playbooks, $1) } }
-    let sampleIndexed = sample.reduce(0) { $0 + set.matches(for: $1).count }
-    print(
-        String(format: "%9d  %10@  %15.0f  %13.0f  %6.1fx  %d (%@ on %d sampled items)", count, regexOnly ? "0.5%" : "none", indexed, linear,
-               indexed / linear, indexedMatches, sampleIndexed == naiveMatches ? "equal" : "DIFFERENT", sample.count)
-    )
-  }
+    for regexOnly in [false, true] {
+        let set = PlaybookSet(playbooks(count, regexOnly: regexOnly))
+        let (indexed, indexedMatches) = rate(subjects.count) { subjects.reduce(0) { $0 + set.matches(for: $1).count } }
+        // The naive loop is slow with many playbooks: time it on a sample, and compare matches on it.
+        let sample = Array(subjects.prefix(max(2000, min(subjects.count, 20_000_000 / max(count, 1)))))
+        let (linear, naiveMatches) = rate(sample.count) { sample.reduce(0) { $0 + naive(set.playbooks, $1) } }
+        let sampleIndexed = sample.reduce(0) { $0 + set.matches(for: $1).count }
+        print(
+            String(
+                format: "%9d  %10@  %15.0f  %13.0f  %6.1fx  %d (%@ on %d sampled items)", count, regexOnly ? "0.5%" : "none", indexed, linear,
+                indexed / linear, indexedMatches, sampleIndexed == naiveMatches ? "equal" : "DIFFERENT", sample.count)
+        )
+    }
 }

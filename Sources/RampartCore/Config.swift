@@ -169,7 +169,9 @@ public struct Config: Sendable {
         }
         var listen = Listen(host: "127.0.0.1", port: 8470)
         if let n = top["listen"], let text = reader.string(n, "listen") {
-            if let parsed = parseListen(text) { listen = parsed } else {
+            if let parsed = parseListen(text) {
+                listen = parsed
+            } else {
                 reader.error(n, "listen must be host:port, such as 127.0.0.1:8470 or [::1]:8470")
             }
         }
@@ -199,15 +201,16 @@ public struct Config: Sendable {
             let fields = reader.fields(n, allowed: keys["firewall"]!, what: "firewall")
         {
             if let b = fields["backend"] {
-                config.firewall.backend = reader.word(b, "firewall.backend") { (text) throws(ValueError) -> FirewallBackend in
-                    guard let backend = FirewallBackend(rawValue: text) else {
-                        throw ValueError(
-                            .invalidField,
-                            "unknown backend '\(text.preview)'; this build supports: \(FirewallBackend.allCases.map(\.rawValue).joined(separator: ", "))"
-                        )
-                    }
-                    return backend
-                } ?? .dryRun
+                config.firewall.backend =
+                    reader.word(b, "firewall.backend") { (text) throws(ValueError) -> FirewallBackend in
+                        guard let backend = FirewallBackend(rawValue: text) else {
+                            throw ValueError(
+                                .invalidField,
+                                "unknown backend '\(text.preview)'; this build supports: \(FirewallBackend.allCases.map(\.rawValue).joined(separator: ", "))"
+                            )
+                        }
+                        return backend
+                    } ?? .dryRun
             }
             if let t = fields["table"], let table = reader.string(t, "firewall.table") {
                 if isName(table) && !table.contains(".") && !table.contains("-") && table.first!.isLetter {
@@ -254,15 +257,18 @@ public struct Config: Sendable {
         if let n = top["log"], let fields = reader.fields(n, allowed: keys["log"]!, what: "log") {
             if let l = fields["level"], let level = reader.string(l, "log.level") {
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-                if levels.contains(level) { config.log.level = level } else {
+                if levels.contains(level) {
+                    config.log.level = level
+                } else {
                     reader.error(l, "log.level must be one of: \(levels.joined(separator: ", "))")
                 }
             }
             if let f = fields["format"] {
-                config.log.format = reader.word(f, "log.format") { (text) throws(ValueError) -> LogFormat in
-                    guard let format = LogFormat(rawValue: text) else { throw ValueError(.invalidField, "expected logfmt or json") }
-                    return format
-                } ?? .logfmt
+                config.log.format =
+                    reader.word(f, "log.format") { (text) throws(ValueError) -> LogFormat in
+                        guard let format = LogFormat(rawValue: text) else { throw ValueError(.invalidField, "expected logfmt or json") }
+                        return format
+                    } ?? .logfmt
             }
         }
         if let n = top["signing"], let fields = reader.fields(n, allowed: keys["signing"]!, what: "signing") {
@@ -271,7 +277,10 @@ public struct Config: Sendable {
         if let n = top["peers"] {
             config.peers = parsePeers(n, reader: reader, nodeID: config.node.id)
             if config.signingKeyFile == nil, let unsigned = config.peers.first(where: { $0.secret == nil }) {
-                reader.error(n, "peer '\(unsigned.name)' shares no secret, so what is sent to it is signed with this node's key: set signing.key_file (make one with `rampart keygen`)")
+                reader.error(
+                    n,
+                    "peer '\(unsigned.name)' shares no secret, so what is sent to it is signed with this node's key: set signing.key_file (make one with `rampart keygen`)"
+                )
             }
         }
         try reader.throwIfErrors()
@@ -352,18 +361,28 @@ public struct Config: Sendable {
         if let n = fields["max_json_depth"], let v = reader.int(n, "http.max_json_depth", in: 4...256) { http.maxJSONDepth = v }
         if let n = fields["idle_timeout"], let v = reader.duration(n, "http.idle_timeout") { http.idleTimeout = v }
         if let n = fields["max_header_bytes"], let size = reader.word(n, "http.max_header_bytes", Config.parseSize) {
-            if (1 << 10...1 << 20).contains(size) { http.maxHeaderBytes = size } else { reader.error(n, "http.max_header_bytes must be between 1KiB and 1MiB") }
+            if (1 << 10...1 << 20).contains(size) {
+                http.maxHeaderBytes = size
+            } else {
+                reader.error(n, "http.max_header_bytes must be between 1KiB and 1MiB")
+            }
         }
         if let n = fields["body_timeout"], let v = reader.duration(n, "http.body_timeout") { http.bodyTimeout = v }
         if let n = fields["max_rule"], let size = reader.word(n, "http.max_rule", Config.parseSize) {
-            if (1 << 10...16 << 20).contains(size) { http.maxRuleBytes = size } else { reader.error(n, "http.max_rule must be between 1KiB and 16MiB") }
+            if (1 << 10...16 << 20).contains(size) {
+                http.maxRuleBytes = size
+            } else {
+                reader.error(n, "http.max_rule must be between 1KiB and 16MiB")
+            }
         }
         return http
     }
 
     /// `16MiB`, `512KiB`, `1048576`.
     public static func parseSize(_ text: String) throws(ValueError) -> Int {
-        let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1000), ("B", 1), ("", 1)]
+        let units: [(String, Int)] = [
+            ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1000), ("B", 1), ("", 1),
+        ]
         for (unit, scale) in units where text.hasSuffix(unit) {
             if let number = Int(text.dropLast(unit.count).trimmingCharacters(in: .whitespaces)), number > 0, number <= Int(Int32.max) / scale * 4 {
                 return number * scale
@@ -390,6 +409,8 @@ public struct Config: Sendable {
 
     static func isName(_ text: String) -> Bool {
         !text.isEmpty && text.utf8.count <= 64
-            && text.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 || $0 == 46 }
+            && text.utf8.allSatisfy {
+                ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 || $0 == 46
+            }
     }
 }

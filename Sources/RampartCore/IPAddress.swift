@@ -57,8 +57,9 @@ public enum IPAddress: Hashable, Sendable, Comparable {
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                if digits == 0 && byte == UInt8(ascii: "0") { leadingZero = true }
-                else if leadingZero {
+                if digits == 0 && byte == UInt8(ascii: "0") {
+                    leadingZero = true
+                } else if leadingZero {
                     throw ValueError(
                         .ambiguousIPv4,
                         "'\(text.preview)' has an octet with a leading zero, which some parsers read as octal; write it without leading zeros"

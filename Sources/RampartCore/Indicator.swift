@@ -119,7 +119,8 @@ extension Indicator {
                 sawTTL = true
                 validUntil = now.adding(try Indicator.ttl(try Indicator.string(value, field: "ttl")))
             case "description":
-                description = try Indicator.checkedText(try Indicator.string(value, field: "description"), field: "description", max: 4096, multiline: true)
+                description = try Indicator.checkedText(
+                    try Indicator.string(value, field: "description"), field: "description", max: 4096, multiline: true)
             case "references":
                 guard case .array(let list) = value, list.count <= Indicator.maxReferences else {
                     throw ValueError(.invalidField, "'references' must be an array of at most \(Indicator.maxReferences) strings")
@@ -186,12 +187,18 @@ extension Indicator {
         for item in list {
             let raw = try string(item, field: "tags")
             // Most tags are already lower-case ASCII: skip Foundation's trimming and Unicode properties.
-            let plain = raw.utf8.count <= 64 && raw.utf8.allSatisfy {
-                ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e || $0 == 0x3a || $0 == 0x2f || $0 == 0x3d
-            }
+            let plain =
+                raw.utf8.count <= 64
+                && raw.utf8.allSatisfy {
+                    ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e || $0 == 0x3a || $0 == 0x2f
+                        || $0 == 0x3d
+                }
             let tag = plain ? raw : raw.trimmingCharacters(in: .whitespaces).lowercased()
             guard !tag.isEmpty, tag.utf8.count <= 64,
-                plain || tag.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.:/=".unicodeScalars.contains($0) })
+                plain
+                    || tag.unicodeScalars.allSatisfy({
+                        $0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.:/=".unicodeScalars.contains($0)
+                    })
             else {
                 throw ValueError(.invalidField, "tag '\(tag.preview)' must be 1-64 letters, digits or -_.:/=")
             }

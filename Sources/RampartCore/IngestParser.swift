@@ -96,7 +96,8 @@ public enum IngestParser {
                 switch document {
                 case .array(let list): elements = list
                 case .object where document["type"] == .string("bundle"):
-                    throw BodyError(kind: .unsupported, message: "STIX bundles are not supported yet; post indicators as JSON objects, NDJSON or text")
+                    throw BodyError(
+                        kind: .unsupported, message: "STIX bundles are not supported yet; post indicators as JSON objects, NDJSON or text")
                 case .object: elements = [document]
                 default: throw BodyError(kind: .invalid, message: "expected an indicator object or an array of them, found \(document.typeName)")
                 }

@@ -155,7 +155,9 @@ extension Config {
         {
             // fine
         } else {
-            reader.error(urlNode, "\(path).url must be an http:// or https:// URL without credentials, such as https://rampart.cert-fr.example:8470/v1/peer/events")
+            reader.error(
+                urlNode,
+                "\(path).url must be an http:// or https:// URL without credentials, such as https://rampart.cert-fr.example:8470/v1/peer/events")
         }
         if let n = fields["node_id"], let id = reader.string(n, "\(path).node_id") {
             if isName(id) { peer.nodeID = id } else { reader.error(n, "\(path).node_id must be 1-64 letters, digits, '-', '_' or '.'") }
@@ -173,7 +175,8 @@ extension Config {
             }
         }
         if fields["public_key"] == nil && fields["secret"] == nil {
-            reader.error(node, "peer '\(name)' needs a public_key (whpk_…, from its `rampart keygen`), a secret (whsec_…) or both, to verify what it sends")
+            reader.error(
+                node, "peer '\(name)' needs a public_key (whpk_…, from its `rampart keygen`), a secret (whsec_…) or both, to verify what it sends")
         }
         if let n = fields["share"] { peer.share = parseSharing(n, path: "\(path).share", reader: reader) }
         if let n = fields["accept"] { peer.accept = parseTrust(n, path: "\(path).accept", reader: reader) }
@@ -200,12 +203,13 @@ extension Config {
             }
         }
         if let n = fields["kinds"], let names = reader.strings(n, "\(path).kinds") {
-            share.kinds = KindSet(names.compactMap { name in
-                do { return try IndicatorKind(name: name) } catch {
-                    reader.error(n, "\(path).kinds: \(error)")
-                    return nil
-                }
-            })
+            share.kinds = KindSet(
+                names.compactMap { name in
+                    do { return try IndicatorKind(name: name) } catch {
+                        reader.error(n, "\(path).kinds: \(error)")
+                        return nil
+                    }
+                })
         }
         if let n = fields["actions"], let names = reader.strings(n, "\(path).actions") {
             share.actions = Set(names)
@@ -229,7 +233,9 @@ extension Config {
         if let n = fields["items"], let names = reader.strings(n, "\(path).items") {
             accept.items = []
             for name in names {
-                if let type = TrustPolicy.ItemType(rawValue: name) { accept.items.insert(type) } else {
+                if let type = TrustPolicy.ItemType(rawValue: name) {
+                    accept.items.insert(type)
+                } else {
                     reader.error(n, "\(path).items: unknown item type '\(name.preview)'; expected indicator, rule or revoke")
                 }
             }

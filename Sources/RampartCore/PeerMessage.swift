@@ -133,22 +133,28 @@ public struct PeerMessage: Sendable {
                 switch name {
                 case "id", "type": continue
                 case type:
-                    payload = type == "rule"
+                    payload =
+                        type == "rule"
                         ? .rule(try Rule(json: value, maxBytes: maxRuleBytes))
                         : .indicator(try Indicator(json: value, defaults: IndicatorDefaults(), now: now))
                 case "origin":
                     guard case .string(origin) = value else { throw ValueError(.invalidField, "'origin' must be the message's origin, \(origin)") }
                 case "suggested":
-                    guard case .array(let list) = value, list.count <= 8 else { throw ValueError(.invalidField, "'suggested' must be a short array of actions") }
+                    guard case .array(let list) = value, list.count <= 8 else {
+                        throw ValueError(.invalidField, "'suggested' must be a short array of actions")
+                    }
                     suggested = list.compactMap { if case .string(let s) = $0, suggestible.contains(s) { s } else { nil } }
                 default:
                     throw ValueError(.unknownField, "unknown field '\(name.preview)' in \(type == "rule" ? "a rule" : "an indicator") item")
                 }
             }
             guard let payload else { throw ValueError(.missingField, "missing object '\(type)'") }
-            return .item(Item(id: id, payload: payload, via: via, origin: origin, path: path, hopsLeft: hopsLeft, suggested: suggested, receivedAt: now))
+            return .item(
+                Item(id: id, payload: payload, via: via, origin: origin, path: path, hopsLeft: hopsLeft, suggested: suggested, receivedAt: now))
         case .string("revoke")?:
-            guard case .string(let item)? = json["item"], isItemID(item) else { throw ValueError(.invalidField, "'item' must be the revoked item's id") }
+            guard case .string(let item)? = json["item"], isItemID(item) else {
+                throw ValueError(.invalidField, "'item' must be the revoked item's id")
+            }
             var reason = "revoked at \(origin)"
             if case .string(let text)? = json["reason"] { reason = try Revocation.checkedReason(text) }
             for (name, _) in members where !["id", "type", "item", "reason"].contains(name) {

@@ -19,7 +19,9 @@ enum RuleSyntax {
     static func check(_ format: RuleFormat, _ content: String, maxBytes: Int = Rule.defaultMaxBytes) throws(RuleError) -> Facts {
         if let bad = content.unicodeScalars.firstIndex(where: { ($0.value < 0x20 && !"\n\r\t".unicodeScalars.contains($0)) || $0.value == 0x7f }) {
             let (line, column) = position(of: bad, in: content)
-            throw RuleError([.init(line, column, "control character U+\(String(content.unicodeScalars[bad].value, radix: 16, uppercase: true)) in the rule")])
+            throw RuleError([
+                .init(line, column, "control character U+\(String(content.unicodeScalars[bad].value, radix: 16, uppercase: true)) in the rule")
+            ])
         }
         switch format {
         case .sigma: return try sigma(content, maxBytes: maxBytes)
@@ -58,7 +60,9 @@ enum RuleSyntax {
         func problem(_ node: Node?, _ message: String) {
             problems.append(.init(node?.mark?.line ?? 0, node?.mark?.column ?? 0, message))
         }
-        guard case .mapping(let top) = root else { throw RuleError([.init(1, 1, "a Sigma rule is a mapping of keys (title, logsource, detection, ...)")]) }
+        guard case .mapping(let top) = root else {
+            throw RuleError([.init(1, 1, "a Sigma rule is a mapping of keys (title, logsource, detection, ...)")])
+        }
         func scalar(_ key: String, required: Bool = false) -> (String, Node)? {
             guard let node = top[key] else {
                 if required { problem(root, "a Sigma rule needs '\(key)'") }
@@ -73,7 +77,9 @@ enum RuleSyntax {
         let title = scalar("title", required: true)
         if let (text, node) = title, text.utf8.count > 256 { problem(node, "'title' is longer than 256 bytes") }
         let id = scalar("id")
-        if let (text, node) = id, UUID(uuidString: text) == nil { problem(node, "'id' must be a UUID, such as 2975af79-28c4-4d2f-a951-9095f229df29; found '\(text.preview)'") }
+        if let (text, node) = id, UUID(uuidString: text) == nil {
+            problem(node, "'id' must be a UUID, such as 2975af79-28c4-4d2f-a951-9095f229df29; found '\(text.preview)'")
+        }
         var level: Severity?
         if let (text, node) = scalar("level") {
             level = sigmaLevels[text]
@@ -86,12 +92,15 @@ enum RuleSyntax {
         for key in ["date", "modified"] {
             guard let (text, node) = scalar(key) else { continue }
             let normal = text.replacingOccurrences(of: "/", with: "-")
-            if normal.utf8.count == 10, (try? Timestamp.parse(normal + "T00:00:00Z")) != nil { dates[key] = normal } else {
+            if normal.utf8.count == 10, (try? Timestamp.parse(normal + "T00:00:00Z")) != nil {
+                dates[key] = normal
+            } else {
                 problem(node, "'\(key)' must be a date such as 2024-05-10; found '\(text.preview)'")
             }
         }
         if let node = top["tags"] {
-            if case .sequence(let tags) = node, tags.allSatisfy({ if case .scalar = $0 { true } else { false } }) {} else {
+            if case .sequence(let tags) = node, tags.allSatisfy({ if case .scalar = $0 { true } else { false } }) {
+            } else {
                 problem(node, "'tags' must be a list of texts, such as [attack.t1071.004]")
             }
         }
@@ -158,7 +167,10 @@ enum RuleSyntax {
             for word in words where !conditionWords.contains(word.lowercased()) && Int(word) == nil {
                 let known = word.hasSuffix("*") ? identifiers.contains { $0.hasPrefix(word.dropLast()) } : identifiers.contains(word)
                 if !known {
-                    problem(at, "'detection.condition' names '\(word.preview)', which is not a search identifier of detection (it has \(identifiers.sorted().joined(separator: ", ")))")
+                    problem(
+                        at,
+                        "'detection.condition' names '\(word.preview)', which is not a search identifier of detection (it has \(identifiers.sorted().joined(separator: ", ")))"
+                    )
                 }
             }
         }
@@ -180,7 +192,10 @@ enum RuleSyntax {
         }
         guard let (lineNumber, line) = lines.first else { throw RuleError([.init(0, 0, "no rule found (only blank or comment lines)")]) }
         guard lines.count == 1 else {
-            throw RuleError([.init(lines[1].0, 1, "one rule per request: found \(lines.count) rules, on lines \(lines.map { String($0.0) }.joined(separator: ", "))")])
+            throw RuleError([
+                .init(
+                    lines[1].0, 1, "one rule per request: found \(lines.count) rules, on lines \(lines.map { String($0.0) }.joined(separator: ", "))")
+            ])
         }
         let name = format == .snort ? "Snort" : "Suricata"
         var problems: [RuleError.Problem] = []
@@ -192,18 +207,25 @@ enum RuleSyntax {
         let header = String(chars[..<open]).split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         let actions = format == .snort ? snortActions : suricataActions
         if let action = header.first {
-            if !actions.contains(action) { problem(1, "unknown action '\(action.preview)'; a \(name) rule starts with one of \(actions.sorted().joined(separator: ", "))") }
+            if !actions.contains(action) {
+                problem(1, "unknown action '\(action.preview)'; a \(name) rule starts with one of \(actions.sorted().joined(separator: ", "))")
+            }
         } else {
             problem(1, "a \(name) rule starts with an action, such as alert")
         }
         let directions: Set<String> = format == .snort ? ["->", "<>"] : ["->", "<>", "=>"]
         if header.count == 7 {
-            if !directions.contains(header[4]) { problem(1, "the header's direction must be \(directions.sorted().joined(separator: " or ")), found '\(header[4].preview)'") }
+            if !directions.contains(header[4]) {
+                problem(1, "the header's direction must be \(directions.sorted().joined(separator: " or ")), found '\(header[4].preview)'")
+            }
             for part in header[2...] where part.filter({ $0 == "[" }).count != part.filter({ $0 == "]" }).count {
                 problem(1, "unbalanced brackets in the header: '\(part.preview)'")
             }
         } else if !(format == .snort && header.count == 2) {
-            problem(1, "the header must be: action protocol source port direction destination port, such as 'alert ip any any -> any any'; found \(header.count) words")
+            problem(
+                1,
+                "the header must be: action protocol source port direction destination port, such as 'alert ip any any -> any any'; found \(header.count) words"
+            )
         }
         // Options: name or name:value, each ending with ';', values possibly quoted ("\" and \; escaped).
         var options: [(name: String, value: String, column: Int)] = []
@@ -257,7 +279,11 @@ enum RuleSyntax {
             }
             let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
             let optionName = parts[0].trimmingCharacters(in: .whitespaces)
-            if optionName.isEmpty || !optionName.utf8.allSatisfy({ $0.isASCIILetterOrDigit || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }) {
+            if optionName.isEmpty
+                || !optionName.utf8.allSatisfy({
+                    $0.isASCIILetterOrDigit || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+                })
+            {
                 problem(start + 1, "'\(text.preview)' is not an option (name or name:value)")
             }
             options.append((optionName, parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : "", start + 1))
@@ -268,7 +294,9 @@ enum RuleSyntax {
         }
         var msg = ""
         if let (value, column) = option("msg") {
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { msg = String(value.dropFirst().dropLast()) } else {
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                msg = String(value.dropFirst().dropLast())
+            } else {
                 problem(column, "'msg' must be quoted text, such as msg:\"ET MALWARE beacon\"")
             }
         } else if problems.isEmpty {
@@ -330,7 +358,8 @@ enum RuleSyntax {
                 i += 1
             case "rule":
                 guard let name = at(i + 1), name.isIdentifier, !yaraKeywords.contains(name.text), name.text.utf8.count <= 128 else {
-                    problems.append(.init(token.line, token.column, "'rule' must be followed by the rule's name (letters, digits, '_', not a keyword)"))
+                    problems.append(
+                        .init(token.line, token.column, "'rule' must be followed by the rule's name (letters, digits, '_', not a keyword)"))
                     throw RuleError(problems)
                 }
                 names.append(name.text)
@@ -367,7 +396,9 @@ enum RuleSyntax {
                 throw RuleError(problems)
             }
         }
-        guard let name = names.first else { throw RuleError(problems + [.init(0, 0, "no rule found; a YARA rule reads rule NAME { condition: ... }")]) }
+        guard let name = names.first else {
+            throw RuleError(problems + [.init(0, 0, "no rule found; a YARA rule reads rule NAME { condition: ... }")])
+        }
         if names.count > 1 { problems.append(.init(0, 0, "one rule per request: found \(names.count) rules (\(names.joined(separator: ", ")))")) }
         if !hasCondition { problems.append(.init(0, 0, "rule \(name) has no 'condition:' section")) }
         guard problems.isEmpty else { throw RuleError(problems) }
@@ -464,7 +495,10 @@ struct YARAScanner {
             token = Token(text: text, line: l, column: col, isString: true)
         } else if c.isLetter || c.isNumber || c == "_" || c == "$" || c == "#" || c == "@" || c == "!" {
             var text = ""
-            while index < chars.count, chars[index].isLetter || chars[index].isNumber || chars[index] == "_" || (text.isEmpty && "$#@!".contains(chars[index])) || chars[index] == "*" && text.hasPrefix("$") {
+            while index < chars.count,
+                chars[index].isLetter || chars[index].isNumber || chars[index] == "_" || (text.isEmpty && "$#@!".contains(chars[index]))
+                    || chars[index] == "*" && text.hasPrefix("$")
+            {
                 text.append(chars[index])
                 advance()
             }

@@ -61,7 +61,8 @@ public struct SafetyPolicy: Sendable {
         if let hit = nonGlobal.firstOverlap(with: target), !allowNonGlobal.contains(target) {
             return Refusal(
                 code: "non_global",
-                message: "\(target) overlaps \(hit.network.cidrNotation) (\(hit.reason)), which is not globally reachable; list its range in safety.allow_non_global to allow it"
+                message:
+                    "\(target) overlaps \(hit.network.cidrNotation) (\(hit.reason)), which is not globally reachable; list its range in safety.allow_non_global to allow it"
             )
         }
         return nil
@@ -129,7 +130,9 @@ struct RangeIndex: Sendable {
                 .sorted { $0.range.lowerBound < $1.range.lowerBound }
             var running: UInt128 = 0
             entries[family] = sorted
-            maxEnds[family] = sorted.map { running = max(running, $0.range.upperBound); return running }
+            maxEnds[family] = sorted.map {
+                running = max(running, $0.range.upperBound); return running
+            }
         }
     }
 

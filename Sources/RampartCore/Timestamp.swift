@@ -172,7 +172,8 @@ extension Duration {
     /// Parses `500ms`, `90s`, `15m`, `4h`, `7d`, `2w` and sums of them (`1h30m`).
     public init(parsing text: String) throws(ValueError) {
         func fail() -> ValueError {
-            ValueError(.invalidDuration, "'\(text.preview)' is not a duration; expected a number and a unit (ms, s, m, h, d, w) such as 90s, 15m, 4h or 7d")
+            ValueError(
+                .invalidDuration, "'\(text.preview)' is not a duration; expected a number and a unit (ms, s, m, h, d, w) such as 90s, 15m, 4h or 7d")
         }
         let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000), ("w", 604_800_000)]
         var rest = Substring(text.trimmingCharacters(in: .whitespaces))

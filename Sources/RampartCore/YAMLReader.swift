@@ -69,7 +69,10 @@ public final class YAMLReader {
             let key = scalar.string
             if !allowed.contains(key) {
                 var message = "unknown key '\(key.preview)' in \(what); expected one of: \(allowed.joined(separator: ", "))"
-                if let guess = YAMLReader.closest(key, in: allowed) { message = "unknown key '\(key.preview)' in \(what) (did you mean '\(guess)'?); expected one of: \(allowed.joined(separator: ", "))" }
+                if let guess = YAMLReader.closest(key, in: allowed) {
+                    message =
+                        "unknown key '\(key.preview)' in \(what) (did you mean '\(guess)'?); expected one of: \(allowed.joined(separator: ", "))"
+                }
                 error(keyNode, message)
                 continue
             }

@@ -82,7 +82,8 @@ struct NFTablesLayout {
             lines("delete", delete, suffix: "")
             for (set, elements) in add.sorted(by: { $0.key < $1.key }) where !elements.isEmpty {
                 for slice in elements.chunked(5_000) {
-                    out += "add element inet \(table) \(set) { \(slice.map { "\($0.element) timeout \($0.milliseconds)ms" }.joined(separator: ", ")) }\n"
+                    out +=
+                        "add element inet \(table) \(set) { \(slice.map { "\($0.element) timeout \($0.milliseconds)ms" }.joined(separator: ", ")) }\n"
                 }
             }
             return out
@@ -93,7 +94,9 @@ struct NFTablesLayout {
 
     private(set) var placed: [IPNetwork: Placement] = [:]
     /// Per family and layer, which networks it holds (and their supernets, for overlap queries).
-    private var occupancy: [IPFamily: [Occupancy]] = [.v4: Array(repeating: Occupancy(), count: layers), .v6: Array(repeating: Occupancy(), count: layers)]
+    private var occupancy: [IPFamily: [Occupancy]] = [
+        .v4: Array(repeating: Occupancy(), count: layers), .v6: Array(repeating: Occupancy(), count: layers),
+    ]
     /// Networks deleted by the batch being planned keep their layer slot until it commits: nft
     /// checks a transaction's adds against the set as it was before the transaction.
     private var vacating: [(IPNetwork, Int)] = []

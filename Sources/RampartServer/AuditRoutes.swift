@@ -14,7 +14,9 @@ struct AuditRoutes {
             for (name, value) in request.uri.queryParameters {
                 switch name {
                 case "after":
-                    guard let parsed = Int64(value), parsed >= 0 else { throw Problem.badRequest("invalid-parameter", "after must be a sequence number (0 or more)") }
+                    guard let parsed = Int64(value), parsed >= 0 else {
+                        throw Problem.badRequest("invalid-parameter", "after must be a sequence number (0 or more)")
+                    }
                     after = parsed
                 case "limit":
                     guard let parsed = Int(value), (1...1000).contains(parsed) else {

@@ -33,7 +33,8 @@ public enum Daemon {
         config: Config, logger: Logger, firewall: (any Firewall)? = nil, notifier: SystemdNotifier = SystemdNotifier(),
         now: @escaping @Sendable () -> Date = Date.init, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> (App, Parts) {
-        let playbooks = try PlaybookSet(PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name)))
+        let playbooks = try PlaybookSet(
+            PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name)))
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let metrics = RampartMetrics()
@@ -54,7 +55,8 @@ public enum Daemon {
             limits: IngestParser.Limits(
                 maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth, maxRuleBytes: config.http.maxRuleBytes
             ),
-            policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)), playbooks: playbooks, peers: config.peers, now: now
+            policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)), playbooks: playbooks,
+            peers: config.peers, now: now
         )
         let readiness = Readiness()
 
@@ -81,7 +83,8 @@ public enum Daemon {
             execRunner,
             delivery,
             ExpiryService(
-                store: store, enforcer: enforcer, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now, logger: logger
+                store: store, enforcer: enforcer, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now,
+                logger: logger
             ),
             ReloadOnHangup(reloader: reloader),
             // Last, so that it is the first told of a shutdown: STOPPING=1 goes out at once.
@@ -98,7 +101,9 @@ public enum Daemon {
                 let listening = Config.Listen(host: channel.localAddress?.ipAddress ?? config.listen.host, port: port)
                 logger.notice(
                     "daemon.ready",
-                    metadata: ["rampart.listen": "\(listening)", "rampart.node": "\(config.node.id)", "rampart.playbooks": "\(playbooks.playbooks.count)"]
+                    metadata: [
+                        "rampart.listen": "\(listening)", "rampart.node": "\(config.node.id)", "rampart.playbooks": "\(playbooks.playbooks.count)",
+                    ]
                 )
                 notifier.ready(status: "ready: listening on \(listening), \(playbooks.playbooks.count) playbooks in force")
                 await onListening(port)

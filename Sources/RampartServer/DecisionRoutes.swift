@@ -44,7 +44,8 @@ struct DecisionRoutes {
                 filter.limit = limit
             case "cursor": filter.after = value
             default:
-                throw Problem.badRequest("invalid-parameter", "unknown parameter '\(name)'; expected value, playbook, origin, active, limit or cursor")
+                throw Problem.badRequest(
+                    "invalid-parameter", "unknown parameter '\(name)'; expected value, playbook, origin, active, limit or cursor")
             }
         }
         let at = now()

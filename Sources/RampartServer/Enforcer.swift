@@ -72,7 +72,9 @@ public final class Enforcer: Service, @unchecked Sendable {
                 await applyPending()
                 group.cancelAll()
             }
-            let left = lock.withLock { defer { waiting.removeAll() }; return waiting }
+            let left = lock.withLock {
+                defer { waiting.removeAll() }; return waiting
+            }
             for continuation in left { continuation.resume(throwing: CancellationError()) }
         } onGracefulShutdown: {
             // Apply what is queued, then end.
@@ -91,7 +93,8 @@ public final class Enforcer: Service, @unchecked Sendable {
         do {
             let blocks = try await decisions()
             try await firewall.reconcile(blocks)
-            logger.debug("firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
+            logger.debug(
+                "firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
             for caller in callers { caller.resume() }
         } catch {
             metrics.count("rampart_firewall_failures_total", ["operation": "reconcile"])

@@ -77,7 +77,9 @@ public final class ExecRunner: Service, Sendable {
                 }
             }
             // Shutting down: what never started is recorded as such.
-            let left = queue.withLock { queue in defer { queue.removeAll() }; return queue }
+            let left = queue.withLock { queue in
+                defer { queue.removeAll() }; return queue
+            }
             if !left.isEmpty { try? await record(left.map { ($0, Outcome.notRun("not run: the daemon stopped first")) }) }
         } onGracefulShutdown: {
             self.wake.finish()
@@ -112,11 +114,15 @@ public final class ExecRunner: Service, Sendable {
                 metrics.count("rampart_actions_total", ["action": "exec", "outcome": timedOut ? "timed_out" : "failed"])
                 logger.warning(
                     "exec.failed",
-                    metadata: ["rampart.playbook": "\(job.playbook)", "rampart.item": "\(job.item)", "rampart.status": "\(status)", "rampart.timed_out": "\(timedOut)"]
+                    metadata: [
+                        "rampart.playbook": "\(job.playbook)", "rampart.item": "\(job.item)", "rampart.status": "\(status)",
+                        "rampart.timed_out": "\(timedOut)",
+                    ]
                 )
             case .notRun(let why):
                 metrics.count("rampart_actions_total", ["action": "exec", "outcome": "not_run"])
-                logger.warning("exec.not_run", metadata: ["rampart.playbook": "\(job.playbook)", "rampart.item": "\(job.item)", "rampart.reason": "\(why)"])
+                logger.warning(
+                    "exec.not_run", metadata: ["rampart.playbook": "\(job.playbook)", "rampart.item": "\(job.item)", "rampart.reason": "\(why)"])
             case .exited:
                 metrics.count("rampart_actions_total", ["action": "exec", "outcome": "succeeded"])
             }

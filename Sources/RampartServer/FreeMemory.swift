@@ -1,7 +1,7 @@
 import RampartStore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Hands heap memory freed after a bulk request or firewall batch back to the system. glibc keeps
@@ -11,11 +11,11 @@ enum FreeMemory {
     static let bulk = 10_000
 
     #if canImport(Glibc)
-    /// glibc's `malloc_trim`, which Swift's Glibc module does not export.
-    private static let trim: (@convention(c) (Int) -> Int32)? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
-        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
-    }()
+        /// glibc's `malloc_trim`, which Swift's Glibc module does not export.
+        private static let trim: (@convention(c) (Int) -> Int32)? = {
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+            return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+        }()
     #endif
 
     /// After a bulk request: in a second, once its answer and the firewall's batches are freed
@@ -31,7 +31,7 @@ enum FreeMemory {
 
     static func release() {
         #if canImport(Glibc)
-        _ = trim?(0)
+            _ = trim?(0)
         #endif
     }
 }

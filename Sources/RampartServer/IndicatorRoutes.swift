@@ -66,11 +66,14 @@ struct IndicatorRoutes {
         }
         if let mediaType, let format = mediaTypes[mediaType] { return format }
         if mediaType == "application/stix+json" {
-            throw Problem(.unsupportedMediaType, code: "unsupported-media-type", detail: "STIX bundles are not supported yet; post indicators as JSON, NDJSON or text")
+            throw Problem(
+                .unsupportedMediaType, code: "unsupported-media-type",
+                detail: "STIX bundles are not supported yet; post indicators as JSON, NDJSON or text")
         }
         throw Problem(
             .unsupportedMediaType, code: "unsupported-media-type",
-            detail: "Content-Type \(mediaType.map { "'\($0)'" } ?? "missing"); send application/json, application/x-ndjson or text/plain (with curl: -H 'Content-Type: text/plain' --data-binary @file)"
+            detail:
+                "Content-Type \(mediaType.map { "'\($0)'" } ?? "missing"); send application/json, application/x-ndjson or text/plain (with curl: -H 'Content-Type: text/plain' --data-binary @file)"
         )
     }
 }

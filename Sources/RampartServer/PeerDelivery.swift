@@ -139,7 +139,9 @@ public final class PeerDelivery: Service, Sendable {
         )
         // Peers a 410 disabled stay disabled across restarts, until a replay.
         for (name, outbox) in (try? await store.outboxStatus()) ?? [:] {
-            guard let reason = outbox.disabledReason, let dispatcher = dispatchers.withLock({ $0[name] }), !dispatcher.state.withLock({ $0.peer.isNotify }) else { continue }
+            guard let reason = outbox.disabledReason, let dispatcher = dispatchers.withLock({ $0[name] }),
+                !dispatcher.state.withLock({ $0.peer.isNotify })
+            else { continue }
             dispatcher.state.withLock { $0.schedule.disable(reason: reason) }
         }
         await withGracefulShutdownHandler {

@@ -82,7 +82,9 @@ struct PeerRoutes {
 
     /// The configured peer whose key or secret signed the request (signatures are checked with
     /// each peer's in turn; an unknown sender matches none).
-    static func sender(of body: [UInt8], id: String?, timestamp: String?, signature: String?, peers: [Peer], now: Date) throws(WebhookSignature.Failure) -> Peer {
+    static func sender(
+        of body: [UInt8], id: String?, timestamp: String?, signature: String?, peers: [Peer], now: Date
+    ) throws(WebhookSignature.Failure) -> Peer {
         for peer in peers {
             do throws(WebhookSignature.Failure) {
                 try WebhookSignature.verify(

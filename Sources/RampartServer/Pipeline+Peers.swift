@@ -38,7 +38,9 @@ extension Pipeline {
         let loop = message.path.contains(nodeID)
         for (index, entry) in message.entries.enumerated() {
             let checked = entry.flatMap { entry in
-                loop ? .failure(ValueError(.loop, "this node (\(nodeID)) is already in the path \(message.path.joined(separator: " > "))")) : trust(entry, from: peer)
+                loop
+                    ? .failure(ValueError(.loop, "this node (\(nodeID)) is already in the path \(message.path.joined(separator: " > "))"))
+                    : trust(entry, from: peer)
             }
             switch checked {
             case .failure(let error):
@@ -94,7 +96,8 @@ extension Pipeline {
                 return .failure(ValueError(.notAccepted, "\(type.rawValue)s from \(peer.name) are not accepted (accept.items)"))
             }
             if confidence < accept.minConfidence {
-                return .failure(ValueError(.lowConfidence, "confidence \(confidence) is below \(peer.name)'s accept.min_confidence \(accept.minConfidence)"))
+                return .failure(
+                    ValueError(.lowConfidence, "confidence \(confidence) is below \(peer.name)'s accept.min_confidence \(accept.minConfidence)"))
             }
             item.suggested = item.suggested.filter(accept.suggested.contains)
             return .success(.item(item))
@@ -215,18 +218,20 @@ extension Pipeline {
     /// peer that got it. Nil when no such rule item is stored.
     func revokeRule(item: String, reason: String, by: String) async throws -> [RuleFile]? {
         let (at, peers, nodeID) = (now(), peers, nodeID)
-        guard let (removed, effects) = try await store.write({ tx -> ([RuleFile], Effects)? in
-            guard try tx.itemType(of: item) == "rule" else { return nil }
-            var effects = Effects()
-            effects.removedRules = try tx.uninstallRules(ofItem: item, reason: reason, by: by, now: at)
-            try tx.audit("rule.revoked", subject: item, at: at) { w in
-                w.field("by", by)
-                w.field("reason", reason)
-                w.field("removed", effects.removedRules.map(\.relativePath))
-            }
-            try Pipeline.forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
-            return (effects.removedRules, effects)
-        }) else { return nil }
+        guard
+            let (removed, effects) = try await store.write({ tx -> ([RuleFile], Effects)? in
+                guard try tx.itemType(of: item) == "rule" else { return nil }
+                var effects = Effects()
+                effects.removedRules = try tx.uninstallRules(ofItem: item, reason: reason, by: by, now: at)
+                try tx.audit("rule.revoked", subject: item, at: at) { w in
+                    w.field("by", by)
+                    w.field("reason", reason)
+                    w.field("removed", effects.removedRules.map(\.relativePath))
+                }
+                try Pipeline.forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
+                return (effects.removedRules, effects)
+            })
+        else { return nil }
         carryOut(effects)
         return removed
     }

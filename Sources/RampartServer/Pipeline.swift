@@ -32,7 +32,8 @@ public final class Pipeline: Sendable {
     }
 
     public init(
-        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, delivery: PeerDelivery, metrics: RampartMetrics = RampartMetrics(),
+        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, delivery: PeerDelivery,
+        metrics: RampartMetrics = RampartMetrics(),
         nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet, peers: [Peer], ids: IDGenerator = .shared,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
@@ -152,9 +153,13 @@ public final class Pipeline: Sendable {
             for (kind, count) in kinds { counted.add("rampart_items_ingested_total", ["kind": kind.rawValue, "via": via], count) }
             for (reason, count) in rejections { counted.add("rampart_items_rejected_total", ["reason": reason], count) }
             (kinds, rejections) = ([:], [:])
-            inFlight.append((chunk, counted, store.enqueue(weight: chunk.count) { tx in
-                try Pipeline.commit(chunk, context: context, in: &tx)
-            }))
+            inFlight.append(
+                (
+                    chunk, counted,
+                    store.enqueue(weight: chunk.count) { tx in
+                        try Pipeline.commit(chunk, context: context, in: &tx)
+                    }
+                ))
         }
         var chunk: [Prepared] = []
         chunk.reserveCapacity(Pipeline.chunkSize)
@@ -167,7 +172,8 @@ public final class Pipeline: Sendable {
                     kinds[indicator.kind, default: 0] += 1
                     chunk.append(.accepted(item, playbooks, planning))
                 case .failure(let error):
-                    summary.rejected.append(Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
+                    summary.rejected.append(
+                        Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
                     chunk.append(.refused(position: entry.position, error, raw: entry.raw))
                     rejections[error.code.rawValue, default: 0] += 1
                 }
@@ -191,7 +197,8 @@ public final class Pipeline: Sendable {
 
     func context(via: String, positionName: String, inForce: InForce, at: Date, maxBlock: Duration? = nil) -> Context {
         Context(
-            via: via, positionName: positionName, policy: inForce.policy, peers: inForce.peers, playbooks: inForce.playbooks, ids: ids, nodeID: nodeID,
+            via: via, positionName: positionName, policy: inForce.policy, peers: inForce.peers, playbooks: inForce.playbooks, ids: ids,
+            nodeID: nodeID,
             at: at, maxBlock: maxBlock
         )
     }

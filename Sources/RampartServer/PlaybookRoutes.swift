@@ -48,7 +48,9 @@ struct PlaybookRoutes {
                 throw Problem(
                     .unprocessableContent, code: "reload-failed",
                     detail: "the new configuration or playbooks are invalid; the ones in force stay in force",
-                    errors: problems.items.map { Problem.ItemError(positionName: "line", position: $0.line, code: "invalid", message: $0.description) }
+                    errors: problems.items.map {
+                        Problem.ItemError(positionName: "line", position: $0.line, code: "invalid", message: $0.description)
+                    }
                 )
             }
         }
@@ -69,7 +71,8 @@ struct PlaybookRoutes {
         w.beginArray()
         do {
             try body.withUnsafeReadableBytes { raw in
-                try IngestParser.parse(raw, format: .json, defaults: IndicatorDefaults(), now: at, limits: .init(maxItems: 1000, maxDepth: 32)) { entry in
+                try IngestParser.parse(raw, format: .json, defaults: IndicatorDefaults(), now: at, limits: .init(maxItems: 1000, maxDepth: 32)) {
+                    entry in
                     w.beginObject()
                     w.field("index", entry.position)
                     switch entry.result {

@@ -48,7 +48,8 @@ public final class Reloader: Sendable {
                 case .failure(let problems):
                     self.metrics.count("rampart_reloads_total", ["outcome": "refused"])
                     let first = problems.items.first.map(\.description) ?? ""
-                    self.notifier.ready(status: "ready: reload refused (\(problems.items.count) errors, the first: \(first)); the previous set stays in force")
+                    self.notifier.ready(
+                        status: "ready: reload refused (\(problems.items.count) errors, the first: \(first)); the previous set stays in force")
                 }
                 return result
             } catch {
@@ -69,7 +70,10 @@ public final class Reloader: Sendable {
             let config = try Config.load(path: configPath)
             policy = config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers))
             peers = config.peers
-            result = .success(PlaybookSet(try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))))
+            result = .success(
+                PlaybookSet(
+                    try PlaybookLoader.load(
+                        directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))))
         } catch {
             result = .failure(error)
         }

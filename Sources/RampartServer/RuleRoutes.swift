@@ -39,7 +39,8 @@ struct RuleRoutes {
                 case "name": name = value
                 case "tlp", "tags", "confidence", "severity": markings.append((parameter, value))
                 default:
-                    throw ValueError(.unknownField, "unknown parameter '\(parameter.preview)'; expected \(RuleRoutes.parameterNames.joined(separator: ", "))")
+                    throw ValueError(
+                        .unknownField, "unknown parameter '\(parameter.preview)'; expected \(RuleRoutes.parameterNames.joined(separator: ", "))")
                 }
             }
             defaults = try IndicatorDefaults(parameters: markings)
@@ -53,7 +54,8 @@ struct RuleRoutes {
         guard let format else {
             throw Problem(
                 .unsupportedMediaType, code: "unknown-rule-format",
-                detail: "say the rule's format: ?format=sigma|suricata|snort|yara, or Content-Type \(RuleRoutes.mediaTypes.keys.sorted().joined(separator: ", "))"
+                detail:
+                    "say the rule's format: ?format=sigma|suricata|snort|yara, or Content-Type \(RuleRoutes.mediaTypes.keys.sorted().joined(separator: ", "))"
             )
         }
         let maxBytes = pipeline.limits.maxRuleBytes
@@ -64,14 +66,18 @@ struct RuleRoutes {
         let rule: Rule
         do {
             rule = try Rule(
-                format: format, content: content, name: name, tlp: defaults.tlp, confidence: defaults.confidence, severity: severity, tags: defaults.tags,
+                format: format, content: content, name: name, tlp: defaults.tlp, confidence: defaults.confidence, severity: severity,
+                tags: defaults.tags,
                 maxBytes: maxBytes
             )
         } catch {
             throw Problem(
                 .unprocessableContent, code: error.code == .tooLong ? "rule-too-large" : "invalid-rule",
-                detail: "the \(format.rawValue) rule is refused: \(error.problems.count == 1 ? error.problems[0].message : "\(error.problems.count) problems; each error says where")",
-                errors: error.problems.map { Problem.ItemError(positionName: "line", position: $0.line, code: error.code.rawValue, message: $0.description) }
+                detail:
+                    "the \(format.rawValue) rule is refused: \(error.problems.count == 1 ? error.problems[0].message : "\(error.problems.count) problems; each error says where")",
+                errors: error.problems.map {
+                    Problem.ItemError(positionName: "line", position: $0.line, code: error.code.rawValue, message: $0.description)
+                }
             )
         }
         let item = try await pipeline.ingest(rule: rule, via: "api:\(key.name)")

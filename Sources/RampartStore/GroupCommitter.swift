@@ -216,7 +216,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// it whoever wrote it), opened each time so that it is always the log SQLite writes now.
     private func syncLog() throws {
         let fd = open(logPath, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw StoreError(code: "sync_failed", message: "cannot open \(logPath) to sync it: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw StoreError(code: "sync_failed", message: "cannot open \(logPath) to sync it: \(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         guard fdatasync(fd) == 0 else {
             throw StoreError(code: "sync_failed", message: "syncing \(logPath) failed: \(String(cString: strerror(errno)))")

@@ -63,7 +63,8 @@ extension StoreTransaction {
     /// A stored item's type (`indicator`, `rule`), or nil when no such item is stored.
     public func itemType(of id: String) throws -> String? {
         try String.fetchOne(
-            cached("SELECT json_extract(audit.detail, '$.type') FROM item JOIN audit ON audit.seq = item.audit_seq WHERE item.id = ?"), arguments: [id]
+            cached("SELECT json_extract(audit.detail, '$.type') FROM item JOIN audit ON audit.seq = item.audit_seq WHERE item.id = ?"),
+            arguments: [id]
         )
     }
 
@@ -85,7 +86,8 @@ extension StoreTransaction {
 
     /// Revokes the active decisions an item caused and nothing else supports (no other request
     /// merged into them). Returns those revoked, and the ids of those kept.
-    public mutating func revokeDecisions(causedBy item: String, reason: String, by: String, now: Date) throws -> (revoked: [Decision], kept: [String]) {
+    public mutating func revokeDecisions(causedBy item: String, reason: String, by: String, now: Date) throws -> (revoked: [Decision], kept: [String])
+    {
         var revoked: [Decision] = []
         var kept: [String] = []
         for row in try Row.fetchAll(cached("SELECT id, corroborations FROM decision WHERE item = ? AND state = 'active'"), arguments: [item]) {
@@ -157,7 +159,9 @@ extension StoreTransaction {
     /// The peer took the request but refused this entry (its answer's `refused` list): the entry
     /// is done, and the refusal is recorded rather than passed off as a delivery.
     public mutating func markRefused(peer: String, seq: Int64, item: String, code: String, message: String, at now: Date) throws {
-        try execute("UPDATE outbox SET state = 'refused', done_at = ?, attempts = attempts + 1, error = ? WHERE seq = ?", [now.milliseconds, "\(code): \(message)", seq])
+        try execute(
+            "UPDATE outbox SET state = 'refused', done_at = ?, attempts = attempts + 1, error = ? WHERE seq = ?",
+            [now.milliseconds, "\(code): \(message)", seq])
         try audit("peer.refused", subject: item, at: now) { w in
             w.field("peer", peer)
             w.field("code", code)

@@ -95,7 +95,8 @@ extension StoreTransaction {
         if let existing, let installed = existing.version, let offered = rule.version, StoreTransaction.isOlder(offered, than: installed) {
             refusal = "version \(offered) is older than the installed version \(installed) (item \(existing.item))"
         } else if let holder = try String.fetchOne(
-            cached("SELECT rule_id FROM installed_rule WHERE format = ? AND name = ? AND rule_id != ?"), arguments: [rule.format.rawValue, rule.name, rule.ruleID]
+            cached("SELECT rule_id FROM installed_rule WHERE format = ? AND name = ? AND rule_id != ?"),
+            arguments: [rule.format.rawValue, rule.name, rule.ruleID]
         ) {
             refusal = "the name \(rule.name) belongs to the installed rule \(holder)"
         }
@@ -149,8 +150,11 @@ extension StoreTransaction {
         try uninstallRules(where: "via = ?", [via], reason: reason, by: by, now: now)
     }
 
-    private mutating func uninstallRules(where condition: String, _ arguments: StatementArguments, reason: String, by: String, now: Date) throws -> [RuleFile] {
-        let rules = try Row.fetchAll(cached("SELECT * FROM installed_rule WHERE \(condition)"), arguments: arguments).compactMap(InstalledRule.init(row:))
+    private mutating func uninstallRules(
+        where condition: String, _ arguments: StatementArguments, reason: String, by: String, now: Date
+    ) throws -> [RuleFile] {
+        let rules = try Row.fetchAll(cached("SELECT * FROM installed_rule WHERE \(condition)"), arguments: arguments).compactMap(
+            InstalledRule.init(row:))
         for rule in rules {
             try execute("DELETE FROM installed_rule WHERE format = ? AND rule_id = ?", [rule.format.rawValue, rule.ruleID])
             try audit("rule.removed", subject: rule.item, at: now) { w in

@@ -395,7 +395,8 @@ extension Store {
                 if hash != entry.hash {
                     return AuditVerification(
                         entries: count, firstBroken: entry.seq,
-                        problem: "entry \(entry.seq) (\(entry.event) \(entry.subject)) does not match its hash: it was altered, or an entry before it was"
+                        problem:
+                            "entry \(entry.seq) (\(entry.event) \(entry.subject)) does not match its hash: it was altered, or an entry before it was"
                     )
                 }
                 previous = entry.hash

@@ -125,9 +125,10 @@ public struct StoreTransaction {
     public mutating func block(_ request: BlockRequest, policy: SafetyPolicy, now: Date, known: inout ActiveDecisions?) throws -> BlockOutcome {
         var request = request
         if let escalation = request.escalation, let playbook = request.playbook {
-            let previous = try Int.fetchOne(
-                cached("SELECT COUNT(*) FROM decision WHERE value = ? AND playbook = ?"), arguments: [request.target.description, playbook]
-            ) ?? 0
+            let previous =
+                try Int.fetchOne(
+                    cached("SELECT COUNT(*) FROM decision WHERE value = ? AND playbook = ?"), arguments: [request.target.description, playbook]
+                ) ?? 0
             request.duration = escalation.duration(request.duration, previous: previous)
         }
         if let maxDuration = request.maxDuration, request.duration > maxDuration { request.duration = maxDuration }
@@ -354,7 +355,8 @@ final class PreparedStatements {
             sql: "UPDATE decision SET expires_at = ?, direction = ?, corroborations = corroborations + ? WHERE id = ?"
         )
         activeDecisions = try db.makeStatement(
-            sql: "SELECT id, direction, created_at, expires_at, playbook, item, origin, reason, simulated FROM decision WHERE value = ? AND state = 'active'"
+            sql:
+                "SELECT id, direction, created_at, expires_at, playbook, item, origin, reason, simulated FROM decision WHERE value = ? AND state = 'active'"
         )
     }
 }

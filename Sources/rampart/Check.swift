@@ -39,7 +39,8 @@ struct Check: ParsableCommand {
                 playbooks = try PlaybookLoader.load(directory: target, listsDirectory: config?.listsDirectory, peers: config?.peers.map(\.name))
             } else {
                 let config = try Config.load(path: target)
-                playbooks = try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))
+                playbooks = try PlaybookLoader.load(
+                    directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))
             }
             count = playbooks.count
         } catch {

@@ -5,7 +5,8 @@ import RampartCore
 /// `--config FILE`, shared by every subcommand. Without it: `$RAMPART_CONFIG`, then the
 /// development config when the binary runs from a checkout, then /etc/rampart/rampart.yaml.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .long, help: "The configuration file (default: $RAMPART_CONFIG, the checkout's deploy/rampart.dev.yaml, or /etc/rampart/rampart.yaml).")
+    @Option(
+        name: .long, help: "The configuration file (default: $RAMPART_CONFIG, the checkout's deploy/rampart.dev.yaml, or /etc/rampart/rampart.yaml).")
     var config: String?
 
     var path: String { config ?? ConfigOptions.defaultPath() }

@@ -26,7 +26,8 @@ struct Decisions: AsyncParsableCommand {
             var cursor: String?
             var rows: [[String]] = []
             repeat {
-                let page = try await client.call(.GET, "/v1/decisions?" + (parameters + (cursor.map { ["cursor=\($0)"] } ?? [])).joined(separator: "&"))
+                let page = try await client.call(
+                    .GET, "/v1/decisions?" + (parameters + (cursor.map { ["cursor=\($0)"] } ?? [])).joined(separator: "&"))
                 guard case .array(let decisions)? = page["decisions"] else { throw CLIError("unexpected answer") }
                 for decision in decisions {
                     if json {
@@ -62,7 +63,9 @@ struct Decisions: AsyncParsableCommand {
             w.endObject()
             let answer = try await api.client().call(.POST, "/v1/decisions", body: w.bytes)
             let decision = answer["decision"]
-            print("\(answer["outcome"]?.text ?? "done"): \(decision?["value"]?.text ?? value) until \(decision?["expires_at"]?.text ?? "?") (id \(decision?["id"]?.text ?? "?"))")
+            print(
+                "\(answer["outcome"]?.text ?? "done"): \(decision?["value"]?.text ?? value) until \(decision?["expires_at"]?.text ?? "?") (id \(decision?["id"]?.text ?? "?"))"
+            )
         }
     }
 
@@ -105,6 +108,8 @@ func printTable(header: [String], rows: [[String]]) {
     let all = [header] + rows
     let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
     for row in all {
-        print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+        print(
+            row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(
+                in: .whitespaces))
     }
 }

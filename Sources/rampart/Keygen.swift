@@ -18,14 +18,16 @@ struct Keygen: ParsableCommand {
         let key = WebhookSignature.SigningKey()
         let fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw CLIError(errno == EEXIST ? "\(out) exists; keygen never overwrites a key" : "cannot create \(out): \(String(cString: strerror(errno)))")
+            throw CLIError(
+                errno == EEXIST ? "\(out) exists; keygen never overwrites a key" : "cannot create \(out): \(String(cString: strerror(errno)))")
         }
         let text = Array((key.text + "\n").utf8)
         let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)
         guard written == text.count, synced else { throw CLIError("cannot write \(out)") }
-        print("""
+        print(
+            """
             private key written to \(out) (mode 0600)
             public key, for peers' configuration:
               \(key.publicKey.text)

@@ -25,7 +25,10 @@ struct Peers: AsyncParsableCommand {
                 }
                 return
             }
-            let columns = ["name", "reachable", "disabled", "queue_depth", "oldest_undelivered_seconds", "dead_letters", "last_success", "sent", "received", "accepted", "refused"]
+            let columns = [
+                "name", "reachable", "disabled", "queue_depth", "oldest_undelivered_seconds", "dead_letters", "last_success", "sent", "received",
+                "accepted", "refused",
+            ]
             printTable(
                 header: ["NAME", "REACHABLE", "DISABLED", "QUEUED", "OLDEST(s)", "DEAD", "LAST SUCCESS", "SENT", "RECEIVED", "ACCEPTED", "REFUSED"],
                 rows: peers.map { peer in columns.map { peer[$0]?.text ?? "-" } }
@@ -48,7 +51,8 @@ struct Peers: AsyncParsableCommand {
     }
 
     struct Purge: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke every decision that items from a peer caused and remove the rules they installed (needs the admin role).")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke every decision that items from a peer caused and remove the rules they installed (needs the admin role).")
 
         @OptionGroup var api: APIOptions
         @Argument(help: "The peer's name.") var name: String

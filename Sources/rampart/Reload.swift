@@ -5,7 +5,8 @@ import RampartCore
 struct Reload: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make the running daemon re-read its configuration, playbooks and lists (needs the admin role).",
-        discussion: "Exits 1, listing every error, when the new set is invalid; the daemon then keeps the set in force. SIGHUP does the same without an answer."
+        discussion:
+            "Exits 1, listing every error, when the new set is invalid; the daemon then keeps the set in force. SIGHUP does the same without an answer."
     )
 
     @OptionGroup var api: APIOptions

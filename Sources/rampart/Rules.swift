@@ -55,7 +55,9 @@ struct Rules: AsyncParsableCommand {
             if let tags { query.append("tags=\(tags.queryEncoded)") }
             if let confidence { query.append("confidence=\(confidence)") }
             let answer = try await api.client().call(.POST, "/v1/rules?" + query.joined(separator: "&"), body: Array(data), contentType: "text/plain")
-            print("\(file): accepted as item \(answer["id"]?.text ?? "?") (\(format) rule \(answer["rule_id"]?.text ?? "?"), name \(answer["name"]?.text ?? "?"))")
+            print(
+                "\(file): accepted as item \(answer["id"]?.text ?? "?") (\(format) rule \(answer["rule_id"]?.text ?? "?"), name \(answer["name"]?.text ?? "?"))"
+            )
         }
     }
 

@@ -59,7 +59,8 @@ struct TestPlaybooks: ParsableCommand {
         let (body, format) = try input()
         var failed = false
         try body.withUnsafeBytes { raw in
-            try IngestParser.parse(raw, format: format, defaults: IndicatorDefaults(), now: at, limits: .init(maxItems: 1_000_000, maxDepth: 32)) { entry in
+            try IngestParser.parse(raw, format: format, defaults: IndicatorDefaults(), now: at, limits: .init(maxItems: 1_000_000, maxDepth: 32)) {
+                entry in
                 let label = format == .json ? "item \(entry.position)" : "line \(entry.position)"
                 switch entry.result {
                 case .failure(let error):

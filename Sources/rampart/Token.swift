@@ -26,11 +26,14 @@ struct Token: ParsableCommand {
     func run() throws {
         var generator = SystemRandomNumberGenerator()
         let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        let token = "rmp_" + Data(secret).base64EncodedString()
+        let token =
+            "rmp_"
+            + Data(secret).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         let hash = SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
         let roleList = roles.split(separator: ",").joined(separator: ", ")
-        print("""
+        print(
+            """
             token (shown once; give it to the client, keep it out of the config):
               \(token)
             line for api_keys in the configuration:

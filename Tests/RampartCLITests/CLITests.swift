@@ -13,7 +13,8 @@ import Testing
         #expect(try rampart("check", "--config", sandbox.configPath).status == 0)
 
         let bad = sandbox.directory.appendingPathComponent("bad.yaml").path
-        try "node: {id: n}\nstate_dir: s\nplaybooks: p\nlisten: 127.0.0.1:1\nfirewall:\n  backnd: dry-run\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        try "node: {id: n}\nstate_dir: s\nplaybooks: p\nlisten: 127.0.0.1:1\nfirewall:\n  backnd: dry-run\n".write(
+            toFile: bad, atomically: true, encoding: .utf8)
         let text = try rampart("check", bad)
         #expect(text.status == 1)
         #expect(text.stderr.contains("\(bad):6:3:"))
@@ -86,7 +87,8 @@ import Testing
 
         let json = try run(rampartBinary, ["decisions", "list", "--json", "--value", "77.90.185.20"] + api)
         let id = try #require(
-            (try JSONSerialization.jsonObject(with: Data(json.stdout.split(separator: "\n").first.map(String.init)?.utf8 ?? "".utf8)) as? [String: Any])?["id"] as? String
+            (try JSONSerialization.jsonObject(with: Data(json.stdout.split(separator: "\n").first.map(String.init)?.utf8 ?? "".utf8))
+                as? [String: Any])?["id"] as? String
         )
 
         let unauthorised = try run(rampartBinary, ["decisions", "list", "--config", sandbox.configPath, "--url", daemon.url, "--token", "wrong"])
@@ -116,14 +118,20 @@ import Testing
         #expect(intact.stdout.contains("4 entries"))
 
         // Someone rewrites history with sqlite3.
-        let sqlite = try run("/usr/bin/sqlite3", [sandbox.databasePath, "UPDATE audit SET detail = replace(detail, '45.9.148.3', '45.9.148.9') WHERE seq = 3"])
+        let sqlite = try run(
+            "/usr/bin/sqlite3", [sandbox.databasePath, "UPDATE audit SET detail = replace(detail, '45.9.148.3', '45.9.148.9') WHERE seq = 3"])
         #expect(sqlite.status == 0, "\(sqlite.stderr)")
         let broken = try rampart("audit", "verify", "--config", sandbox.configPath)
         #expect(broken.status == 1)
         #expect(broken.stderr.contains("entry 3"))
 
         // Deleting an entry is found too.
-        _ = try run("/usr/bin/sqlite3", [sandbox.databasePath, "UPDATE audit SET detail = replace(detail, '45.9.148.9', '45.9.148.3') WHERE seq = 3; DELETE FROM audit WHERE seq = 2"])
+        _ = try run(
+            "/usr/bin/sqlite3",
+            [
+                sandbox.databasePath,
+                "UPDATE audit SET detail = replace(detail, '45.9.148.9', '45.9.148.3') WHERE seq = 3; DELETE FROM audit WHERE seq = 2",
+            ])
         let missing = try rampart("audit", "verify", "--config", sandbox.configPath)
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("entry 2 is missing"))
@@ -252,7 +260,10 @@ import Testing
 func post(_ url: String, _ contentType: String, _ body: String) throws -> (Int, [String: Any]) {
     let output = try run(
         "/usr/bin/curl",
-        ["-sS", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: \(contentType)", "--data-binary", body, url]
+        [
+            "-sS", "-w", "\n%{http_code}", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: \(contentType)", "--data-binary",
+            body, url,
+        ]
     )
     let lines = output.stdout.split(separator: "\n")
     let status = Int(lines.last ?? "") ?? 0
@@ -286,12 +297,17 @@ func postAsync(_ url: String, _ body: String) async throws -> (Int, [String: Any
     /// and names where a broken rule is wrong.
     @Test func testExplainsIndicatorsAndRules() throws {
         let playbooks = Self.checkout + "/playbooks"
-        let item = try rampart("test", "--playbooks", playbooks, "--item", #"{"value": "45.9.148.3", "confidence": 90, "severity": "high", "tags": ["c2"]}"#)
-        #expect(item.status == 0 && item.stdout.contains("+ block-partner-c2") && item.stdout.contains("- install-received-sigma: no match: it runs on rule items"), "\(item.stdout)")
+        let item = try rampart(
+            "test", "--playbooks", playbooks, "--item", #"{"value": "45.9.148.3", "confidence": 90, "severity": "high", "tags": ["c2"]}"#)
+        #expect(
+            item.status == 0 && item.stdout.contains("+ block-partner-c2")
+                && item.stdout.contains("- install-received-sigma: no match: it runs on rule items"), "\(item.stdout)")
         let sigma = Self.checkout + "/Tests/RampartCoreTests/Fixtures/sigma/net_dns_mal_cobaltstrike.yml"
         let rule = try rampart("test", "--playbooks", playbooks, "--rule", sigma)
         #expect(rule.status == 0, "\(rule.stderr)")
-        #expect(rule.stdout.contains("+ install-received-sigma") && rule.stdout.contains("install rules/sigma/cobalt_strike_dns_beaconing.yml"), "\(rule.stdout)")
+        #expect(
+            rule.stdout.contains("+ install-received-sigma") && rule.stdout.contains("install rules/sigma/cobalt_strike_dns_beaconing.yml"),
+            "\(rule.stdout)")
         let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).rules").path
         try #"alert ip any any -> any any (msg:"x"; rev:1;)"#.write(toFile: broken, atomically: true, encoding: .utf8)
         let refused = try rampart("test", "--playbooks", playbooks, "--rule", broken)

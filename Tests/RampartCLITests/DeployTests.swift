@@ -5,7 +5,8 @@ import Testing
 @Suite struct DeployTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..").standardizedFileURL
 
-    static let noAnalyzer: String? = FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")
+    static let noAnalyzer: String? =
+        FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")
         ? nil : "systemd-analyze is missing (the systemd package has it)"
 
     /// The unit with its binary path pointed at the binary under test: `verify` checks that the

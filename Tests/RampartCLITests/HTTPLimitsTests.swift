@@ -36,7 +36,9 @@ import Testing
         #expect(fields.prefix(2) == ["HTTP/1.1", "408"], "\(slow.stdout)\(slow.stderr)")
         #expect(fields.last.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }.map { $0 < 3 } == true, "\(slow.stdout)")
 
-        let big = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Padding: \(String(repeating: "a", count: 8_000))", "\(daemon.url)/healthz"])
+        let big = try run(
+            "/usr/bin/curl",
+            ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Padding: \(String(repeating: "a", count: 8_000))", "\(daemon.url)/healthz"])
         #expect(big.stdout != "200", "an 8 kB header passed a 4 KiB limit")
         let fine = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(daemon.url)/healthz"])
         #expect(fine.stdout == "200")

@@ -15,7 +15,10 @@ import Testing
         try config.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
         let daemon = try DaemonProcess(sandbox)
         let calls: [[String]] = [
-            ["-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: text/plain", "--data-binary", "23.1.2.3\nnot valid", "\(daemon.url)/v1/indicators"],
+            [
+                "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: text/plain", "--data-binary", "23.1.2.3\nnot valid",
+                "\(daemon.url)/v1/indicators",
+            ],
             ["-H", "Authorization: Bearer tok_wrong_secret_value", "\(daemon.url)/v1/decisions"],
             ["-H", "Authorization: Basic dXNlcjpwYXNzd29yZA==", "\(daemon.url)/v1/decisions"],
             ["-X", "POST", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "\(daemon.url)/v1/reload"],

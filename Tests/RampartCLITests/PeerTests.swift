@@ -48,19 +48,19 @@ final class MeshNode {
 
     func configure(peers: String) throws {
         try """
-            node: {id: \(name)}
-            listen: \(namespace == nil ? "127.0.0.1" : "0.0.0.0"):\(port)
-            firewall: {backend: \(namespace == nil ? "dry-run" : "nftables")}
-            state_dir: state
-            playbooks: playbooks
-            safety: {allow_non_global: [198.18.0.0/15]}
-            api_keys:
-              - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
-            signing: {key_file: node.key}
-            log: {level: info}
-            peers:
-            \(peers)
-            """.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+        node: {id: \(name)}
+        listen: \(namespace == nil ? "127.0.0.1" : "0.0.0.0"):\(port)
+        firewall: {backend: \(namespace == nil ? "dry-run" : "nftables")}
+        state_dir: state
+        playbooks: playbooks
+        safety: {allow_non_global: [198.18.0.0/15]}
+        api_keys:
+          - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
+        signing: {key_file: node.key}
+        log: {level: info}
+        peers:
+        \(peers)
+        """.write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
     }
 
     func start() throws { daemon = try DaemonProcess(sandbox, namespace: namespace) }
@@ -106,7 +106,8 @@ final class MeshNode {
     func acceptedFromPeers() throws -> [String: Int] {
         try read { db in
             var counts: [String: Int] = [:]
-            for subject in try String.fetchAll(db, sql: "SELECT subject FROM audit WHERE event = 'item.accepted' AND detail LIKE '%\"via\":\"peer:%'") {
+            for subject in try String.fetchAll(db, sql: "SELECT subject FROM audit WHERE event = 'item.accepted' AND detail LIKE '%\"via\":\"peer:%'")
+            {
                 counts[subject, default: 0] += 1
             }
             return counts
@@ -250,15 +251,23 @@ final class MeshNode {
                 origin: "a", suggested: ["block"], receivedAt: Date()
             ).wireJSON
         }
-        func send(_ body: [UInt8], id: String = "msg_\(UUID().uuidString)", at: Date = Date(), key: WebhookSignature.SigningKey, tamper: Bool = false) throws -> Int {
-            try Self.postSigned(body, to: b, id: id, at: at, key: key, tamper: tamper ? { $0.replacingOccurrences(of: "198.18.5.1", with: "198.18.5.9") } : nil)
+        func send(
+            _ body: [UInt8], id: String = "msg_\(UUID().uuidString)", at: Date = Date(), key: WebhookSignature.SigningKey, tamper: Bool = false
+        ) throws -> Int {
+            try Self.postSigned(
+                body, to: b, id: id, at: at, key: key, tamper: tamper ? { $0.replacingOccurrences(of: "198.18.5.1", with: "198.18.5.9") } : nil)
         }
         let good = PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [item("198.18.5.1")], at: Date())
         #expect(try send(good, id: "msg_first", key: key) == 200)
         #expect(try send(good, id: "msg_first", key: key) == 409)  // replayed
-        #expect(try send(PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [item("198.18.5.2")], at: Date()), at: Date().addingTimeInterval(-600), key: key) == 401)
+        #expect(
+            try send(
+                PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [item("198.18.5.2")], at: Date()), at: Date().addingTimeInterval(-600), key: key
+            ) == 401)
         #expect(try send(good, key: key, tamper: true) == 401)  // forged: the body changed after signing
-        #expect(try send(PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [item("198.18.5.3")], at: Date()), key: WebhookSignature.SigningKey()) == 401)
+        #expect(
+            try send(PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [item("198.18.5.3")], at: Date()), key: WebhookSignature.SigningKey())
+                == 401)
         // Signed by a, but claiming to come from elsewhere.
         #expect(try send(PeerMessage.encode(path: ["z"], hopsLeft: 0, entries: [item("198.18.5.4")], at: Date()), key: key) == 400)
         #expect(try b.acceptedFromPeers().count == 1)
@@ -285,7 +294,8 @@ final class MeshNode {
         func hits() throws -> [String: [Double]] { try server.calls().mapValues { $0.map(\.at) } }
         func peers() throws -> [String: JSONValue] {
             guard case .array(let list)? = try a.api("GET", "/v1/peers").1?["peers"] else { return [:] }
-            return Dictionary(uniqueKeysWithValues: list.compactMap { peer in peer["name"].flatMap { if case .string(let n) = $0 { (n, peer) } else { nil } } })
+            return Dictionary(
+                uniqueKeysWithValues: list.compactMap { peer in peer["name"].flatMap { if case .string(let n) = $0 { (n, peer) } else { nil } } })
         }
         try a.ingest(["198.18.8.8"])
         #expect(try eventually(5) { try hits()["busy"]?.count == 2 })
@@ -404,7 +414,11 @@ final class MeshNode {
             try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate'").filter { $0.contains("tlp_red") }
         }
         #expect(red.count == 1 && red[0].contains("b:tlp_red") && red[0].contains("c:tlp_red"))
-        for node in [b, c] { #expect(try !node.acceptedFromPeers().isEmpty && node.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit") }.allSatisfy { !$0.contains("198.18.6.1") }) }
+        for node in [b, c] {
+            #expect(
+                try !node.acceptedFromPeers().isEmpty
+                    && node.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit") }.allSatisfy { !$0.contains("198.18.6.1") })
+        }
     }
 
     @Test func revocationsFollowTheItemAndPurgeRemovesWhatAPeerSent() throws {
@@ -488,7 +502,9 @@ final class NamespaceMesh {
     func address(_ name: String) -> String { "198.18.1.\(name == "x" ? 99 : names.firstIndex(of: name)! + 1)" }
 
     init() throws {
-        var steps: [[String]] = [["netns", "add", hub], ["-n", hub, "link", "add", "br0", "type", "bridge"], ["-n", hub, "link", "set", "br0", "up"]]
+        var steps: [[String]] = [
+            ["netns", "add", hub], ["-n", hub, "link", "add", "br0", "type", "bridge"], ["-n", hub, "link", "set", "br0", "up"],
+        ]
         for name in names {
             let (inner, outer) = ("v\(name)\(tag)", "h\(name)\(tag)")
             steps += [
@@ -513,9 +529,14 @@ final class NamespaceMesh {
     /// Whether x reaches a node: one ping, and a TCP connection to its daemon.
     func xReaches(_ name: String) throws -> (ping: Bool, tcp: Bool) {
         let ping = try run("/usr/sbin/ip", ["netns", "exec", namespace("x"), "/usr/bin/ping", "-c", "1", "-W", "1", address(name)]).status == 0
-        let tcp = try run(
-            "/usr/sbin/ip", ["netns", "exec", namespace("x"), "/usr/bin/curl", "-s", "-o", "/dev/null", "--connect-timeout", "1", "http://\(address(name)):8470/healthz"]
-        ).status == 0
+        let tcp =
+            try run(
+                "/usr/sbin/ip",
+                [
+                    "netns", "exec", namespace("x"), "/usr/bin/curl", "-s", "-o", "/dev/null", "--connect-timeout", "1",
+                    "http://\(address(name)):8470/healthz",
+                ]
+            ).status == 0
         return (ping, tcp)
     }
 }
@@ -546,7 +567,8 @@ struct PeerNamespaceTests {
             #expect(try mesh.xReaches(name) == (false, false), "x still reaches \(name)")
         }
         // The nodes still reach each other: peers are never blocked.
-        #expect(try run("/usr/sbin/ip", ["netns", "exec", mesh.namespace("b"), "/usr/bin/ping", "-c", "1", "-W", "1", mesh.address("a")]).status == 0)
+        #expect(
+            try run("/usr/sbin/ip", ["netns", "exec", mesh.namespace("b"), "/usr/bin/ping", "-c", "1", "-W", "1", mesh.address("a")]).status == 0)
     }
 }
 

@@ -92,17 +92,25 @@ import Testing
         #expect(suricata == #"drop ip 198.18.7.1 any -> $HOME_NET any (msg:"rampart c2-suricata 198.18.7.1"; sid:1000000; rev:1;)"#)
         // a installs the rule it rendered (it has no playbook installing posted ones); the red rule went nowhere.
         #expect(try Self.installed(at: a) == ["suricata/c2-suricata-198.18.7.1.rules": suricata])
-        #expect(try !b.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit") }.contains { $0.contains("00000000-0000-4000-8000-000000000001") })
-        let withheld = try a.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate' AND detail LIKE '%tlp_red%'") }
+        #expect(
+            try !b.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit") }.contains {
+                $0.contains("00000000-0000-4000-8000-000000000001")
+            })
+        let withheld = try a.read { db in
+            try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate' AND detail LIKE '%tlp_red%'")
+        }
         #expect(withheld.count == 1)
 
         // `rampart rules list` at b shows where each came from.
         let listed = try run(rampartBinary, ["rules", "list", "--config", b.sandbox.configPath, "--token", Sandbox.adminToken])
-        #expect(listed.status == 0 && listed.stdout.contains("cobalt_strike_dns_beaconing") && listed.stdout.contains("peer:a"), "\(listed.stdout)\(listed.stderr)")
+        #expect(
+            listed.status == 0 && listed.stdout.contains("cobalt_strike_dns_beaconing") && listed.stdout.contains("peer:a"),
+            "\(listed.stdout)\(listed.stderr)")
 
         // Withdrawn at a: gone at b.
         let cobalt = try #require(items["sigma/cobalt_strike_dns_beaconing.yml"])
-        let deleted = try run(rampartBinary, ["rules", "delete", cobalt, "--reason", "superseded", "--config", a.sandbox.configPath, "--token", Sandbox.adminToken])
+        let deleted = try run(
+            rampartBinary, ["rules", "delete", cobalt, "--reason", "superseded", "--config", a.sandbox.configPath, "--token", Sandbox.adminToken])
         #expect(deleted.status == 0, "\(deleted.stdout)\(deleted.stderr)")
         #expect(try eventually(5) { try Self.installed(at: b)["sigma/cobalt_strike_dns_beaconing.yml"] == nil })
         let removal = try b.read { db in try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event = 'rule.removed'") }
@@ -144,7 +152,9 @@ import Testing
         let refused = try b.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE event = 'item.refused' ORDER BY seq") }
         #expect(refused.count == 3)
         #expect(refused.allSatisfy { $0.contains(#""code":"invalid_rule""#) })
-        #expect(refused[0].contains("unterminated quoted text") && refused[1].contains("no 'condition:' section") && refused[2].contains("must be 1-128 letters"))
+        #expect(
+            refused[0].contains("unterminated quoted text") && refused[1].contains("no 'condition:' section")
+                && refused[2].contains("must be 1-128 letters"))
         // Nothing escaped the rules directory.
         #expect(!FileManager.default.fileExists(atPath: b.sandbox.directory.appendingPathComponent("state/etc").path))
     }
@@ -169,7 +179,8 @@ import Testing
         #expect(checked.stdout.contains("Found 0 errors, 0 condition errors and 0 issues"), "\(checked.stdout)")
         // And it does fail on a rule it finds wrong: the check can fail.
         let broken = URL(fileURLWithPath: directory).appendingPathComponent("zz-broken.yml")
-        try "title: x\nlogsource: {category: dns}\ndetection: {sel: {query: a}, condition: nosuch}\n".write(to: broken, atomically: true, encoding: .utf8)
+        try "title: x\nlogsource: {category: dns}\ndetection: {sel: {query: a}, condition: nosuch}\n".write(
+            to: broken, atomically: true, encoding: .utf8)
         #expect(try run(sigmaCLI!, ["check", "--fail-on-error", "--fail-on-issues"] + excluded + [directory]).status != 0)
     }
 }

@@ -33,11 +33,11 @@ struct SafetyPropertyTests {
                 """
         )
         try """
-            name: block-everything
-            match: {kind: [ipv4, ipv6, cidr]}
-            actions:
-              - block: {duration: 1h, direction: both}
-            """.write(to: sandbox.directory.appendingPathComponent("playbooks/all.yaml"), atomically: true, encoding: .utf8)
+        name: block-everything
+        match: {kind: [ipv4, ipv6, cidr]}
+        actions:
+          - block: {duration: 1h, direction: both}
+        """.write(to: sandbox.directory.appendingPathComponent("playbooks/all.yaml"), atomically: true, encoding: .utf8)
         let daemon = try DaemonProcess(sandbox, namespace: pair.a)
         defer { _ = daemon.stop() }
 
@@ -55,8 +55,10 @@ struct SafetyPropertyTests {
         try (lines.joined(separator: "\n") + "\n").write(to: body, atomically: true, encoding: .utf8)
         let posted = try pair.exec(
             pair.a,
-            ["/usr/bin/curl", "-sS", "--max-time", "900", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: text/plain",
-             "--data-binary", "@\(body.path)", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(daemon.port)/v1/indicators"]
+            [
+                "/usr/bin/curl", "-sS", "--max-time", "900", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: text/plain",
+                "--data-binary", "@\(body.path)", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(daemon.port)/v1/indicators",
+            ]
         )
         #expect(posted.stdout == "202", "\(posted.stdout) \(posted.stderr)")  // the items are stored; the rails refuse blocks, not items
         // Firewall batches follow the commits; the store's active count is what the kernel must hold.
@@ -71,7 +73,9 @@ struct SafetyPropertyTests {
                 let value = ((entry as? [String: Any])?["elem"] as? [String: Any])?["val"] ?? entry
                 if let text = value as? String {
                     elements.append(text)
-                } else if let prefix = (value as? [String: Any])?["prefix"] as? [String: Any], let address = prefix["addr"], let length = prefix["len"] {
+                } else if let prefix = (value as? [String: Any])?["prefix"] as? [String: Any], let address = prefix["addr"],
+                    let length = prefix["len"]
+                {
                     elements.append("\(address)/\(length)")
                 } else if let range = (value as? [String: Any])?["range"] as? [String], range.count == 2 {
                     elements.append("\(range[0])-\(range[1])")  // never written by Rampart: fails below
@@ -117,7 +121,10 @@ struct Network: CustomStringConvertible {
     }
 
     var description: String {
-        let address = bytes.count == 4 ? bytes.map(String.init).joined(separator: ".") : stride(from: 0, to: 16, by: 2).map { String(Int(bytes[$0]) << 8 | Int(bytes[$0 + 1]), radix: 16) }.joined(separator: ":")
+        let address =
+            bytes.count == 4
+            ? bytes.map(String.init).joined(separator: ".")
+            : stride(from: 0, to: 16, by: 2).map { String(Int(bytes[$0]) << 8 | Int(bytes[$0 + 1]), radix: 16) }.joined(separator: ":")
         return "\(address)/\(length)"
     }
 

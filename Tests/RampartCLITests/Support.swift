@@ -51,15 +51,15 @@ struct Sandbox {
         configPath = directory.appendingPathComponent("rampart.yaml").path
         // token_sha256 is SHA-256 of tok_admin.
         try """
-            node: {id: \(node)}
-            listen: \(listen)
-            state_dir: state
-            playbooks: playbooks
-            api_keys:
-              - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
-            log: {level: info}
-            \(extra)
-            """.write(toFile: configPath, atomically: true, encoding: .utf8)
+        node: {id: \(node)}
+        listen: \(listen)
+        state_dir: state
+        playbooks: playbooks
+        api_keys:
+          - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
+        log: {level: info}
+        \(extra)
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 }
 

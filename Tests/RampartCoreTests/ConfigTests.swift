@@ -35,7 +35,8 @@ import Testing
     }
 
     @Test func developmentConfigLoads() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy/rampart.dev.yaml").standardized.path
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy/rampart.dev.yaml").standardized
+            .path
         let config = try Config.load(path: path)
         #expect(config.listen.description == "127.0.0.1:8470")
         #expect(config.firewall.backend == .dryRun)

@@ -18,7 +18,8 @@ import Yams
         let list = NamedList(name: "tor-exits", networks: PrefixIndex(), domains: SuffixSet([]), values: [], count: 0)
         for example in examples {
             #expect(throws: Never.self, "\(example)") {
-                _ = try PlaybookLoader.parse(YAMLSource.parse(example, file: "docs/playbooks.md"), file: "docs/playbooks.md", lists: ["tor-exits": list])
+                _ = try PlaybookLoader.parse(
+                    YAMLSource.parse(example, file: "docs/playbooks.md"), file: "docs/playbooks.md", lists: ["tor-exits": list])
             }
         }
     }

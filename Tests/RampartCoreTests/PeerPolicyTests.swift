@@ -171,7 +171,8 @@ import Yams
         )
         let peer = try #require(parsed.peers.first)
         #expect(peer.nodeID == "cert-fr" && peer.via == "peer:cert-fr")
-        #expect(peer.share.maxTLP == .green && peer.share.items == ["rule"] && peer.share.kinds == [.ipv4, .cidr] && peer.share.redact == ["description"])
+        #expect(
+            peer.share.maxTLP == .green && peer.share.items == ["rule"] && peer.share.kinds == [.ipv4, .cidr] && peer.share.redact == ["description"])
         #expect(peer.accept.items == [.indicator] && peer.accept.maxDuration == .seconds(86_400) && peer.accept.minConfidence == 60)
         #expect(peer.accept.rate?.count == 1000 && peer.accept.rate?.per == .seconds(60))
         #expect(peer.hasExpired(at: try Timestamp.parse("2027-12-31T00:00:00Z")))
@@ -224,11 +225,18 @@ import Yams
             }
         }
         #expect(problems(#"  - notify: {url: "https://chat.example/hook", template: '{"text": "{{value}}"}'}"#).isEmpty)
-        #expect(problems(#"  - notify: {url: "https://chat.example/hook", template: '{"text": {{value}}}'}"#).first?.contains("does not make a JSON document") == true)
+        #expect(
+            problems(#"  - notify: {url: "https://chat.example/hook", template: '{"text": {{value}}}'}"#).first?.contains(
+                "does not make a JSON document") == true)
         #expect(problems(#"  - notify: {url: "ftp://chat.example/hook", template: '{}'}"#).first?.contains("http:// or https://") == true)
-        #expect(problems(#"  - notify: {url: "https://chat.example/hook", template: '{"v": "{{valeu}}"}'}"#).first?.contains("names 'valeu', which is not a field") == true)
+        #expect(
+            problems(#"  - notify: {url: "https://chat.example/hook", template: '{"v": "{{valeu}}"}'}"#).first?.contains(
+                "names 'valeu', which is not a field") == true)
         #expect(problems("  - propagate: {to: [cert-fr], suggest: [block], relay: true, hops: 2}").isEmpty)
-        #expect(problems("  - propagate: {to: [cert-de]}") == ["p.yaml:4:21: actions[0].propagate.to: unknown peer 'cert-de'; the configuration has cert-fr (or say to: all)"])
+        #expect(
+            problems("  - propagate: {to: [cert-de]}") == [
+                "p.yaml:4:21: actions[0].propagate.to: unknown peer 'cert-de'; the configuration has cert-fr (or say to: all)"
+            ])
         #expect(problems("  - propagate: {to: all, suggest: [dance]}").first?.contains("unknown action 'dance'") == true)
     }
 

@@ -14,7 +14,8 @@ import Testing
     func fixture(_ name: String) throws {
         let folder = Self.root.appendingPathComponent(name)
         let set = PlaybookSet(try PlaybookLoader.load(directory: folder.path, listsDirectory: folder.appendingPathComponent("lists").path, peers: []))
-        let expected = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("expected.json"))) as? [String: Any])
+        let expected = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("expected.json"))) as? [String: Any])
         let matches = try #require(expected["matches"] as? [[String]])
         let failures = expected["first_failure"] as? [Any]
         let lines = try String(contentsOf: folder.appendingPathComponent("items.ndjson"), encoding: .utf8).split(separator: "\n")
@@ -42,39 +43,75 @@ import Testing
 @Suite struct PlaybookErrorTests {
     static let mistakes: [(yaml: String, errors: [String])] = [
         ("match: {kind: ipv4}\nactions: []\n", ["1:1: the playbook is missing the required key 'name'"]),
-        ("name: a\nmatch: {kind: ipv4}\nactoins: []\n", [
-            "3:1: unknown key 'actoins' in the playbook (did you mean 'actions'?); expected one of: name, description, on, mode, priority, stop, match, actions",
-            "1:1: the playbook is missing the required key 'actions'",
-        ]),
-        ("name: a\nmatch: {kind: ipv5}\nactions: []\n", ["2:15: match.kind: unknown kind 'ipv5'; expected one of ipv4, ipv6, cidr, domain, url, md5, sha1, sha256, email"]),
+        (
+            "name: a\nmatch: {kind: ipv4}\nactoins: []\n",
+            [
+                "3:1: unknown key 'actoins' in the playbook (did you mean 'actions'?); expected one of: name, description, on, mode, priority, stop, match, actions",
+                "1:1: the playbook is missing the required key 'actions'",
+            ]
+        ),
+        (
+            "name: a\nmatch: {kind: ipv5}\nactions: []\n",
+            ["2:15: match.kind: unknown kind 'ipv5'; expected one of ipv4, ipv6, cidr, domain, url, md5, sha1, sha256, email"]
+        ),
         ("name: a\nmatch: {confidence: {min: 120}}\nactions: []\n", ["2:27: match.confidence.min must be from 0 to 100, found 120"]),
         ("name: a\nmatch: {confidence: 80}\nactions: []\n", ["2:21: match.confidence must be a mapping of keys to values, found '80'"]),
-        ("name: a\nmatch: {severity: {min: severe}}\nactions: []\n", ["2:25: match.severity.min: unknown severity 'severe'; expected low, medium, high or critical"]),
-        ("name: a\nmatch: {kind: ipv4}\nactions: [{block: {duration: 4 hours}}]\n", [
-            "3:30: actions[0].block.duration: '4 hours' is not a duration; expected a number and a unit (ms, s, m, h, d, w) such as 90s, 15m, 4h or 7d",
-        ]),
-        ("name: a\nmatch: {kind: domain}\nactions: [{block: {duration: 1h}}]\n", [
-            "3:11: block acts on addresses and networks, but this playbook can match [domain]; limit match.kind to ipv4, ipv6 and cidr",
-        ]),
-        ("name: a\nmatch: {tags: {any: [c2]}}\nactions: [{block: {duration: 1h}}]\n", [
-            "3:11: block acts on addresses and networks, but this playbook can match [domain, email, md5, sha1, sha256, url]; limit match.kind to ipv4, ipv6 and cidr",
-        ]),
-        ("name: a\nmatch: {kind: ipv4, value: {cidr: [10.0.0.1/8]}}\nactions: []\n", [
-            "2:36: match.value.cidr: '10.0.0.1/8' has host bits set; the network is 10.0.0.0/8",
-        ]),
-        ("name: a\nmatch: {kind: ipv4, value: {in_list: tor}}\nactions: []\n", ["2:38: match.value.in_list: no list named 'tor' in the lists directory (it has none)"]),
-        ("name: a\nmatch: {kind: domain, value: {regex: '(unclosed'}}\nactions: []\n", ["2:38: match.value.regex: '(unclosed' is not a valid regular expression"]),
-        ("name: a\nmatch: {kind: ipv4}\nactions: [{block: {duration: 1h}, exec: {argv: [x]}}]\n", [
-            "3:11: actions[0] must hold exactly one action, such as {block: {duration: 4h}}; found 2",
-        ]),
+        (
+            "name: a\nmatch: {severity: {min: severe}}\nactions: []\n",
+            ["2:25: match.severity.min: unknown severity 'severe'; expected low, medium, high or critical"]
+        ),
+        (
+            "name: a\nmatch: {kind: ipv4}\nactions: [{block: {duration: 4 hours}}]\n",
+            [
+                "3:30: actions[0].block.duration: '4 hours' is not a duration; expected a number and a unit (ms, s, m, h, d, w) such as 90s, 15m, 4h or 7d"
+            ]
+        ),
+        (
+            "name: a\nmatch: {kind: domain}\nactions: [{block: {duration: 1h}}]\n",
+            [
+                "3:11: block acts on addresses and networks, but this playbook can match [domain]; limit match.kind to ipv4, ipv6 and cidr"
+            ]
+        ),
+        (
+            "name: a\nmatch: {tags: {any: [c2]}}\nactions: [{block: {duration: 1h}}]\n",
+            [
+                "3:11: block acts on addresses and networks, but this playbook can match [domain, email, md5, sha1, sha256, url]; limit match.kind to ipv4, ipv6 and cidr"
+            ]
+        ),
+        (
+            "name: a\nmatch: {kind: ipv4, value: {cidr: [10.0.0.1/8]}}\nactions: []\n",
+            [
+                "2:36: match.value.cidr: '10.0.0.1/8' has host bits set; the network is 10.0.0.0/8"
+            ]
+        ),
+        (
+            "name: a\nmatch: {kind: ipv4, value: {in_list: tor}}\nactions: []\n",
+            ["2:38: match.value.in_list: no list named 'tor' in the lists directory (it has none)"]
+        ),
+        (
+            "name: a\nmatch: {kind: domain, value: {regex: '(unclosed'}}\nactions: []\n",
+            ["2:38: match.value.regex: '(unclosed' is not a valid regular expression"]
+        ),
+        (
+            "name: a\nmatch: {kind: ipv4}\nactions: [{block: {duration: 1h}, exec: {argv: [x]}}]\n",
+            [
+                "3:11: actions[0] must hold exactly one action, such as {block: {duration: 4h}}; found 2"
+            ]
+        ),
         ("name: a\nmode: dry\nmatch: {kind: ipv4}\nactions: []\n", ["2:7: mode: expected one of enforce, simulate, found 'dry'"]),
         ("name: a\nmatch: {from: [soc]}\nactions: []\n", ["2:16: match.from: 'soc' must be api:KEY_NAME or peer:PEER_NAME"]),
-        ("name: a\nmatch: {any: [{sightings: {min: 2, within: 1h}}]}\nactions: []\n", [
-            "2:16: sightings must be a key of match itself, not inside any, all or not",
-        ]),
-        ("name: a\nmatch: {sightings: {min: 2, distinct: feed, within: 1h}}\nactions: []\n", [
-            "2:39: match.sightings.distinct: expected one of source, via, origin, found 'feed'",
-        ]),
+        (
+            "name: a\nmatch: {any: [{sightings: {min: 2, within: 1h}}]}\nactions: []\n",
+            [
+                "2:16: sightings must be a key of match itself, not inside any, all or not"
+            ]
+        ),
+        (
+            "name: a\nmatch: {sightings: {min: 2, distinct: feed, within: 1h}}\nactions: []\n",
+            [
+                "2:39: match.sightings.distinct: expected one of source, via, origin, found 'feed'"
+            ]
+        ),
     ]
 
     @Test(arguments: mistakes.indices)
@@ -124,7 +161,9 @@ import Testing
     }
 
     @Test func textIsVerbatimAndJSONIsEscaped() throws {
-        let indicator = try Indicator(json: JSONValue.parse(Array(#"{"value": "8.8.8.8", "description": "a \"quoted\" <b>\n", "tags": ["x", "y"]}"#.utf8)), defaults: IndicatorDefaults(), now: Date())
+        let indicator = try Indicator(
+            json: JSONValue.parse(Array(#"{"value": "8.8.8.8", "description": "a \"quoted\" <b>\n", "tags": ["x", "y"]}"#.utf8)),
+            defaults: IndicatorDefaults(), now: Date())
         let item = Item(id: "i1", payload: .indicator(indicator), via: "api:t", origin: "n1", receivedAt: Date())
         #expect(try ActionTemplate("{{description}}", output: .text).render(item, playbook: "p") == "a \"quoted\" <b>\n")
         #expect(try ActionTemplate(#"{"text": "{{description}}"}"#, output: .json).render(item, playbook: "p") == #"{"text": "a \"quoted\" <b>\n"}"#)

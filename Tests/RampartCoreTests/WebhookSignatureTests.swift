@@ -18,7 +18,9 @@ import Testing
 
     @Test func specificationVector() throws {
         let secret = try Signature.Secret(text: Self.vectorSecret)
-        #expect(try Signature.sign(id: Self.vectorID, timestamp: Self.vectorTimestamp, body: Self.vectorBody, key: nil, secret: secret) == Self.vectorSignature)
+        #expect(
+            try Signature.sign(id: Self.vectorID, timestamp: Self.vectorTimestamp, body: Self.vectorBody, key: nil, secret: secret)
+                == Self.vectorSignature)
         let at = Date(timeIntervalSince1970: Double(Self.vectorTimestamp))
         try Signature.verify(
             id: Self.vectorID, timestamp: String(Self.vectorTimestamp), signature: Self.vectorSignature, body: Self.vectorBody, now: at,
@@ -32,9 +34,12 @@ import Testing
         let now = Date()
         let stamp = Int(now.timeIntervalSince1970)
         // The sender signs with both keys while peers move from the old public key to the new one.
-        let both = try Signature.sign(id: "m1", timestamp: stamp, body: body, key: old) + " " + Signature.sign(id: "m1", timestamp: stamp, body: body, key: new)
+        let both =
+            try Signature.sign(id: "m1", timestamp: stamp, body: body, key: old) + " "
+            + Signature.sign(id: "m1", timestamp: stamp, body: body, key: new)
         func verify(_ signature: String, body: [UInt8] = body, timestamp: String? = nil, keys: [Signature.PublicKey]) throws(Signature.Failure) {
-            try Signature.verify(id: "m1", timestamp: timestamp ?? String(stamp), signature: signature, body: body, now: now, publicKeys: keys, secrets: [])
+            try Signature.verify(
+                id: "m1", timestamp: timestamp ?? String(stamp), signature: signature, body: body, now: now, publicKeys: keys, secrets: [])
         }
         try verify(both, keys: [new.publicKey])
         try verify(both, keys: [old.publicKey])
@@ -81,7 +86,8 @@ import Testing
         return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    @Test(.enabled(if: pythonPath != nil, "the standardwebhooks and cryptography Python packages are not in .venv (deploy/setup-dev.sh installs them)"))
+    @Test(
+        .enabled(if: pythonPath != nil, "the standardwebhooks and cryptography Python packages are not in .venv (deploy/setup-dev.sh installs them)"))
     func interoperatesWithThirdPartyImplementations() throws {
         let secretText = "whsec_" + Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         let secret = try Signature.Secret(text: secretText)
@@ -119,11 +125,14 @@ import Testing
         #expect(signed.status == 0 && parts.count == 3, "\(signed.output)")
         guard parts.count == 3 else { return }
         let now = Date(timeIntervalSince1970: Double(stamp))
-        try Signature.verify(id: "msg_2", timestamp: String(stamp), signature: parts[0], body: Array(body.utf8), now: now, publicKeys: [], secrets: [secret])
+        try Signature.verify(
+            id: "msg_2", timestamp: String(stamp), signature: parts[0], body: Array(body.utf8), now: now, publicKeys: [], secrets: [secret])
         let pythonKey = try Signature.PublicKey(text: parts[2])
-        try Signature.verify(id: "msg_2", timestamp: String(stamp), signature: parts[1], body: Array(body.utf8), now: now, publicKeys: [pythonKey], secrets: [])
+        try Signature.verify(
+            id: "msg_2", timestamp: String(stamp), signature: parts[1], body: Array(body.utf8), now: now, publicKeys: [pythonKey], secrets: [])
         #expect(throws: Signature.Failure.noValidSignature) {
-            try Signature.verify(id: "msg_3", timestamp: String(stamp), signature: parts[1], body: Array(body.utf8), now: now, publicKeys: [pythonKey], secrets: [])
+            try Signature.verify(
+                id: "msg_3", timestamp: String(stamp), signature: parts[1], body: Array(body.utf8), now: now, publicKeys: [pythonKey], secrets: [])
         }
     }
 }

@@ -8,7 +8,9 @@ import Testing
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
     func block(_ text: String, _ direction: Direction = .inbound, seconds: Double = 3600) -> FirewallChange {
-        .add(FirewallBlock(target: try! IPNetwork(parsing: text, allowBareAddress: true), direction: direction, expiresAt: now.addingTimeInterval(seconds)))
+        .add(
+            FirewallBlock(
+                target: try! IPNetwork(parsing: text, allowBareAddress: true), direction: direction, expiresAt: now.addingTimeInterval(seconds)))
     }
 
     func remove(_ text: String) -> FirewallChange {
@@ -18,7 +20,10 @@ import Testing
     @Test func addressesGoToHashSetsAndNestedNetworksToSeparateLayers() {
         var layout = NFTablesLayout()
         let batch = layout.plan(
-            [block("198.51.100.7", .both), block("8.8.0.0/16"), block("8.8.4.0/24"), block("8.8.4.128/25"), block("9.9.9.0/24"), block("2001:db8::/48", .outbound)],
+            [
+                block("198.51.100.7", .both), block("8.8.0.0/16"), block("8.8.4.0/24"), block("8.8.4.128/25"), block("9.9.9.0/24"),
+                block("2001:db8::/48", .outbound),
+            ],
             now: now
         )
         let script = batch.script(table: "rampart")

@@ -10,7 +10,8 @@ import Testing
     @Test func revocationReasonsArePeersCheckedOnEntry() async throws {
         let node = try TestNode()
         try await node.run { client, _ in
-            let created = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1h"}"#)
+            let created = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1h"}"#)
             let id = try #require((created["decision"] as? [String: Any])?["id"] as? String)
             for reason in [String(repeating: "x", count: 1025), "line%0Abreak"] {
                 let refused = try await client.call(.delete, "/v1/decisions/\(id)?reason=\(reason)")
@@ -30,7 +31,8 @@ import Testing
         let node = try TestNode()
         try await node.run { client, _ in
             let created = try await client.call(
-                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1h","direction":"inbound","reason":"scanner"}"#
+                .post, "/v1/decisions", contentType: "application/json",
+                body: #"{"value":"77.90.185.20","duration":"1h","direction":"inbound","reason":"scanner"}"#
             )
             #expect(created.status == .created)
             #expect(created["outcome"] as? String == "created")
@@ -53,13 +55,15 @@ import Testing
             #expect(mergedDecision["direction"] as? String == "both")
 
             // A shorter one changes nothing, but is recorded as merged.
-            let shorter = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1m","direction":"both"}"#)
+            let shorter = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"77.90.185.20","duration":"1m","direction":"both"}"#)
             #expect(shorter["outcome"] as? String == "unchanged")
 
             try await waitUntil { node.firewall.current.map(\.target.description) == ["77.90.185.20"] }
             #expect(node.firewall.current.first?.direction == .both)
 
-            let cidr = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"45.9.148.0/24","duration":"2h"}"#)
+            let cidr = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"45.9.148.0/24","duration":"2h"}"#)
             #expect(cidr.status == .created)
 
             // Filters: contains-IP finds the CIDR; origin; active.
@@ -89,7 +93,8 @@ import Testing
             // Everything is in the audit chain, in order.
             let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
             let events = (audit["entries"] as? [[String: Any]])?.compactMap { $0["event"] as? String }
-            #expect(events == ["decision.created", "decision.extended", "decision.merged", "decision.created", "decision.revoked", "decision.revoked"])
+            #expect(
+                events == ["decision.created", "decision.extended", "decision.merged", "decision.created", "decision.revoked", "decision.revoked"])
         }
     }
 
@@ -101,14 +106,17 @@ import Testing
                 ("0.0.0.0/0", "refused-"), ("::ffff:127.0.0.1", "refused-"), ("45.0.0.0/8", "refused-"),
             ]
             for (value, prefix) in refusals {
-                let answer = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"\#(value)","duration":"1h"}"#)
+                let answer = try await client.call(
+                    .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"\#(value)","duration":"1h"}"#)
                 #expect(answer.status == .unprocessableContent, "\(value)")
                 #expect(answer.problemCode?.hasPrefix(prefix) == true, "\(value): \(answer.json)")
             }
-            let invalid = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"8.8.8.8","duration":"forever"}"#)
+            let invalid = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"8.8.8.8","duration":"forever"}"#)
             #expect(invalid.status == .badRequest)
             #expect(invalid.problemCode == "invalid-decision")
-            let unknownField = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"8.8.8.8","duraton":"1h"}"#)
+            let unknownField = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"8.8.8.8","duraton":"1h"}"#)
             #expect(unknownField.status == .badRequest)
 
             #expect(node.firewall.current.isEmpty)
@@ -122,7 +130,8 @@ import Testing
         let clock = TestNode.Clock()
         let node = try TestNode(clock: clock)
         try await node.run { client, _ in
-            let created = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value":"2a0e:1c80::1","duration":"30s"}"#)
+            let created = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value":"2a0e:1c80::1","duration":"30s"}"#)
             #expect(created.status == .created)
             try await waitUntil { node.firewall.current.count == 1 }
 

@@ -10,7 +10,8 @@ import Testing
         try await TestNode().run { client, parts in
             // Extra columns (ipsum's IP<TAB>count), comments, a blank line and two bad lines.
             let body = "# feed header\n77.90.185.20\t9\n\n010.1.1.1\nEvil.Example.COM.\n1.2.3.4/24\n"
-            let answer = try await client.call(.post, "/v1/indicators?source=ipsum&confidence=70&tags=scanner", as: "ingest", contentType: "text/plain", body: body)
+            let answer = try await client.call(
+                .post, "/v1/indicators?source=ipsum&confidence=70&tags=scanner", as: "ingest", contentType: "text/plain", body: body)
             #expect(answer.status == .accepted)
             #expect(answer["accepted"] as? Int == 2)
             let ids = try #require(answer["ids"] as? [String])
@@ -48,7 +49,8 @@ import Testing
             #expect((a["rejected"] as? [[String: Any]])?.map { $0["index"] as? Int } == [2, 3])
 
             let object = try await client.call(
-                .post, "/v1/indicators", as: "ingest", contentType: "application/json; charset=utf-8", body: #"{"value": "example.org", "tlp": "green"}"#
+                .post, "/v1/indicators", as: "ingest", contentType: "application/json; charset=utf-8",
+                body: #"{"value": "example.org", "tlp": "green"}"#
             )
             #expect(object.status == .accepted)
             #expect(object["accepted"] as? Int == 1)
@@ -87,23 +89,27 @@ import Testing
             let missing = try await client.call(.post, "/v1/indicators", as: "ingest", body: "1.1.1.1")
             #expect(missing.status == .unsupportedMediaType)
 
-            let large = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: String(repeating: "8.8.8.8\n", count: 200))
+            let large = try await client.call(
+                .post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: String(repeating: "8.8.8.8\n", count: 200))
             #expect(large.status == .contentTooLarge)
             #expect(large.problemCode == "body-too-large")
 
-            let many = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "1.1.1.1\n1.1.1.2\n1.1.1.3\n1.1.1.4\n")
+            let many = try await client.call(
+                .post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "1.1.1.1\n1.1.1.2\n1.1.1.3\n1.1.1.4\n")
             #expect(many.status == .contentTooLarge)
             #expect(many.problemCode == "too-many-items")
             // Exactly the limit, ending in a newline, is not one too many.
             let exact = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "not-valid\n1\n2\n")
             #expect(exact.status.code == 422 && exact.problemCode != "too-many-items")
 
-            let deep = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"[{"value":"1.1.1.1","tags":[[[["x"]]]]}]"#)
+            let deep = try await client.call(
+                .post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"[{"value":"1.1.1.1","tags":[[[["x"]]]]}]"#)
             #expect(deep.status == .badRequest)
             #expect(deep.problemCode == "invalid-body")
             #expect((deep["detail"] as? String)?.contains("nested deeper than 4") == true)
 
-            let broken = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"[{"value":"1.1.1.1"},"#)
+            let broken = try await client.call(
+                .post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"[{"value":"1.1.1.1"},"#)
             #expect(broken.status == .badRequest)
 
             let parameter = try await client.call(.post, "/v1/indicators?confidence=300", as: "ingest", contentType: "text/plain", body: "1.1.1.1")
@@ -135,7 +141,8 @@ import Testing
 
             let feeder = try await client.call(.get, "/v1/decisions", as: "ingest")
             #expect(feeder.status == .forbidden)
-            let block = try await client.call(.post, "/v1/decisions", as: "read", contentType: "application/json", body: #"{"value":"8.8.8.8","duration":"1h"}"#)
+            let block = try await client.call(
+                .post, "/v1/decisions", as: "read", contentType: "application/json", body: #"{"value":"8.8.8.8","duration":"1h"}"#)
             #expect(block.status == .forbidden)
 
             // Health endpoints need no token.

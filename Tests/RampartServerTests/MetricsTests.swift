@@ -29,9 +29,11 @@ import Testing
     @Test func countsIngestRefusalsActionsAndReloads() async throws {
         let node = try TestNode(playbooks: ["block": "name: block-all\nmatch: {kind: ipv4}\nactions: [{block: {duration: 1h}}]\n"])
         try await node.run { client, _ in
-            let posted = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "23.1.2.3\n127.0.0.1\nnot an address\n")
+            let posted = try await client.call(
+                .post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "23.1.2.3\n127.0.0.1\nnot an address\n")
             #expect(posted.status == .accepted)
-            let manual = try await client.call(.post, "/v1/decisions", contentType: "application/json", body: #"{"value": "10.1.2.3", "duration": "1h"}"#)
+            let manual = try await client.call(
+                .post, "/v1/decisions", contentType: "application/json", body: #"{"value": "10.1.2.3", "duration": "1h"}"#)
             #expect(manual.status.code == 422)
             #expect(try await client.call(.post, "/v1/reload").status == .ok)
 

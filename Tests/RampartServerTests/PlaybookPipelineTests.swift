@@ -7,31 +7,32 @@ import Testing
 @Suite struct PlaybookPipelineTests {
     static let playbooks = [
         "c2": """
-            name: block-c2
-            priority: 10
-            match:
-              kind: [ipv4, ipv6, cidr]
-              confidence: {min: 80}
-              tags: {any: [c2]}
-            actions:
-              - block: {duration: 4h, direction: inbound}
-            """,
+        name: block-c2
+        priority: 10
+        match:
+          kind: [ipv4, ipv6, cidr]
+          confidence: {min: 80}
+          tags: {any: [c2]}
+        actions:
+          - block: {duration: 4h, direction: inbound}
+        """,
         "trial": """
-            name: trial-feed
-            mode: simulate
-            priority: 20
-            match:
-              kind: ipv4
-              from: [api:feeder]
-            actions:
-              - block: {duration: 1h}
-            """,
+        name: trial-feed
+        mode: simulate
+        priority: 20
+        match:
+          kind: ipv4
+          from: [api:feeder]
+        actions:
+          - block: {duration: 1h}
+        """,
     ]
 
     @Test func matchingItemsCreateDecisionsInTheSameCommit() async throws {
         let node = try TestNode(playbooks: Self.playbooks)
         try await node.run { client, _ in
-            let body = #"[{"value": "77.90.185.20", "confidence": 90, "tags": ["c2"]}, {"value": "127.0.0.1", "confidence": 90, "tags": ["c2"]}, {"value": "77.90.185.21", "confidence": 10, "tags": ["c2"]}]"#
+            let body =
+                #"[{"value": "77.90.185.20", "confidence": 90, "tags": ["c2"]}, {"value": "127.0.0.1", "confidence": 90, "tags": ["c2"]}, {"value": "77.90.185.21", "confidence": 10, "tags": ["c2"]}]"#
             let answer = try await client.call(.post, "/v1/indicators", as: "admin", contentType: "application/json", body: body)
             #expect(answer.status == .accepted)
             let ids = try #require(answer["ids"] as? [String])
@@ -50,11 +51,12 @@ import Testing
             // The audit chain tells the story in order; the loopback block was refused, not dropped.
             let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
             let events = (audit["entries"] as? [[String: Any]])?.compactMap { $0["event"] as? String }
-            #expect(events == [
-                "item.accepted", "playbook.matched", "decision.created",
-                "item.accepted", "playbook.matched", "decision.refused",
-                "item.accepted",
-            ])
+            #expect(
+                events == [
+                    "item.accepted", "playbook.matched", "decision.created",
+                    "item.accepted", "playbook.matched", "decision.refused",
+                    "item.accepted",
+                ])
         }
     }
 
@@ -96,7 +98,8 @@ import Testing
             // Dry run: explained, nothing stored.
             let tested = try await client.call(
                 .post, "/v1/playbooks/test", as: "read", contentType: "application/json",
-                body: #"[{"value": "77.90.185.20", "confidence": 90, "tags": ["c2"]}, {"value": "77.90.185.20", "confidence": 20, "tags": ["c2"]}, {"value": "1.2.3.4/8"}]"#
+                body:
+                    #"[{"value": "77.90.185.20", "confidence": 90, "tags": ["c2"]}, {"value": "77.90.185.20", "confidence": 20, "tags": ["c2"]}, {"value": "1.2.3.4/8"}]"#
             )
             #expect(tested.status == .ok)
             let items = try #require(tested["items"] as? [[String: Any]])
@@ -173,17 +176,17 @@ import Testing
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-exec-\(UUID().uuidString)").path
         let playbooks = [
             "ticket": """
-                name: ticket
-                match: {kind: ipv4, tags: {any: [c2]}}
-                actions:
-                  - exec: {argv: [/bin/sh, -c, 'cat > "$1"; printf "%s|%s|%s" "$2" "$RAMPART_VALUE" "${HOME:-no-home}"', sh, \(out), '{{description}}'], timeout: 5s}
-                """,
+            name: ticket
+            match: {kind: ipv4, tags: {any: [c2]}}
+            actions:
+              - exec: {argv: [/bin/sh, -c, 'cat > "$1"; printf "%s|%s|%s" "$2" "$RAMPART_VALUE" "${HOME:-no-home}"', sh, \(out), '{{description}}'], timeout: 5s}
+            """,
             "slow": """
-                name: slow
-                match: {kind: ipv4, tags: {any: [slow]}}
-                actions:
-                  - exec: {argv: [/bin/sleep, '30'], timeout: 300ms}
-                """,
+            name: slow
+            match: {kind: ipv4, tags: {any: [slow]}}
+            actions:
+              - exec: {argv: [/bin/sleep, '30'], timeout: 300ms}
+            """,
         ]
         let node = try TestNode(playbooks: playbooks)
         try await node.run { client, _ in
@@ -243,7 +246,8 @@ import Testing
         let node = try TestNode(playbooks: ["c2": Self.playbook])
         let directory = URL(fileURLWithPath: node.config.stateDirectory).appendingPathComponent("rules/suricata")
         try await node.run { client, _ in
-            let body = #"[{"value": "77.90.185.20", "tags": ["c2"], "description": "say \"hi\"; then\\leave"}, {"value": "2a0e:1c80::1", "tags": ["c2"]}]"#
+            let body =
+                #"[{"value": "77.90.185.20", "tags": ["c2"], "description": "say \"hi\"; then\\leave"}, {"value": "2a0e:1c80::1", "tags": ["c2"]}]"#
             let answer = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: body)
             #expect(answer["accepted"] as? Int == 2)
             let first = try String(contentsOf: directory.appendingPathComponent("c2-suricata-77.90.185.20.rules"), encoding: .utf8)
@@ -253,11 +257,16 @@ import Testing
             #expect(second.contains("sid:1000001;"))
 
             // The same value again: the same file and sid, the new content.
-            _ = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"{"value": "77.90.185.20", "tags": ["c2"], "description": "v2"}"#)
+            _ = try await client.call(
+                .post, "/v1/indicators", as: "ingest", contentType: "application/json",
+                body: #"{"value": "77.90.185.20", "tags": ["c2"], "description": "v2"}"#)
             let replaced = try String(contentsOf: directory.appendingPathComponent("c2-suricata-77.90.185.20.rules"), encoding: .utf8)
             #expect(replaced.contains("rampart c2-suricata: v2\""))
             #expect(replaced.contains("sid:1000000;"))
-            #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["c2-suricata-2a0e_1c80__1.rules", "c2-suricata-77.90.185.20.rules"])
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == [
+                    "c2-suricata-2a0e_1c80__1.rules", "c2-suricata-77.90.185.20.rules",
+                ])
 
             let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
             let written = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.installed" }

@@ -50,7 +50,8 @@ import Testing
         let rules = URL(fileURLWithPath: node.config.stateDirectory).appendingPathComponent("rules/sigma")
         let text = try Self.sigma("net_dns_mal_cobaltstrike.yml")
         try await node.run { client, _ in
-            let posted = try await client.call(.post, "/v1/rules?tlp=green&tags=c2", as: "ingest", contentType: "application/x-sigma+yaml", body: text)
+            let posted = try await client.call(
+                .post, "/v1/rules?tlp=green&tags=c2", as: "ingest", contentType: "application/x-sigma+yaml", body: text)
             #expect(posted.status == .accepted)
             #expect(posted["rule_id"] as? String == "2975af79-28c4-4d2f-a951-9095f229df29" && posted["version"] as? String == "2022-10-09")
             let file = rules.appendingPathComponent("cobalt_strike_dns_beaconing.yml")
@@ -62,7 +63,8 @@ import Testing
             #expect(entry["path"] as? String == "rules/sigma/cobalt_strike_dns_beaconing.yml" && entry["via"] as? String == "api:feeder")
 
             // A newer version (later `modified`) replaces it; an older one is refused and audited.
-            let newer = text.replacingOccurrences(of: "modified: 2022-10-09", with: "modified: 2024-01-01").replacingOccurrences(of: "post.1", with: "post.2")
+            let newer = text.replacingOccurrences(of: "modified: 2022-10-09", with: "modified: 2024-01-01").replacingOccurrences(
+                of: "post.1", with: "post.2")
             #expect(try await client.call(.post, "/v1/rules?format=sigma", as: "ingest", body: newer).status == .accepted)
             #expect(try String(contentsOf: file, encoding: .utf8) == newer)
             #expect(try await client.call(.post, "/v1/rules?format=sigma", as: "ingest", body: text).status == .accepted)
@@ -75,10 +77,11 @@ import Testing
                 ($0["detail"] as? [String: Any])?["reason"] as? String
             }
             let installed = (try await client.call(.get, "/v1/rules", as: "read")["rules"] as? [[String: Any]])?.first?["item"] as? String ?? ""
-            #expect(refusals == [
-                "version 2022-10-09 is older than the installed version 2024-01-01 (item \(installed))",
-                "the name cobalt_strike_dns_beaconing belongs to the installed rule 2975af79-28c4-4d2f-a951-9095f229df29",
-            ])
+            #expect(
+                refusals == [
+                    "version 2022-10-09 is older than the installed version 2024-01-01 (item \(installed))",
+                    "the name cobalt_strike_dns_beaconing belongs to the installed rule 2975af79-28c4-4d2f-a951-9095f229df29",
+                ])
             #expect(try FileManager.default.contentsOfDirectory(atPath: rules.path) == ["cobalt_strike_dns_beaconing.yml"])
         }
     }
@@ -90,14 +93,20 @@ import Testing
             let refused = try await client.call(.post, "/v1/rules?format=sigma", as: "ingest", body: broken)
             #expect(refused.status == .unprocessableContent && refused.problemCode == "invalid-rule")
             let errors = refused["errors"] as? [[String: Any]] ?? []
-            #expect(errors.count == 1 && errors[0]["line"] as? Int == 29 && (errors[0]["error"] as? String)?.hasPrefix("29:8: 'level' must be one of") == true)
+            #expect(
+                errors.count == 1 && errors[0]["line"] as? Int == 29
+                    && (errors[0]["error"] as? String)?.hasPrefix("29:8: 'level' must be one of") == true)
             let big = try Self.sigma("proxy_telegram_api.yml") + "# " + String(repeating: "x", count: 3000)
             let tooBig = try await client.call(.post, "/v1/rules?format=sigma", as: "ingest", body: big)
             #expect(tooBig.status == .contentTooLarge)
             let unknown = try await client.call(.post, "/v1/rules", as: "ingest", contentType: "text/plain", body: "rule x { condition: true }")
             #expect(unknown.status == .unsupportedMediaType && unknown.problemCode == "unknown-rule-format")
-            #expect(try await client.call(.post, "/v1/rules?format=yara&colour=red", as: "ingest", body: "rule x { condition: true }").problemCode == "invalid-parameter")
-            #expect(try await client.call(.post, "/v1/rules?format=yara&name=../x", as: "ingest", body: "rule x { condition: true }").problemCode == "invalid-rule")
+            #expect(
+                try await client.call(.post, "/v1/rules?format=yara&colour=red", as: "ingest", body: "rule x { condition: true }").problemCode
+                    == "invalid-parameter")
+            #expect(
+                try await client.call(.post, "/v1/rules?format=yara&name=../x", as: "ingest", body: "rule x { condition: true }").problemCode
+                    == "invalid-rule")
             #expect(try await client.call(.post, "/v1/rules?format=yara", as: "read", body: "rule x { condition: true }").status == .forbidden)
             // Nothing refused was stored.
             #expect((try await client.call(.get, "/v1/rules", as: "read")["rules"] as? [[String: Any]])?.isEmpty == true)
@@ -118,7 +127,8 @@ import Testing
             let listed = try await client.call(.get, "/v1/rules?content=true", as: "read")
             let rule = try #require((listed["rules"] as? [[String: Any]])?.first)
             #expect((listed["rules"] as? [[String: Any]])?.count == 1)
-            #expect(rule["parent"] as? String == indicator && rule["rule_id"] as? String == "sid:1000000" && rule["playbook"] as? String == "c2-suricata")
+            #expect(
+                rule["parent"] as? String == indicator && rule["rule_id"] as? String == "sid:1000000" && rule["playbook"] as? String == "c2-suricata")
             let item = try #require(rule["item"] as? String)
             #expect(try await eventually { (try? String(contentsOfFile: out, encoding: .utf8)) == "\(item)\n" })
             let path = state.appendingPathComponent("rules/suricata/c2-suricata-77.90.185.20.rules").path
@@ -128,7 +138,9 @@ import Testing
             _ = try await client.call(.post, "/v1/indicators?tags=broken", as: "ingest", contentType: "text/plain", body: "77.90.185.21")
             let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
             let invalid = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.invalid" }
-            #expect(invalid.count == 1 && ((invalid.first?["detail"] as? [String: Any])?["error"] as? String)?.contains("no 'condition:' section") == true)
+            #expect(
+                invalid.count == 1 && ((invalid.first?["detail"] as? [String: Any])?["error"] as? String)?.contains("no 'condition:' section") == true
+            )
             #expect(!FileManager.default.fileExists(atPath: state.appendingPathComponent("rules/yara").path))
 
             let revoked = try await client.call(.delete, "/v1/rules/\(item)", as: "admin")

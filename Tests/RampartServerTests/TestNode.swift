@@ -81,7 +81,8 @@ extension TestClientProtocol {
         if let role { headers[.authorization] = "Bearer \(TestNode.tokens[role] ?? role)" }
         if let contentType { headers[.contentType] = contentType }
         return try await execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }) { response in
-            let object = response.body.readableBytes == 0
+            let object =
+                response.body.readableBytes == 0
                 ? [:] : (try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any] ?? [:])
             return Answer(status: response.status, headers: response.headers, json: object)
         }

@@ -159,10 +159,11 @@ struct StoreTests {
         #expect(outcomes == ["created", "created", "unchanged", "created", "created", "extended", "unchanged"])
         // Both decisions whose time ran out are closed once, the enforced and the simulated one.
         let events = try await store.audit(after: 0, limit: 20).map(\.event)
-        #expect(events == [
-            "decision.created", "decision.created", "decision.merged", "decision.created", "decision.expired", "decision.expired",
-            "decision.created", "decision.extended", "decision.merged",
-        ])
+        #expect(
+            events == [
+                "decision.created", "decision.created", "decision.merged", "decision.created", "decision.expired", "decision.expired",
+                "decision.created", "decision.extended", "decision.merged",
+            ])
         let active = try await store.decisions(Store.DecisionFilter(), now: later).filter { $0.isActive(at: later) }
         #expect(active.map(\.value).sorted() == ["77.90.185.20", "77.90.185.21"])
         #expect(active.first { $0.value == "77.90.185.20" }?.expiresAt == later.adding(.seconds(120)))

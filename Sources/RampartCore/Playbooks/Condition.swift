@@ -145,7 +145,8 @@ public struct PrefixIndex<Value: Sendable>: Sendable {
         }
     }
 
-    private static func insert<K: FixedWidthInteger>(_ key: K, _ length: Int, _ value: Value, into tables: inout [(length: Int, table: [K: [Value]])]) {
+    private static func insert<K: FixedWidthInteger>(_ key: K, _ length: Int, _ value: Value, into tables: inout [(length: Int, table: [K: [Value]])])
+    {
         if let slot = tables.firstIndex(where: { $0.length == length }) {
             tables[slot].table[key, default: []].append(value)
         } else {
@@ -162,7 +163,9 @@ public struct PrefixIndex<Value: Sendable>: Sendable {
         }
     }
 
-    private static func lookup<K: FixedWidthInteger>(_ key: K, _ length: Int, in tables: [(length: Int, table: [K: [Value]])], _ body: (Value) -> Void) {
+    private static func lookup<K: FixedWidthInteger>(
+        _ key: K, _ length: Int, in tables: [(length: Int, table: [K: [Value]])], _ body: (Value) -> Void
+    ) {
         for (prefix, table) in tables {
             guard prefix <= length else { return }
             let masked = prefix == 0 ? 0 : key & ~K(0) << (K.bitWidth - prefix)

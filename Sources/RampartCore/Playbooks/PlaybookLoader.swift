@@ -28,7 +28,9 @@ public enum PlaybookLoader {
                 .sorted()
                 .map { (directory as NSString).appendingPathComponent($0) }
         } catch {
-            throw Diagnostics([Diagnostic(file: directory, line: 0, column: 0, message: "cannot read the playbooks directory: \(error.localizedDescription)")])
+            throw Diagnostics([
+                Diagnostic(file: directory, line: 0, column: 0, message: "cannot read the playbooks directory: \(error.localizedDescription)")
+            ])
         }
         for file in files {
             do {
@@ -40,7 +42,8 @@ public enum PlaybookLoader {
         var seen: [String: String] = [:]
         for playbook in playbooks {
             if let first = seen[playbook.name] {
-                problems.append(Diagnostic(file: playbook.file, line: 1, column: 1, message: "the name '\(playbook.name)' is already used by \(first)"))
+                problems.append(
+                    Diagnostic(file: playbook.file, line: 1, column: 1, message: "the name '\(playbook.name)' is already used by \(first)"))
             }
             seen[playbook.name] = playbook.file
         }
@@ -88,7 +91,8 @@ public enum PlaybookLoader {
             return nil
         }
         if playbook.on == .rule, name == BlockAction.kind {
-            reader.error(fields.keyNode(name), "block acts on addresses and networks; a playbook on: rule can rule (install), propagate, notify or exec")
+            reader.error(
+                fields.keyNode(name), "block acts on addresses and networks; a playbook on: rule can rule (install), propagate, notify or exec")
             return nil
         }
         // `fields(allowed: actionNames)` reported any other name.
@@ -122,7 +126,8 @@ public enum PlaybookLoader {
             var values: Set<String> = []
             var count = 0
             for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?.trimmingCharacters(in: .whitespaces) ?? ""
+                let line =
+                    rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?.trimmingCharacters(in: .whitespaces) ?? ""
                 guard !line.isEmpty else { continue }
                 do {
                     let (kind, text) = try IndicatorValue.normalise(line)
@@ -171,7 +176,9 @@ struct MatchReader {
             guard let n = fields[key] else { continue }
             let here = "\(path).\(key)"
             if trigger == .rule, PlaybookLoader.indicatorOnlyKeys.contains(key) {
-                reader.error(fields.keyNode(key), "\(here) applies to indicators; a playbook on: rule can match format, confidence, severity, tlp, tags, from and suggested")
+                reader.error(
+                    fields.keyNode(key),
+                    "\(here) applies to indicators; a playbook on: rule can match format, confidence, severity, tlp, tags, from and suggested")
                 continue
             }
             if trigger == .indicator, PlaybookLoader.ruleOnlyKeys.contains(key) {
@@ -269,7 +276,10 @@ struct MatchReader {
                 guard let name = reader.string(n, here) else { continue }
                 guard let list = lists[name] else {
                     let known = lists.keys.sorted()
-                    reader.error(n, "\(here): no list named '\(name.preview)' in the lists directory\(known.isEmpty ? " (it has none)" : "; it has: \(known.joined(separator: ", "))")")
+                    reader.error(
+                        n,
+                        "\(here): no list named '\(name.preview)' in the lists directory\(known.isEmpty ? " (it has none)" : "; it has: \(known.joined(separator: ", "))")"
+                    )
                     continue
                 }
                 parts.append(key == "in_list" ? .list(list) : .not(.list(list)))
@@ -290,9 +300,10 @@ struct MatchReader {
 
     func networks(_ node: Node, _ what: String) -> NetworkSet? {
         guard let items = reader.list(node, what) else { return nil }
-        return NetworkSet(items.compactMap { item in
-            reader.word(item, what) { (text) throws(ValueError) in try IPNetwork(parsing: text, allowBareAddress: true) }
-        })
+        return NetworkSet(
+            items.compactMap { item in
+                reader.word(item, what) { (text) throws(ValueError) in try IPNetwork(parsing: text, allowBareAddress: true) }
+            })
     }
 
     func suffixes(_ node: Node, _ what: String) -> [String]? {

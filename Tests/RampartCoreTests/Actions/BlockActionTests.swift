@@ -4,7 +4,8 @@ import Testing
 @testable import RampartCore
 
 @Suite struct BlockActionTests {
-    static let yaml = "name: c2\nmatch: {kind: [ipv4, cidr]}\nactions:\n  - block: {duration: 4h, direction: inbound, escalate: {factor: 2, max: 1d}}\n"
+    static let yaml =
+        "name: c2\nmatch: {kind: [ipv4, cidr]}\nactions:\n  - block: {duration: 4h, direction: inbound, escalate: {factor: 2, max: 1d}}\n"
 
     @Test func plansOneRequestForTheItemsNetwork() throws {
         let playbook = try ActionFixture.playbook(Self.yaml)
@@ -24,9 +25,10 @@ import Testing
         let item = try ActionFixture.item("77.90.185.20")
         guard case .block(let request)? = playbook.plan(item, in: ActionFixture.context()).first?.intent else { Issue.record("no block"); return }
         #expect(request.simulated)
-        #expect(playbook.explain(item, in: ActionFixture.context()) == [
-            "block: record (simulate, not enforced) a block of 77.90.185.20 for 4h, 2x longer for each earlier block by this playbook, up to 1d, inbound",
-        ])
+        #expect(
+            playbook.explain(item, in: ActionFixture.context()) == [
+                "block: record (simulate, not enforced) a block of 77.90.185.20 for 4h, 2x longer for each earlier block by this playbook, up to 1d, inbound"
+            ])
     }
 
     @Test func theExplanationNamesTheSafetyRailsRefusal() throws {
@@ -38,12 +40,14 @@ import Testing
     }
 
     @Test func parseIsStrict() {
-        #expect(ActionFixture.errors("name: p\nmatch: {kind: domain}\nactions:\n  - block: {duration: 1h}\n") == [
-            "p.yaml:4:5: block acts on addresses and networks, but this playbook can match [domain]; limit match.kind to ipv4, ipv6 and cidr",
-        ])
-        #expect(ActionFixture.errors("name: p\nmatch: {kind: ipv4}\nactions:\n  - block: {duration: 1h, escalate: {factor: 2, max: 30m}}\n") == [
-            "p.yaml:4:37: actions[0].block.escalate.max (30m) is shorter than the duration (1h)",
-        ])
+        #expect(
+            ActionFixture.errors("name: p\nmatch: {kind: domain}\nactions:\n  - block: {duration: 1h}\n") == [
+                "p.yaml:4:5: block acts on addresses and networks, but this playbook can match [domain]; limit match.kind to ipv4, ipv6 and cidr"
+            ])
+        #expect(
+            ActionFixture.errors("name: p\nmatch: {kind: ipv4}\nactions:\n  - block: {duration: 1h, escalate: {factor: 2, max: 30m}}\n") == [
+                "p.yaml:4:37: actions[0].block.escalate.max (30m) is shorter than the duration (1h)"
+            ])
         #expect(!ActionFixture.errors("name: p\nmatch: {kind: ipv4}\nactions:\n  - block: {duration: 1h, direction: sideways}\n").isEmpty)
     }
 }

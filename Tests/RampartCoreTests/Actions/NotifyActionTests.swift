@@ -14,11 +14,15 @@ import Testing
         #expect(url == "https://chat.example/hooks/soc")
         #expect(body == #"{"text": "blocked 77.90.185.20"}"#)
         #expect(NotifyAction.destination(url) == "notify:https://chat.example/hooks/soc")
-        #expect(playbook.explain(item, in: ActionFixture.context()) == [#"notify: POST {"text": "blocked 77.90.185.20"} to https://chat.example/hooks/soc"#])
+        #expect(
+            playbook.explain(item, in: ActionFixture.context()) == [
+                #"notify: POST {"text": "blocked 77.90.185.20"} to https://chat.example/hooks/soc"#
+            ])
     }
 
     @Test func parseIsStrict() {
-        let errors = ActionFixture.errors("name: p\nmatch: {kind: ipv4}\nactions:\n  - notify: {url: \"https://u:p@chat.example/\", template: 'text'}\n")
+        let errors = ActionFixture.errors(
+            "name: p\nmatch: {kind: ipv4}\nactions:\n  - notify: {url: \"https://u:p@chat.example/\", template: 'text'}\n")
         #expect(errors.count == 2)
         #expect(errors.first?.contains("without credentials") == true)
         #expect(errors.last?.contains("does not make a JSON document") == true)

@@ -20,14 +20,16 @@ import Testing
     }
 
     @Test func queuesForThePeersWhosePoliciesAllowAndSaysWhyTheOthersAreWithheld() throws {
-        let planned = try #require(try propagation("propagate: {to: all, suggest: [block], hops: 3}", ActionFixture.item("77.90.185.20", tlp: .amber)))
+        let planned = try #require(
+            try propagation("propagate: {to: all, suggest: [block], hops: 3}", ActionFixture.item("77.90.185.20", tlp: .amber)))
         #expect(planned.outcome == .queued)
         #expect(planned.queued == ["c"])
         #expect(planned.withheld.map { "\($0.peer):\($0.code)" } == ["b:tlp", "gone:expired"])
         #expect(planned.path == ["here"])
         #expect(planned.hopsLeft == 2)
         #expect(planned.suggest == ["block"])
-        let playbook = try ActionFixture.playbook("name: share\nmatch: {kind: ipv4}\nactions:\n  - propagate: {to: [c]}\n", peers: Self.peers.map(\.name))
+        let playbook = try ActionFixture.playbook(
+            "name: share\nmatch: {kind: ipv4}\nactions:\n  - propagate: {to: [c]}\n", peers: Self.peers.map(\.name))
         #expect(playbook.explain(try ActionFixture.item("77.90.185.20"), in: ActionFixture.context(peers: Self.peers)) == ["propagate: send to c"])
     }
 
@@ -41,9 +43,10 @@ import Testing
     }
 
     @Test func parseIsStrict() {
-        #expect(ActionFixture.errors("name: p\nmatch: {kind: ipv4}\nactions:\n  - propagate: {to: [d]}\n", peers: ["b"]) == [
-            "p.yaml:4:21: actions[0].propagate.to: unknown peer 'd'; the configuration has b (or say to: all)",
-        ])
+        #expect(
+            ActionFixture.errors("name: p\nmatch: {kind: ipv4}\nactions:\n  - propagate: {to: [d]}\n", peers: ["b"]) == [
+                "p.yaml:4:21: actions[0].propagate.to: unknown peer 'd'; the configuration has b (or say to: all)"
+            ])
         #expect(!ActionFixture.errors("name: p\nmatch: {kind: ipv4}\nactions:\n  - propagate: {to: all, suggest: [reboot]}\n").isEmpty)
     }
 }

@@ -29,7 +29,9 @@ public struct BlockAction: PlaybookAction, Equatable {
                 }
             }
             let max = fields.required("max").flatMap { reader.duration($0, "\(path).block.escalate.max") }
-            if let max, let duration, max < duration { reader.error(n, "\(path).block.escalate.max (\(max.text)) is shorter than the duration (\(duration.text))") }
+            if let max, let duration, max < duration {
+                reader.error(n, "\(path).block.escalate.max (\(max.text)) is shorter than the duration (\(duration.text))")
+            }
             if let factor, let max { escalate = Escalation(factor: factor, max: max) }
         }
         var direction = Direction.both

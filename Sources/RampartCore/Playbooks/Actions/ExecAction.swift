@@ -46,6 +46,7 @@ public struct ExecAction: PlaybookAction {
     public func explain(_ intent: Intent, item: Item, playbook: Playbook, in context: PlanContext) -> String {
         guard case .exec(let argv, let timeout) = intent else { return "exec: \(Intent.why(intent))" }
         let quoted = argv.map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }
-        return "exec: \(playbook.verb("run", simulated: "not run")) \(quoted.joined(separator: " ")) with the item as JSON on stdin, timeout \(timeout.text)"
+        return
+            "exec: \(playbook.verb("run", simulated: "not run")) \(quoted.joined(separator: " ")) with the item as JSON on stdin, timeout \(timeout.text)"
     }
 }

@@ -38,7 +38,10 @@ public struct NotifyAction: PlaybookAction {
                 do {
                     _ = try JSONValue.parse(Array(template.render(sample, playbook: "p").utf8))
                 } catch {
-                    throw ValueError(.invalidField, "the template does not make a JSON document (\(error)); put fields inside JSON strings, such as '{\"text\": \"blocked {{value}}\"}'")
+                    throw ValueError(
+                        .invalidField,
+                        "the template does not make a JSON document (\(error)); put fields inside JSON strings, such as '{\"text\": \"blocked {{value}}\"}'"
+                    )
                 }
                 return template
             }

@@ -35,7 +35,8 @@ public struct PropagateAction: PlaybookAction, Equatable {
         }
         if let n = propagate["suggest"], let names = reader.strings(n, "\(path).propagate.suggest") {
             for name in names where !PeerMessage.suggestible.contains(name) {
-                reader.error(n, "\(path).propagate.suggest: unknown action '\(name.preview)'; expected \(PeerMessage.suggestible.joined(separator: ", "))")
+                reader.error(
+                    n, "\(path).propagate.suggest: unknown action '\(name.preview)'; expected \(PeerMessage.suggestible.joined(separator: ", "))")
             }
             parsed.suggest = names
         }
@@ -79,7 +80,8 @@ public struct PropagateAction: PlaybookAction, Equatable {
     public func explain(_ intent: Intent, item: Item, playbook: Playbook, in context: PlanContext) -> String {
         guard case .propagate(let propagation) = intent else { return "propagate: \(Intent.why(intent))" }
         let suggestion = propagation.suggest.isEmpty ? "" : ", suggesting \(propagation.suggest.joined(separator: ", "))"
-        let withheld = propagation.withheld.isEmpty ? "" : "; withheld from \(propagation.withheld.map { "\($0.peer) (\($0.code))" }.joined(separator: ", "))"
+        let withheld =
+            propagation.withheld.isEmpty ? "" : "; withheld from \(propagation.withheld.map { "\($0.peer) (\($0.code))" }.joined(separator: ", "))"
         switch propagation.outcome {
         case .notOrigin: return "propagate: nothing: the item came from another node and relay is false"
         case .noHopsLeft: return "propagate: nothing: the item has no hops left"

@@ -52,11 +52,13 @@ public enum RuleAction: PlaybookAction {
         switch intent {
         case .renderRule(let rendering):
             let file = rendering.format.relativePath(name: rendering.name)
-            return "rule: \(playbook.verb("write", simulated: "not written")) \(file), as a rule item of its own: \(rendering.content(sid: 1_000_000))"
+            return
+                "rule: \(playbook.verb("write", simulated: "not written")) \(file), as a rule item of its own: \(rendering.content(sid: 1_000_000))"
         case .installRule(let path):
             let rule = item.rule
             let version = rule?.version.map { ", version \($0)" } ?? ""
-            return "rule: \(playbook.verb("install", simulated: "not installed")) \(path) (\(rule?.format.rawValue ?? "") rule \(rule?.ruleID ?? "")\(version))"
+            return
+                "rule: \(playbook.verb("install", simulated: "not installed")) \(path) (\(rule?.format.rawValue ?? "") rule \(rule?.ruleID ?? "")\(version))"
         default:
             return "rule: \(Intent.why(intent))"
         }
