@@ -30,7 +30,8 @@ final class NamespacePair {
             ["netns", "add", a], ["netns", "add", b],
             ["link", "add", "ra\(tag)", "netns", a, "type", "veth", "peer", "name", "rb\(tag)", "netns", b],
             ["-n", a, "addr", "add", "198.18.0.1/24", "dev", "ra\(tag)"], ["-n", b, "addr", "add", "198.18.0.2/24", "dev", "rb\(tag)"],
-            ["-n", a, "addr", "add", "2001:2::1/64", "dev", "ra\(tag)", "nodad"], ["-n", b, "addr", "add", "2001:2::2/64", "dev", "rb\(tag)", "nodad"],
+            ["-n", a, "addr", "add", "2001:2::1/64", "dev", "ra\(tag)", "nodad"],
+            ["-n", b, "addr", "add", "2001:2::2/64", "dev", "rb\(tag)", "nodad"],
             ["-n", a, "link", "set", "ra\(tag)", "up"], ["-n", b, "link", "set", "rb\(tag)", "up"],
             ["-n", a, "link", "set", "lo", "up"], ["-n", b, "link", "set", "lo", "up"],
         ]
@@ -123,7 +124,9 @@ struct NFTablesTests {
 
         _ = try api(pair, daemon, "POST", "/v1/decisions", #"{"value": "2001:2::2", "duration": "1h"}"#)
         #expect(try pair.reachable("2001:2::1", port: port) == (false, false))
+        // An unblock reaches the kernel after the revocation's answer: wait for it there, as for IPv4 above.
         _ = try api(pair, daemon, "DELETE", "/v1/decisions?value=2001:2::2")
+        #expect(try eventually(5) { try !pair.elements().values.contains { $0.contains("2001:2::2") } })
         #expect(try pair.reachable("2001:2::1", port: port) == (true, true))
 
         // A network that holds this host's own address is refused.
@@ -161,8 +164,10 @@ struct NFTablesTests {
             let line = String(decoding: try JSONSerialization.data(withJSONObject: [value]), as: UTF8.self)
             _ = try pair.exec(
                 pair.a,
-                ["/usr/bin/curl", "-sS", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: application/json",
-                 "--data-binary", line, "http://127.0.0.1:\(daemon.port)/v1/indicators"]
+                [
+                    "/usr/bin/curl", "-sS", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: application/json",
+                    "--data-binary", line, "http://127.0.0.1:\(daemon.port)/v1/indicators",
+                ]
             )
         }
         #expect(try pair.rulesetShape() == before)
@@ -183,7 +188,8 @@ struct NFTablesTests {
         kill(daemon.process.processIdentifier, SIGKILL)
         daemon.process.waitUntilExit()
         // Behind the store's back: one element goes, a stranger arrives.
-        _ = try pair.exec(pair.a, ["/usr/sbin/nft", "delete element inet rampart in4 { 198.18.0.20 }; add element inet rampart in4 { 198.18.0.99 timeout 1h }"])
+        _ = try pair.exec(
+            pair.a, ["/usr/sbin/nft", "delete element inet rampart in4 { 198.18.0.20 }; add element inet rampart in4 { 198.18.0.99 timeout 1h }"])
         let started = Date()
         daemon = try DaemonProcess(sandbox, namespace: pair.a)
         defer { _ = daemon.stop() }
