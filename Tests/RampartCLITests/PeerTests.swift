@@ -562,8 +562,14 @@ struct PeerNamespaceTests {
         for (index, name) in ["b", "c"].enumerated() {
             let node = nodes[index + 1]
             #expect(try eventually(5) { try node.activeValues().contains(mesh.address("x")) })
-            let set = try run("/usr/sbin/ip", ["netns", "exec", mesh.namespace(name), "/usr/sbin/nft", "list", "set", "inet", "rampart", "in4"])
-            #expect(set.stdout.contains(mesh.address("x")), "\(name)'s kernel set: \(set.stdout)\(set.stderr)")
+            // The decision is visible in the store once committed, a moment before the enforcer
+            // has put it in the kernel: wait for the element there too.
+            var set = Output(status: 0, stdout: "", stderr: "")
+            let inKernel = try eventually(5) {
+                set = try run("/usr/sbin/ip", ["netns", "exec", mesh.namespace(name), "/usr/sbin/nft", "list", "set", "inet", "rampart", "in4"])
+                return set.stdout.contains(mesh.address("x"))
+            }
+            #expect(inKernel, "\(name)'s kernel set: \(set.stdout)\(set.stderr)")
             #expect(try mesh.xReaches(name) == (false, false), "x still reaches \(name)")
         }
         // The nodes still reach each other: peers are never blocked.
