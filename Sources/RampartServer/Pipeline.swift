@@ -90,18 +90,17 @@ public final class Pipeline: Sendable {
     struct Context: Sendable {
         let via: String
         let positionName: String
-        let policy: SafetyPolicy
-        let peers: [Peer]
+        /// What the actions' plans see: this node, its peers and safety policy, the request's
+        /// time, the longest block its items may cause (a peer's `accept.max_duration`).
+        let planning: PlanContext
         /// For the rule items that `rule` actions render, which run through the rule playbooks at once.
         let playbooks: PlaybookSet
         let ids: IDGenerator
-        let nodeID: String
-        let at: Date
-        /// The longest block the items may cause (a peer's `accept.max_duration`).
-        var maxBlock: Duration? = nil
 
-        /// What the actions' plans see.
-        var planning: PlanContext { PlanContext(nodeID: nodeID, peers: peers, policy: policy, at: at, maxBlock: maxBlock) }
+        var policy: SafetyPolicy { planning.policy }
+        var peers: [Peer] { planning.peers }
+        var nodeID: String { planning.nodeID }
+        var at: Date { planning.at }
     }
 
     /// A playbook that matched an item, with its actions' intents planned and its
@@ -134,7 +133,6 @@ public final class Pipeline: Sendable {
         let inForce = current
         let playbooks = inForce.playbooks
         let context = context(via: via, positionName: positionName, inForce: inForce, at: receivedAt)
-        let planning = context.planning
         var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
         // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
         // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
@@ -170,7 +168,7 @@ public final class Pipeline: Sendable {
                     let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
                     kinds[indicator.kind, default: 0] += 1
-                    chunk.append(.accepted(item, playbooks, planning))
+                    chunk.append(.accepted(item, playbooks, context.planning))
                 case .failure(let error):
                     summary.rejected.append(
                         Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
@@ -196,11 +194,12 @@ public final class Pipeline: Sendable {
     }
 
     func context(via: String, positionName: String, inForce: InForce, at: Date, maxBlock: Duration? = nil) -> Context {
-        Context(
-            via: via, positionName: positionName, policy: inForce.policy, peers: inForce.peers, playbooks: inForce.playbooks, ids: ids,
-            nodeID: nodeID,
-            at: at, maxBlock: maxBlock
-        )
+        Context(via: via, positionName: positionName, planning: planning(inForce, at: at, maxBlock: maxBlock), playbooks: inForce.playbooks, ids: ids)
+    }
+
+    /// What the actions' plans see for a request at `at` under the configuration in force.
+    func planning(_ inForce: InForce, at: Date, maxBlock: Duration? = nil) -> PlanContext {
+        PlanContext(nodeID: nodeID, peers: inForce.peers, policy: inForce.policy, at: at, maxBlock: maxBlock)
     }
 
     /// Commits a detection rule posted to the API, with what the rule playbooks make of it;

@@ -64,7 +64,7 @@ struct PlaybookRoutes {
         let body = try await bodies.receive(request, upTo: 1 << 20)
         let inForce = pipeline.current
         let at = now()
-        let planning = PlanContext(nodeID: pipeline.nodeID, peers: inForce.peers, policy: inForce.policy, at: at)
+        let planning = pipeline.planning(inForce, at: at)
         var w = JSONWriter()
         w.beginObject()
         w.key("items")
