@@ -78,12 +78,12 @@ public enum Daemon {
             .register(on: router)
 
         let services: [any Service] = [
-            StoreService(store: store, logger: logger),
+            StoreService(store: store, observer: enforcer, logger: logger),
             enforcer,
             execRunner,
             delivery,
             ExpiryService(
-                store: store, enforcer: enforcer, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now,
+                store: store, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now,
                 logger: logger
             ),
             ReloadOnHangup(reloader: reloader),

@@ -1,13 +1,20 @@
 import Foundation
 import Logging
 import RampartCore
+import RampartStore
 import ServiceLifecycle
 
 /// The one way to the firewall backend: changes go in batches (the first at once when the backend
 /// is idle; changes arriving while a batch is applied coalesce into the next one), and reconciles
 /// (the backend brought to the store's active decisions: at start, on reload, every
 /// `reconcileInterval` and after a failed batch) run in the same loop, never beside a batch.
-public final class Enforcer: Service, @unchecked Sendable {
+///
+/// Changes come from the store's writer as each transaction commits. Blocks go to the kernel at
+/// once, while the commit's log sync is still running; unblocks wait until the log holding them is
+/// on disk, so that after a crash the kernel may block more than the store says (the start-up
+/// reconcile removes it), never less. A block committed after an unblock still waiting for its
+/// sync cancels that unblock.
+public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
     private let firewall: any Firewall
     private let decisions: @Sendable () async throws -> [FirewallBlock]
     private let reconcileInterval: Duration
@@ -15,6 +22,8 @@ public final class Enforcer: Service, @unchecked Sendable {
     private let logger: Logger
     private let lock = NSLock()
     private var pending: [FirewallChange] = []
+    /// Unblocks committed but not yet on disk: the commit of each target's latest.
+    private var held: [IPNetwork: UInt64] = [:]
     private var reconcileWanted = false
     private var waiting: [CheckedContinuation<Void, any Error>] = []
     private let wakeups: AsyncStream<Void>
@@ -33,10 +42,38 @@ public final class Enforcer: Service, @unchecked Sendable {
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    public func submit(_ changes: [FirewallChange]) {
-        guard !changes.isEmpty else { return }
-        lock.withLock { pending += changes }
-        wake.yield()
+    /// From the store's writer thread, right after commit `commit`: blocks are applied now,
+    /// unblocks once that commit is durable.
+    public func committed(_ commit: UInt64, firewall changes: [FirewallChange]) {
+        let blocks = lock.withLock {
+            var blocks = false
+            for change in changes {
+                switch change {
+                case .add(let block):
+                    if !held.isEmpty { held[block.target] = nil }
+                    pending.append(change)
+                    blocks = true
+                case .remove(let target):
+                    held[target] = commit
+                }
+            }
+            return blocks
+        }
+        if blocks { wake.yield() }
+    }
+
+    /// From the store's log syncer: every commit up to `commit` is on disk, so their unblocks go.
+    public func durable(through commit: UInt64) {
+        let released = lock.withLock {
+            guard !held.isEmpty else { return false }
+            let count = pending.count
+            for (target, committed) in held where committed <= commit {
+                pending.append(.remove(target))
+                held[target] = nil
+            }
+            return pending.count > count
+        }
+        if released { wake.yield() }
     }
 
     /// Brings the backend to the store, and returns once that is done (or throws why it failed).

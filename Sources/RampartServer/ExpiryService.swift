@@ -5,12 +5,11 @@ import RampartStore
 import ServiceLifecycle
 
 /// Closes decisions whose time is up, every `interval`: each gets its `decision.expired` audit
-/// entry, and the firewall drops its element in the same step. Sightings older than the longest
+/// entry, and the firewall drops its element once that is durable. Sightings older than the longest
 /// window of the playbooks in force go in the same transaction, and so do the ids of peers'
 /// requests once their timestamps are too old to be accepted again.
 struct ExpiryService: Service {
     let store: Store
-    let enforcer: Enforcer
     /// How long sightings must be kept (nil: none are needed).
     let sightingWindow: @Sendable () -> Duration?
     let interval: Duration
@@ -42,7 +41,6 @@ struct ExpiryService: Service {
                 return try tx.expire(now: at)
             }
             total += expired.count
-            enforcer.submit(expired.compactMap { $0.firewallChange(at: at) })
             if expired.count < 10_000 { return total }
         }
     }
@@ -53,10 +51,12 @@ struct ExpiryService: Service {
 /// first in the service group, so it starts first and stops last.
 struct StoreService: Service {
     let store: Store
+    /// Hears of each transaction's firewall changes (the enforcer).
+    let observer: any CommitObserver
     let logger: Logger
 
     func run() async throws {
-        store.start()
+        store.start(observer: observer)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
             do {

@@ -138,8 +138,7 @@ extension Pipeline {
             effects.tally.add("rampart_revocations_total", ["outcome": "refused"])
             return
         }
-        let (revoked, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
-        effects.firewall += revoked.compactMap { $0.firewallChange(at: context.at) }
+        let (_, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
         effects.removedRules += try tx.uninstallRules(ofItem: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
         if !kept.isEmpty {
             try tx.audit("revocation.kept", subject: revocation.item, at: context.at) { w in
@@ -168,13 +167,12 @@ extension Pipeline {
         }
     }
 
-    /// What decisions revoked here cause: their elements leave the firewall, and the peers that
-    /// got the items behind them hear of it.
+    /// What decisions revoked here cause besides their elements leaving the firewall (which the
+    /// store hands to the enforcer): the peers that got the items behind them hear of it.
     static func revoked(
         _ decisions: [Decision], reason: String, nodeID: String, peers: [Peer], at: Date, in tx: inout StoreTransaction
     ) throws -> Effects {
         var effects = Effects()
-        effects.firewall = decisions.compactMap { $0.firewallChange(at: at) }
         for decision in decisions {
             guard let item = decision.item else { continue }
             try forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)

@@ -8,7 +8,8 @@ import Synchronization
 /// The ingest path: parse a request body into items, run each through the playbooks, and commit
 /// them with what they caused (decisions, audit entries) in chunks that pipeline with parsing:
 /// while one chunk commits on the writer thread, the next is parsed and matched on this one.
-/// `ingest` returns once every chunk is durable; the firewall hears of new blocks after the commit.
+/// `ingest` returns once every chunk is durable; the firewall hears of new blocks from the store,
+/// at each chunk's commit, before its log sync.
 public final class Pipeline: Sendable {
     let store: Store
     let enforcer: Enforcer
@@ -227,16 +228,15 @@ public final class Pipeline: Sendable {
             var effects = Effects()
             let outcome = try tx.block(request, policy: policy, now: at)
             effects.tally.add(outcome)
-            if let change = outcome.firewallChange(at: at) { effects.firewall.append(change) }
             return (outcome, effects)
         }
         carryOut(effects)
         return outcome
     }
 
-    /// What a commit leaves to do outside the database once it is durable.
+    /// What a commit leaves to do outside the database once it is durable (the firewall's changes
+    /// go from the store to the enforcer at the commit, before this).
     struct Effects: Sendable {
-        var firewall: [FirewallChange] = []
         var execs: [ExecJob] = []
         /// Rule files to write, and to remove (replaced under another name, or revoked).
         var rules: [RuleFile] = []
@@ -248,12 +248,11 @@ public final class Pipeline: Sendable {
         var stored = 0
     }
 
-    /// Hands what a durable commit caused to the firewall, the exec runner, the rules directory
-    /// and the peers' dispatchers.
+    /// Hands what a durable commit caused to the exec runner, the rules directory and the peers'
+    /// dispatchers.
     func carryOut(_ effects: Effects) {
         ruleDirectory.remove(effects.removedRules)
         ruleDirectory.write(effects.rules)
-        enforcer.submit(effects.firewall)
         execRunner.submit(effects.execs)
         delivery.wake(effects.peers)
         metrics.add(effects.tally)
@@ -314,7 +313,6 @@ public final class Pipeline: Sendable {
             case .block(let request):
                 let outcome = try tx.block(request, policy: context.policy, now: at, known: &known)
                 effects.tally.add(outcome)
-                if let change = outcome.firewallChange(at: at) { effects.firewall.append(change) }
             case .exec(let argv, let timeout):
                 effects.execs.append(
                     ExecJob(

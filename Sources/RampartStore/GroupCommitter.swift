@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import RampartCore
 
 /// Runs write jobs on one dedicated thread, many jobs to a transaction: while one transaction
 /// commits, new jobs queue, and the next transaction takes them (up to a total weight, so that a
@@ -11,6 +12,10 @@ import GRDB
 /// `fdatasync` covers every commit written before it) and only then resumes their callers. The
 /// writer goes on with the next transaction meanwhile, instead of waiting for the disk inside
 /// SQLite's commit (`synchronous = FULL`), so writing and syncing overlap.
+///
+/// The firewall changes a transaction's jobs decided go to the `CommitObserver` as soon as it
+/// has committed, while its log sync is still to come, and the observer hears again once the log
+/// holding it is on disk.
 final class GroupCommitter: @unchecked Sendable {
     private let pool: DatabasePool
     private let logPath: String
@@ -20,7 +25,7 @@ final class GroupCommitter: @unchecked Sendable {
     private var thread: Thread?
     /// Committed batches waiting for the log to reach the disk, oldest first.
     private let syncCondition = NSCondition()
-    private var unsynced: [[any Job]] = []
+    private var unsynced: [(commit: UInt64, jobs: [any Job])] = []
     private var writerDone = false
     private var syncs = 0
     /// Whether `start()` ran, and who waits in `stop()` for both threads to end.
@@ -37,6 +42,10 @@ final class GroupCommitter: @unchecked Sendable {
     /// Owned by the writer thread (read once at start, then only there).
     private var state: WriterState
     private var statements: PreparedStatements?
+    /// How many transactions committed; each commit's number is the count after it.
+    private var commits: UInt64 = 0
+    /// Set by `start`, before the threads that read it exist.
+    private var observer: (any CommitObserver)?
     /// The most work one transaction takes: jobs weigh 1 unless their caller says how many items
     /// they write.
     private let maxWeightPerTransaction = 4096
@@ -48,12 +57,14 @@ final class GroupCommitter: @unchecked Sendable {
         self.state = state
     }
 
-    /// Starts the writer and sync threads; once only.
-    func start() {
+    /// Starts the writer and sync threads; once only. `observer` hears of each commit's firewall
+    /// changes, on the writer's thread, and of each log sync, on the syncer's.
+    func start(observer: (any CommitObserver)?) {
         condition.lock()
         defer { condition.unlock() }
         guard !started, !stopped else { return }
         started = true
+        self.observer = observer
         let thread = Thread { [self] in
             self.loop()
             syncCondition.lock()
@@ -160,6 +171,7 @@ final class GroupCommitter: @unchecked Sendable {
 
     private func commit(_ batch: [any Job]) {
         let before = state
+        var firewall: [FirewallChange] = []
         do {
             try pool.writeWithoutTransaction { db in
                 let statements = try self.statements ?? PreparedStatements(db)
@@ -173,18 +185,26 @@ final class GroupCommitter: @unchecked Sendable {
                             failed = !job.run(&transaction)
                             return failed ? .rollback : .commit
                         }
-                        state = failed ? snapshot : transaction.state
+                        if !failed {
+                            state = transaction.state
+                            firewall += transaction.firewall
+                        } else {
+                            state = snapshot
+                        }
                     }
                     return .commit
                 }
             }
         } catch {
+            // Nothing of it reached the firewall: changes go out only after a commit.
             state = before
             for job in batch { job.fail(error) }
             return
         }
+        commits += 1
+        if !firewall.isEmpty { observer?.committed(commits, firewall: firewall) }
         syncCondition.lock()
-        unsynced.append(batch)
+        unsynced.append((commits, batch))
         syncCondition.signal()
         syncCondition.unlock()
     }
@@ -202,12 +222,15 @@ final class GroupCommitter: @unchecked Sendable {
             let batches = unsynced
             unsynced.removeAll()
             syncCondition.unlock()
+            let jobs = batches.flatMap(\.jobs)
             do {
                 try syncLog()
-                for job in batches.joined() { job.complete() }
+                observer?.durable(through: batches[batches.count - 1].commit)
+                for job in jobs { job.complete() }
             } catch {
-                // Committed but perhaps not on disk: the callers hear of it rather than a 2xx.
-                for job in batches.joined() { job.fail(error) }
+                // Committed but perhaps not on disk: the callers hear of it rather than a 2xx, and
+                // the observer waits for a later sync that covers these commits too.
+                for job in jobs { job.fail(error) }
             }
         }
     }
@@ -227,6 +250,15 @@ final class GroupCommitter: @unchecked Sendable {
         syncs += 1
         syncCondition.unlock()
     }
+}
+
+/// Hears what committed transactions change in the firewall: `committed` on the writer's thread
+/// right after a commit (it must not block: the next transaction waits for it), `durable` on the
+/// log syncer's thread once every commit up to the one named is on disk. Commits are numbered
+/// from 1, in order.
+public protocol CommitObserver: AnyObject, Sendable {
+    func committed(_ commit: UInt64, firewall: [FirewallChange])
+    func durable(through commit: UInt64)
 }
 
 /// What the writer thread keeps between transactions: the head of the audit chain and counters.

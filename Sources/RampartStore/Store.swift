@@ -109,9 +109,10 @@ public final class Store: Sendable {
         pool.releaseMemory()
     }
 
-    /// Starts the writer and sync threads (once; a read-only store has none).
-    public func start() {
-        if checkpointer != nil { committer.start() }
+    /// Starts the writer and sync threads (once; a read-only store has none). `observer` hears
+    /// of the firewall changes each transaction commits, and of their reaching the disk.
+    public func start(observer: (any CommitObserver)? = nil) {
+        if checkpointer != nil { committer.start(observer: observer) }
     }
 
     /// Commits and syncs the writes already queued, then stops and joins the writer and sync

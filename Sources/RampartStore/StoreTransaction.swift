@@ -8,6 +8,9 @@ public struct StoreTransaction {
     let db: Database
     var state: WriterState
     let statements: PreparedStatements
+    /// What the firewall must change once this transaction commits, in the order decided: blocks
+    /// created or extended, decisions revoked or expired.
+    public private(set) var firewall: [FirewallChange] = []
 
     init(db: Database, state: WriterState, statements: PreparedStatements) {
         self.db = db
@@ -159,6 +162,7 @@ public struct StoreTransaction {
                 try binder.step(db)
                 current[index] = existing
             }
+            if changed { enforce(existing, now: now) }
             try audit(changed ? "decision.extended" : "decision.merged", subject: existing.id, at: now) { w in
                 w.field("value", existing.value)
                 w.field("expires_at", Timestamp.format(existing.expiresAt))
@@ -191,6 +195,7 @@ public struct StoreTransaction {
         try binder.step(db)
         current.append(decision)
         if !decision.simulated { state.activeBlocks += 1 }
+        enforce(decision, now: now)
         try audit("decision.created", subject: decision.id, at: now) { w in
             w.field("value", decision.value)
             w.field("expires_at", Timestamp.format(expiresAt))
@@ -221,6 +226,7 @@ public struct StoreTransaction {
                 [now.milliseconds, decision.id]
             )
             if !decision.simulated { state.activeBlocks -= 1 }
+            enforce(decision, now: now)
             try audit("decision.revoked", subject: decision.id, at: now) { w in
                 w.field("value", decision.value)
                 w.field("reason", reason)
@@ -245,10 +251,17 @@ public struct StoreTransaction {
     private mutating func markExpired(_ decision: Decision, now: Date) throws {
         try execute("UPDATE decision SET state = 'expired' WHERE id = ?", [decision.id])
         if !decision.simulated { state.activeBlocks -= 1 }
+        enforce(decision, now: now)
         try audit("decision.expired", subject: decision.id, at: now) { w in
             w.field("value", decision.value)
             w.field("expires_at", Timestamp.format(decision.expiresAt))
         }
+    }
+
+    /// Notes what the firewall must do about a decision this transaction created, extended, revoked
+    /// or expired (nothing for a simulated one).
+    private mutating func enforce(_ decision: Decision, now: Date) {
+        if let change = decision.firewallChange(at: now) { firewall.append(change) }
     }
 
     /// The active decisions for one value. This runs for every item a block playbook matches: columns
@@ -321,15 +334,6 @@ public enum BlockOutcome: Sendable, Hashable {
         switch self {
         case .created(let d), .extended(let d, _), .unchanged(let d): d
         case .refused: nil
-        }
-    }
-
-    /// What the firewall must change after this outcome: nothing when the decision was refused or
-    /// already covered the request.
-    public func firewallChange(at now: Date) -> FirewallChange? {
-        switch self {
-        case .created(let d), .extended(let d, _): d.firewallChange(at: now)
-        case .unchanged, .refused: nil
         }
     }
 }

@@ -113,18 +113,20 @@ struct NFTablesTests {
 
         let created = try api(pair, daemon, "POST", "/v1/decisions", #"{"value": "198.18.0.2", "duration": "1h"}"#)
         #expect(created.stdout.hasSuffix("201"), "\(created.stdout)")
-        #expect(try pair.elements()["in4"] == ["198.18.0.2"])
+        // A block goes to the kernel while its commit is synced, an unblock once its commit is
+        // synced: either may land just after the answer, so each is waited for there.
+        #expect(try eventually(5) { try pair.elements()["in4"] == ["198.18.0.2"] })
         #expect(try pair.reachable("198.18.0.1", port: port) == (false, false))
         #expect(try pair.reachable("2001:2::1", port: port) == (true, true))
 
         let revoked = try api(pair, daemon, "DELETE", "/v1/decisions?value=198.18.0.2")
         #expect(revoked.stdout.hasSuffix("200"), "\(revoked.stdout)")
-        #expect(try pair.elements()["in4"] == [])
+        #expect(try eventually(5) { try pair.elements()["in4"] == [] })
         #expect(try pair.reachable("198.18.0.1", port: port) == (true, true))
 
         _ = try api(pair, daemon, "POST", "/v1/decisions", #"{"value": "2001:2::2", "duration": "1h"}"#)
+        #expect(try eventually(5) { try pair.elements().values.contains { $0.contains("2001:2::2") } })
         #expect(try pair.reachable("2001:2::1", port: port) == (false, false))
-        // An unblock reaches the kernel after the revocation's answer: wait for it there, as for IPv4 above.
         _ = try api(pair, daemon, "DELETE", "/v1/decisions?value=2001:2::2")
         #expect(try eventually(5) { try !pair.elements().values.contains { $0.contains("2001:2::2") } })
         #expect(try pair.reachable("2001:2::1", port: port) == (true, true))
@@ -136,7 +138,7 @@ struct NFTablesTests {
         // A short block of a network lapses in the kernel on time, and the store closes it. (3 s:
         // the blocked probes take up to 2 s, one for ping and one for the TCP connect.)
         _ = try api(pair, daemon, "POST", "/v1/decisions", #"{"value": "198.18.0.2/31", "duration": "3s"}"#)
-        #expect(try pair.elements()["in4_net0"] == ["198.18.0.2/31"])
+        #expect(try eventually(5) { try pair.elements()["in4_net0"] == ["198.18.0.2/31"] })
         #expect(try pair.reachable("198.18.0.1", port: port) == (false, false))
         Thread.sleep(forTimeInterval: 1.2)
         #expect(try pair.reachable("198.18.0.1", port: port) == (true, true))
@@ -152,6 +154,7 @@ struct NFTablesTests {
         let daemon = try DaemonProcess(sandbox, namespace: pair.a)
         defer { _ = daemon.stop() }
         _ = try api(pair, daemon, "POST", "/v1/decisions", #"{"value": "198.18.0.9", "duration": "1h"}"#)
+        #expect(try eventually(5) { try pair.elements()["in4"] == ["198.18.0.9"] })
         let before = try pair.rulesetShape()
         let hostile = [
             "1.2.3.4; flush ruleset", "1.2.3.4\nflush ruleset", "1.2.3.4 }", "$(reboot)", "flush ruleset", "1.2.3.4\u{0}",
@@ -183,8 +186,7 @@ struct NFTablesTests {
         for value in ["198.18.0.20", "198.18.0.21", "198.18.4.0/22", "198.18.5.0/24"] {
             _ = try api(pair, daemon, "POST", "/v1/decisions", "{\"value\": \"\(value)\", \"duration\": \"1h\", \"direction\": \"both\"}")
         }
-        #expect(try pair.elements()["in4_net0"] == ["198.18.4.0/22"])
-        #expect(try pair.elements()["in4_net1"] == ["198.18.5.0/24"])
+        #expect(try eventually(5) { try pair.elements()["in4_net0"] == ["198.18.4.0/22"] && pair.elements()["in4_net1"] == ["198.18.5.0/24"] })
         kill(daemon.process.processIdentifier, SIGKILL)
         daemon.process.waitUntilExit()
         // Behind the store's back: one element goes, a stranger arrives.
