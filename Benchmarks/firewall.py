@@ -8,6 +8,7 @@ namespace, as root.
    set, over TRIALS trials: p50 and p99. Presence is asked of the kernel with one netlink request
    per probe (`nft get element` dumps the whole set first: 0.4 s at 100k elements).
 3. The daemon's RSS with the bulk blocks active: as the last element arrives, and 3 s later.
+4. The bytes the bulk request added to the write-ahead log, per blocked item.
 """
 import hashlib, json, os, subprocess, sys, tempfile, time, urllib.request
 
@@ -101,8 +102,13 @@ try:
     body = ("\n".join(addresses) + "\n").encode()
     last = addresses[-1]
     start = time.monotonic()
+    wal = f"{work}/state/rampart.sqlite-wal"
+    wal_before = os.path.getsize(wal) if os.path.exists(wal) else 0
     status, answer = call("POST", "/v1/indicators?confidence=90", body, "text/plain")
     acked = time.monotonic() - start
+    # The log is checkpointed (and then reused from its start) only after 500 ms without writes,
+    # so right after the answer its growth is what the bulk request wrote.
+    wal_bytes = os.path.getsize(wal) - wal_before
     probe = ElementProbe("rampart", "in4")
     while not probe.contains(last):
         time.sleep(0.001)
@@ -118,6 +124,7 @@ try:
     rss = rss_mib()
     print(f"bulk {count:,} addresses: nft -f baseline {baseline:.3f} s; rampart {bulk:.3f} s from the request to all in the kernel "
           f"(2xx after {acked:.3f} s, {accepted:,} accepted): ratio {bulk / baseline:.2f}")
+    print(f"write-ahead log: {wal_bytes:,} bytes for {count:,} blocked items, {wal_bytes / count:.0f} B per item")
     print(f"daemon RSS with {count:,} active blocks: {rss:.0f} MiB 3 s after the load, {peak:.0f} MiB as the last element arrived "
           f"(target 64 MiB + 200 B per block = {64 + count * 200 / 2**20:.0f} MiB)")
 

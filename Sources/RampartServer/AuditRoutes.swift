@@ -2,7 +2,8 @@ import Hummingbird
 import RampartCore
 import RampartStore
 
-/// `GET /v1/audit?after=SEQ&limit=N`: the hash-chained decision log, oldest first.
+/// `GET /v1/audit?after=SEQ&limit=N`: the hash-chained decision log, oldest first; with `item=ID`
+/// or `decision=ID`, only the entries about that item or decision.
 struct AuditRoutes {
     let store: Store
 
@@ -11,6 +12,7 @@ struct AuditRoutes {
             _ = try context.require(.read)
             var after: Int64 = 0
             var limit = 100
+            var selection = Store.AuditSelection.all
             for (name, value) in request.uri.queryParameters {
                 switch name {
                 case "after":
@@ -23,11 +25,17 @@ struct AuditRoutes {
                         throw Problem.badRequest("invalid-parameter", "limit must be a number from 1 to 1000")
                     }
                     limit = parsed
+                case "item", "decision":
+                    guard selection == .all else { throw Problem.badRequest("invalid-parameter", "give item or decision, not both") }
+                    guard !value.isEmpty, value.utf8.count <= 64 else {
+                        throw Problem.badRequest("invalid-parameter", "\(name) must be an id (1 to 64 characters)")
+                    }
+                    selection = name == "item" ? .item(String(value)) : .decision(String(value))
                 default:
-                    throw Problem.badRequest("invalid-parameter", "unknown parameter '\(name)'; expected after or limit")
+                    throw Problem.badRequest("invalid-parameter", "unknown parameter '\(name)'; expected after, limit, item or decision")
                 }
             }
-            let entries = try await store.audit(after: after, limit: limit)
+            let entries = try await store.audit(selection, after: after, limit: limit)
             var w = JSONWriter(capacity: 512 * entries.count + 64)
             w.beginObject()
             w.key("entries")

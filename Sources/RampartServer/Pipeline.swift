@@ -118,9 +118,7 @@ public final class Pipeline: Sendable {
             counted = Tally.Key("rampart_playbook_matches_total", ["playbook": playbook.name])
             detail = AuditDetail { w in
                 w.field("playbook", playbook.name)
-                w.field("mode", playbook.mode.rawValue)
-                w.field("value", item.label)
-                w.field("actions", playbook.actions.map(\.kind))
+                if playbook.mode == .simulate { w.field("mode", playbook.mode.rawValue) }
             }
         }
     }
@@ -264,18 +262,22 @@ public final class Pipeline: Sendable {
         for entry in chunk {
             switch entry {
             case .accepted(let encoded, let matched, let recordSighting):
-                guard try tx.insert(encoded) else { continue }
-                effects.stored += 1
-                if recordSighting { try tx.recordSighting(encoded.item) }
-                var known: StoreTransaction.ActiveDecisions?
-                for match in matched {
-                    let playbook = match.playbook
-                    if let sightings = playbook.sightings, let value = encoded.item.indicator?.value {
-                        let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
-                        guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
+                var rendered: [Rendered] = []
+                let stored = try tx.ingest(encoded) { tx in
+                    if recordSighting { try tx.recordSighting(encoded.item) }
+                    var known: StoreTransaction.ActiveDecisions?
+                    for match in matched {
+                        let playbook = match.playbook
+                        if let sightings = playbook.sightings, let value = encoded.item.indicator?.value {
+                            let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
+                            guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
+                        }
+                        try apply(match, to: encoded, context: context, in: &tx, effects: &effects, known: &known, rendered: &rendered)
                     }
-                    try apply(match, to: encoded, context: context, in: &tx, effects: &effects, known: &known)
                 }
+                guard stored else { continue }
+                effects.stored += 1
+                try store(rendered, context: context, in: &tx, effects: &effects)
             case .refused(let position, let error, let raw):
                 try tx.refuse(via: context.via, position: context.positionName, index: position, error: error, raw: raw, at: at)
             case .revocation(let revocation, let path):
@@ -285,11 +287,12 @@ public final class Pipeline: Sendable {
         return effects
     }
 
-    /// Records the match and carries out its intents inside the item's transaction.
-    /// `known`: the item's active decisions as its previous match's blocks left them.
+    /// Records the match and carries out its intents inside the item's transaction (and its audit
+    /// entry). `known`: the item's active decisions as its previous match's blocks left them;
+    /// `rendered`: rule items its `rule` actions made, to store once the item's entry is written.
     static func apply(
         _ match: Match, to encoded: EncodedItem, context: Context, in tx: inout StoreTransaction, effects: inout Effects,
-        known: inout StoreTransaction.ActiveDecisions?
+        known: inout StoreTransaction.ActiveDecisions?, rendered: inout [Rendered]
     ) throws {
         let at = context.at
         let item = encoded.item
@@ -321,7 +324,7 @@ public final class Pipeline: Sendable {
                     )
                 )
             case .renderRule(let rendering):
-                try render(rendering, context: context, in: &tx, effects: &effects)
+                if let rule = try render(rendering, context: context, in: &tx, effects: &effects) { rendered.append(rule) }
             case .installRule:
                 try install(item, playbook: playbook.name, at: at, in: &tx, effects: &effects)
             case .propagate(let propagation):
@@ -341,10 +344,16 @@ public final class Pipeline: Sendable {
         }
     }
 
-    /// A `rule` action on an indicator: renders the rule, checks it like any other, and (unless the
-    /// same rule is installed already) stores it as a rule item of its own, installs it and runs it
-    /// through the rule playbooks, all in the indicator's transaction.
-    static func render(_ rendering: RuleRendering, context: Context, in tx: inout StoreTransaction, effects: inout Effects) throws {
+    /// A rule item a `rule` action rendered from an indicator, with the playbook that rendered it.
+    struct Rendered {
+        let item: Item
+        let playbook: String
+    }
+
+    /// A `rule` action on an indicator: renders the rule and checks it like any other; unless the
+    /// same rule is installed already, returns it as a rule item of its own, which `store` then
+    /// stores, installs and runs through the rule playbooks, all in the indicator's transaction.
+    static func render(_ rendering: RuleRendering, context: Context, in tx: inout StoreTransaction, effects: inout Effects) throws -> Rendered? {
         let at = context.at
         let (item, format, playbook) = (rendering.item, rendering.format, rendering.playbook)
         let content = try tx.renderRule(format: format, playbook: playbook, item: item, render: { sid in rendering.content(sid: sid) }, at: at)
@@ -363,7 +372,7 @@ public final class Pipeline: Sendable {
                 w.field("error", error.description)
             }
             effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "invalid"])
-            return
+            return nil
         }
         if let installed = try tx.installedRule(format: format, ruleID: rule.ruleID), installed.content == rule.content, installed.name == rule.name {
             try tx.audit("rule.unchanged", subject: item.id, at: at) { w in
@@ -372,15 +381,34 @@ public final class Pipeline: Sendable {
                 w.field("rule_item", installed.item)
             }
             effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "unchanged"])
-            return
+            return nil
         }
         let ruleItem = Item(id: context.ids.next(), payload: .rule(rule), via: item.via, origin: context.nodeID, receivedAt: at)
-        let encoded = EncodedItem(ruleItem)
-        try tx.insert(encoded)
-        try install(ruleItem, playbook: playbook, at: at, in: &tx, effects: &effects)
-        var known: StoreTransaction.ActiveDecisions?
-        for matched in context.playbooks.matches(for: Subject(ruleItem)) {
-            try apply(Match(matched, item: ruleItem, context.planning), to: encoded, context: context, in: &tx, effects: &effects, known: &known)
+        try tx.audit("rule.rendered", subject: item.id, at: at) { w in
+            w.field("playbook", playbook)
+            w.field("format", format.rawValue)
+            w.field("rule_item", ruleItem.id)
+            w.field("path", rule.relativePath)
+        }
+        return Rendered(item: ruleItem, playbook: playbook)
+    }
+
+    /// Stores rendered rule items, each with its own audit entry: installs it, and runs it through
+    /// the rule playbooks.
+    static func store(_ rendered: [Rendered], context: Context, in tx: inout StoreTransaction, effects: inout Effects) throws {
+        var queue = rendered
+        while !queue.isEmpty {
+            let next = queue.removeFirst()
+            let encoded = EncodedItem(next.item)
+            try tx.ingest(encoded) { tx in
+                try install(next.item, playbook: next.playbook, at: context.at, in: &tx, effects: &effects)
+                var known: StoreTransaction.ActiveDecisions?
+                for matched in context.playbooks.matches(for: Subject(next.item)) {
+                    try apply(
+                        Match(matched, item: next.item, context.planning), to: encoded, context: context, in: &tx, effects: &effects,
+                        known: &known, rendered: &queue)
+                }
+            }
         }
     }
 

@@ -11,8 +11,12 @@ public struct AuditEntry: Sendable, Hashable {
     public var event: String
     /// What it happened to: an item id, a decision id, a value.
     public var subject: String
-    /// A JSON object with the details.
+    /// A JSON object with the details (an item's entry: the item).
     public var detail: String
+    /// An item's entry: what the item caused, as a JSON array of events (`playbook.matched`,
+    /// `decision.created`, `action.propagate`, ...), each an object with its `event`. Nil for
+    /// entries of their own.
+    public var caused: String?
     /// SHA-256 over the previous entry's hash and this entry's fields.
     public var hash: [UInt8]
 
@@ -25,6 +29,10 @@ public struct AuditEntry: Sendable, Hashable {
         w.field("subject", subject)
         w.key("detail")
         w.raw(detail.utf8)
+        if let caused {
+            w.key("caused")
+            w.raw(caused.utf8)
+        }
         w.field("hash", hash.hexString)
         w.endObject()
     }
@@ -40,11 +48,13 @@ enum AuditChain {
         SHA256.hash(data: detail).withUnsafeBytes { Array($0) }
     }
 
-    /// SHA-256 over the previous hash, `seq`, `at`, `event`, `subject` (each followed by a newline)
-    /// and the detail's digest.
-    static func hash(previous: [UInt8], seq: Int64, at: Int64, event: String, subject: String, detailDigest: [UInt8]) -> [UInt8] {
+    /// SHA-256 over the previous hash, `seq`, `at`, `event`, `subject` (each followed by a newline),
+    /// the detail's digest and, for an entry that has one, the digest of what it caused.
+    static func hash(
+        previous: [UInt8], seq: Int64, at: Int64, event: String, subject: String, detailDigest: [UInt8], causedDigest: [UInt8]? = nil
+    ) -> [UInt8] {
         var input = previous
-        input.reserveCapacity(previous.count + 96 + subject.utf8.count)
+        input.reserveCapacity(previous.count + 128 + subject.utf8.count)
         input.append(contentsOf: String(seq).utf8)
         input.append(0x0a)
         input.append(contentsOf: String(at).utf8)
@@ -54,6 +64,7 @@ enum AuditChain {
         input.append(contentsOf: subject.utf8)
         input.append(0x0a)
         input.append(contentsOf: detailDigest)
+        if let causedDigest { input.append(contentsOf: causedDigest) }
         return SHA256.hash(data: input).withUnsafeBytes { Array($0) }
     }
 }

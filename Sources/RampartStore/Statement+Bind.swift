@@ -31,6 +31,18 @@ struct Binder {
         _ = sqlite3_bind_text(statement, index, bytes.baseAddress, Int32(bytes.count), nil)
     }
 
+    /// Binds bytes as text (copied), or NULL.
+    mutating func bind(text bytes: [UInt8]?) {
+        index += 1
+        guard let bytes else {
+            sqlite3_bind_null(statement, index)
+            return
+        }
+        bytes.withUnsafeBufferPointer { buffer in
+            _ = sqlite3_bind_text(statement, index, buffer.baseAddress, Int32(buffer.count), Binder.transient)
+        }
+    }
+
     mutating func bind(blob bytes: [UInt8]) {
         index += 1
         bytes.withUnsafeBufferPointer { buffer in

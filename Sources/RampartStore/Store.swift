@@ -273,6 +273,23 @@ public final class Store: Sendable {
             // Outbox entries a peer took but refused (state 'refused'), counted for GET /v1/peers.
             try db.execute(sql: "CREATE INDEX outbox_refused ON outbox(peer) WHERE state = 'refused'")
         }
+        migrator.registerMigration("v7-one-entry-per-item") { db in
+            try db.execute(
+                sql: """
+                    -- An item's entry records what the item caused (matches, decisions, outbox entries,
+                    -- rules) as a JSON array, covered by the entry's hash.
+                    ALTER TABLE audit ADD COLUMN caused TEXT;
+                    -- Entries of their own by subject (an item's entry is found through item.audit_seq).
+                    CREATE INDEX audit_subject ON audit(subject) WHERE event != 'item.accepted';
+                    -- The entries of items that merged into or extended a decision they did not create.
+                    CREATE TABLE audit_ref (
+                        ref TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        PRIMARY KEY (ref, seq)
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return migrator
     }
 }
@@ -366,11 +383,50 @@ extension Store {
         }
     }
 
-    public func audit(after seq: Int64, limit: Int) async throws -> [AuditEntry] {
-        try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
+    /// Which audit entries to read: all of them, or those about one item or one decision.
+    public enum AuditSelection: Sendable, Hashable {
+        case all
+        /// The item's own entry (the item and what it caused) and later entries about it (exec
+        /// results, deliveries withheld or refused, revocations, rules removed).
+        case item(String)
+        /// The entry of the item that created the decision, those of items that merged into it or
+        /// extended it, and its own entries (created by hand, extended, revoked, expired).
+        case decision(String)
+    }
+
+    /// Entries after `seq`, oldest first. Each selection reads indexes only: an item's entry through
+    /// the item's row, the entries of items that touched a decision through `audit_ref`, entries of
+    /// their own through `audit_subject`.
+    public func audit(_ selection: AuditSelection = .all, after seq: Int64, limit: Int) async throws -> [AuditEntry] {
+        try await pool.read { db in try Store.audit(selection, after: seq, limit: limit, in: db) }
+    }
+
+    /// `audit(_:after:limit:)` on a read-only store (the command line's).
+    public func auditEntries(_ selection: AuditSelection, after seq: Int64 = 0, limit: Int) throws -> [AuditEntry] {
+        try pool.read { db in try Store.audit(selection, after: seq, limit: limit, in: db) }
+    }
+
+    private static func audit(_ selection: AuditSelection, after seq: Int64, limit: Int, in db: Database) throws -> [AuditEntry] {
+        let own = "SELECT seq FROM audit WHERE subject = ?1 AND event != 'item.accepted'"
+        let sql: String
+        let arguments: StatementArguments
+        switch selection {
+        case .all:
+            return try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
                 .map(AuditEntry.init(row:))
+        case .item(let id):
+            sql = "SELECT audit_seq FROM item WHERE id = ?1 UNION \(own)"
+            arguments = [id, seq, limit]
+        case .decision(let id):
+            sql = """
+                SELECT item.audit_seq FROM decision JOIN item ON item.id = decision.item WHERE decision.id = ?1
+                UNION SELECT seq FROM audit_ref WHERE ref = ?1 UNION \(own)
+                """
+            arguments = [id, seq, limit]
         }
+        return try Row.fetchAll(
+            db, sql: "SELECT * FROM audit WHERE seq IN (\(sql)) AND seq > ?2 ORDER BY seq LIMIT ?3", arguments: arguments
+        ).map(AuditEntry.init(row:))
     }
 
     /// Walks the whole audit chain, recomputing every hash.
@@ -391,7 +447,7 @@ extension Store {
                 }
                 let hash = AuditChain.hash(
                     previous: previous, seq: entry.seq, at: entry.at, event: entry.event, subject: entry.subject,
-                    detailDigest: AuditChain.digest(Array(entry.detail.utf8))
+                    detailDigest: AuditChain.digest(Array(entry.detail.utf8)), causedDigest: entry.caused.map { AuditChain.digest(Array($0.utf8)) }
                 )
                 if hash != entry.hash {
                     return AuditVerification(
@@ -432,7 +488,7 @@ extension Store {
 extension AuditEntry {
     init(row: Row) {
         self.init(
-            seq: row["seq"], at: row["at"], event: row["event"], subject: row["subject"], detail: row["detail"],
+            seq: row["seq"], at: row["at"], event: row["event"], subject: row["subject"], detail: row["detail"], caused: row["caused"],
             hash: Array(row["hash"] as Data? ?? Data())
         )
     }

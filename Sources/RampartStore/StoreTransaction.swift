@@ -11,6 +11,8 @@ public struct StoreTransaction {
     /// What the firewall must change once this transaction commits, in the order decided: blocks
     /// created or extended, decisions revoked or expired.
     public private(set) var firewall: [FirewallChange] = []
+    /// The item being ingested: what it causes goes into its entry.
+    private var open: OpenItem?
 
     init(db: Database, state: WriterState, statements: PreparedStatements) {
         self.db = db
@@ -20,19 +22,39 @@ public struct StoreTransaction {
 
     // MARK: Audit
 
-    /// Appends an entry to the chain and returns its sequence number.
+    /// Records an event and returns the sequence number of the entry that holds it. While an item
+    /// is being ingested (`ingest(_:_:)`), an event about that item goes into the item's entry, and
+    /// any other event gets an entry of its own just after the item's.
     @discardableResult
     public mutating func audit(_ event: String, subject: String, detail: JSONWriter, at: Date) throws -> Int64 {
         try audit(event, subject: subject, detail: detail.bytes, at: at)
     }
 
-    /// Appends an entry whose detail is already-encoded JSON (and, optionally, already digested).
+    /// `audit` with the detail already-encoded JSON (and, optionally, already digested).
     @discardableResult
     mutating func audit(_ event: String, subject: String, detail: [UInt8], digest: [UInt8]? = nil, at: Date) throws -> Int64 {
+        // In place: a copy of `open` would copy the events recorded so far.
+        if open != nil {
+            if subject == open!.encoded.item.id {
+                open!.record(event, detail)
+                return open!.seq
+            }
+            open!.after.append((event, subject, detail, at))
+            return open!.seq + Int64(open!.after.count)
+        }
+        return try append(event, subject: subject, detail: detail, digest: digest, at: at)
+    }
+
+    /// Appends an entry to the chain and returns its sequence number.
+    @discardableResult
+    private mutating func append(
+        _ event: String, subject: String, detail: [UInt8], digest: [UInt8]? = nil, caused: [UInt8]? = nil, at: Date
+    ) throws -> Int64 {
         let seq = state.auditSeq + 1
         let ms = at.milliseconds
         let hash = AuditChain.hash(
-            previous: state.auditHash, seq: seq, at: ms, event: event, subject: subject, detailDigest: digest ?? AuditChain.digest(detail)
+            previous: state.auditHash, seq: seq, at: ms, event: event, subject: subject, detailDigest: digest ?? AuditChain.digest(detail),
+            causedDigest: caused.map(AuditChain.digest)
         )
         // The detail, often the largest value of the write, is bound where it lies rather than copied.
         try detail.withUnsafeBufferPointer { detail in
@@ -43,6 +65,7 @@ public struct StoreTransaction {
             binder.bind(subject)
             binder.bind(borrowing: detail)
             binder.bind(blob: hash)
+            binder.bind(text: caused)
             try binder.step(db)
         }
         state.auditSeq = seq
@@ -64,24 +87,85 @@ public struct StoreTransaction {
 
     // MARK: Items
 
-    /// Stores an item and audits its acceptance; the audit entry holds the item's JSON, so the chain
-    /// covers every item's content. Returns false (and writes nothing) when an item with the same id
-    /// is already stored.
+    /// Stores an item with nothing else: `ingest(_:_:)` with no effects.
     @discardableResult
     public mutating func insert(_ item: Item) throws -> Bool {
-        try insert(EncodedItem(item))
+        try ingest(EncodedItem(item)) { _ in }
     }
 
-    /// `insert(_:)` with the item already encoded (off the writer thread).
+    /// Stores an item, runs `effects` (its sightings, its playbooks' blocks and actions), and
+    /// writes the item's one audit entry: the item's JSON as its detail, so the chain covers every
+    /// item's content, and every event about the item that `effects` recorded (matches, decisions
+    /// created, merged, extended or refused, outbox entries, rules) as what it caused. Events about
+    /// something else (a stale decision expired on the way) get entries of their own just after.
+    /// Returns false (and runs nothing) when an item with the same id is already stored.
     @discardableResult
-    public mutating func insert(_ encoded: EncodedItem) throws -> Bool {
+    public mutating func ingest(_ encoded: EncodedItem, _ effects: (inout StoreTransaction) throws -> Void) throws -> Bool {
+        guard open == nil else {
+            throw StoreError(code: "internal", message: "item \(encoded.item.id) was stored while another item's effects ran")
+        }
+        let seq = state.auditSeq + 1  // nothing else is appended until the item's entry
         var binder = Binder(statements.insertItem)
         binder.bind(encoded.item.id)
-        binder.bind(state.auditSeq + 1)  // the entry appended next
+        binder.bind(seq)
         binder.bind(encoded.item.via)
         guard try binder.step(db) == 1 else { return false }
-        try audit("item.accepted", subject: encoded.item.id, detail: encoded.detail, at: encoded.item.receivedAt)
+        open = OpenItem(seq: seq, encoded: encoded)
+        defer { open = nil }
+        try effects(&self)
+        guard let item = open else { return true }
+        open = nil
+        try append(
+            "item.accepted", subject: encoded.item.id, detail: encoded.detail.json, digest: encoded.detail.digest, caused: item.caused,
+            at: encoded.item.receivedAt)
+        for entry in item.after { try append(entry.event, subject: entry.subject, detail: entry.detail, at: entry.at) }
         return true
+    }
+
+    /// An item whose effects are running, and what they recorded.
+    private struct OpenItem {
+        let seq: Int64
+        let encoded: EncodedItem
+        private var events = JSONWriter(capacity: 256)
+        private var count = 0
+        /// Events about something else, written after the item's entry.
+        var after: [(event: String, subject: String, detail: [UInt8], at: Date)] = []
+
+        init(seq: Int64, encoded: EncodedItem) {
+            self.seq = seq
+            self.encoded = encoded
+            events.beginArray()
+        }
+
+        /// Adds `{"event": event, ...detail}` to what the item caused.
+        mutating func record(_ event: String, _ detail: [UInt8]) {
+            var entry = JSONWriter(capacity: detail.count + 32)
+            entry.beginObject()
+            entry.field("event", event)
+            entry.endObject()
+            var bytes = entry.bytes
+            if detail.count > 2 {  // not `{}`: its fields follow the event's
+                bytes.removeLast()
+                bytes.append(UInt8(ascii: ","))
+                bytes.append(contentsOf: detail.dropFirst())
+            }
+            events.raw(bytes)
+            count += 1
+        }
+
+        /// The events as a JSON array, nil when there were none.
+        var caused: [UInt8]? {
+            guard count > 0 else { return nil }
+            var closed = events
+            closed.endArray()
+            return closed.bytes
+        }
+    }
+
+    /// Whether the item being ingested is `id`: its decisions are recorded in its entry.
+    private func isOpen(_ id: String?) -> Bool {
+        guard let id, let open else { return false }
+        return open.encoded.item.id == id
     }
 
     /// Audits an item that was refused, with where it was in the request and why.
@@ -163,12 +247,7 @@ public struct StoreTransaction {
                 current[index] = existing
             }
             if changed { enforce(existing, now: now) }
-            try audit(changed ? "decision.extended" : "decision.merged", subject: existing.id, at: now) { w in
-                w.field("value", existing.value)
-                w.field("expires_at", Timestamp.format(existing.expiresAt))
-                w.field("direction", existing.direction.rawValue)
-                Self.writeCause(request, to: &w)
-            }
+            try auditDecision(changed ? "decision.extended" : "decision.merged", existing, request, now: now)
             return changed ? .extended(existing, previous: previous) : .unchanged(existing)
         }
         if !request.simulated && state.activeBlocks >= policy.maxActiveBlocks {
@@ -196,13 +275,7 @@ public struct StoreTransaction {
         current.append(decision)
         if !decision.simulated { state.activeBlocks += 1 }
         enforce(decision, now: now)
-        try audit("decision.created", subject: decision.id, at: now) { w in
-            w.field("value", decision.value)
-            w.field("expires_at", Timestamp.format(expiresAt))
-            w.field("direction", decision.direction.rawValue)
-            w.field("simulated", decision.simulated)
-            Self.writeCause(request, to: &w)
-        }
+        try auditDecision("decision.created", decision, request, now: now)
         return .created(decision)
     }
 
@@ -283,11 +356,45 @@ public struct StoreTransaction {
         return found
     }
 
+    /// A decision created, extended or merged into. For a block of the item being ingested, a short
+    /// record in the item's entry (the item says the rest; the decision's entries are found through
+    /// `audit_ref` when it did not create it); otherwise an entry of the decision's own.
+    private mutating func auditDecision(_ event: String, _ decision: Decision, _ request: BlockRequest, now: Date) throws {
+        guard isOpen(request.item), let item = request.item else {
+            try audit(event, subject: decision.id, at: now) { w in
+                w.field("value", decision.value)
+                w.field("expires_at", Timestamp.format(decision.expiresAt))
+                w.field("direction", decision.direction.rawValue)
+                if event == "decision.created" { w.field("simulated", decision.simulated) }
+                Self.writeCause(request, to: &w)
+            }
+            return
+        }
+        let seq = try audit(event, subject: item, at: now) { w in
+            w.field("id", decision.id)
+            w.field("value", decision.value)
+            w.field("expires_at", Timestamp.format(decision.expiresAt))
+            w.field("direction", decision.direction.rawValue)
+            if decision.simulated { w.field("simulated", true) }
+            w.field("playbook", request.playbook)
+        }
+        if decision.item != item { try execute("INSERT OR IGNORE INTO audit_ref(ref, seq) VALUES (?, ?)", [decision.id, seq]) }
+    }
+
     private mutating func auditRefusal(_ request: BlockRequest, code: String, message: String, now: Date) throws {
-        try audit("decision.refused", subject: request.target.description, at: now) { w in
+        guard isOpen(request.item), let item = request.item else {
+            try audit("decision.refused", subject: request.target.description, at: now) { w in
+                w.field("code", code)
+                w.field("error", message)
+                Self.writeCause(request, to: &w)
+            }
+            return
+        }
+        try audit("decision.refused", subject: item, at: now) { w in
+            w.field("value", request.target.description)
             w.field("code", code)
             w.field("error", message)
-            Self.writeCause(request, to: &w)
+            w.field("playbook", request.playbook)
         }
     }
 
@@ -347,7 +454,7 @@ final class PreparedStatements {
     let activeDecisions: Statement
 
     init(_ db: Database) throws {
-        insertAudit = try db.makeStatement(sql: "INSERT INTO audit(seq, at, event, subject, detail, hash) VALUES (?, ?, ?, ?, ?, ?)")
+        insertAudit = try db.makeStatement(sql: "INSERT INTO audit(seq, at, event, subject, detail, hash, caused) VALUES (?, ?, ?, ?, ?, ?, ?)")
         insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq, via) VALUES (?, ?, ?)")
         insertDecision = try db.makeStatement(
             sql: """

@@ -5,8 +5,8 @@ import RampartStore
 
 struct Audit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Verify or export the hash-chained audit log (reads the state directory; works while the daemon runs).",
-        subcommands: [Verify.self, Export.self]
+        abstract: "Verify, export or search the hash-chained audit log (reads the state directory; works while the daemon runs).",
+        subcommands: [Verify.self, Export.self, Show.self]
     )
 
     struct Verify: ParsableCommand {
@@ -36,6 +36,35 @@ struct Audit: ParsableCommand {
             let store = try Audit.open(try options.load())
             let out = FileHandle.standardOutput
             try store.exportAudit(after: after) { entry in
+                var w = JSONWriter()
+                entry.write(to: &w)
+                out.write(Data(w.bytes + [0x0a]))
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the entries about one item (its entry, with what it caused, and later ones) or one decision, as NDJSON.")
+
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "An item id.") var item: String?
+        @Option(help: "A decision id.") var decision: String?
+        @Option(help: "At most this many entries.") var limit = 1000
+
+        func validate() throws {
+            guard (item == nil) != (decision == nil) else { throw ValidationError("give --item or --decision") }
+        }
+
+        func run() throws {
+            let store = try Audit.open(try options.load())
+            let entries = try store.auditEntries(item.map { .item($0) } ?? .decision(decision ?? ""), limit: limit)
+            guard !entries.isEmpty else {
+                FileHandle.standardError.write(Data("no audit entries for \(item.map { "item \($0)" } ?? "decision \(decision ?? "")")\n".utf8))
+                throw ExitCode.failure
+            }
+            let out = FileHandle.standardOutput
+            for entry in entries {
                 var w = JSONWriter()
                 entry.write(to: &w)
                 out.write(Data(w.bytes + [0x0a]))

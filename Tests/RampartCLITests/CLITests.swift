@@ -108,14 +108,23 @@ import Testing
     @Test func auditVerifyNamesTheFirstAlteredEntry() throws {
         let sandbox = try Sandbox()
         let daemon = try DaemonProcess(sandbox)
+        var ids: [String] = []
         for value in ["45.9.148.1", "45.9.148.2", "45.9.148.3", "45.9.148.4"] {
-            let (status, _) = try post(daemon.url + "/v1/indicators", "text/plain", value)
+            let (status, answer) = try post(daemon.url + "/v1/indicators", "text/plain", value)
             #expect(status == 202)
+            ids += answer["ids"] as? [String] ?? []
         }
         #expect(daemon.stop() == 0)
         let intact = try rampart("audit", "verify", "--config", sandbox.configPath)
         #expect(intact.status == 0, "\(intact.stderr)")
         #expect(intact.stdout.contains("4 entries"))
+
+        // One item's entry, found by its id.
+        let shown = try rampart("audit", "show", "--item", ids[2], "--config", sandbox.configPath)
+        #expect(shown.status == 0 && shown.stdout.split(separator: "\n").count == 1, "\(shown.stdout)\(shown.stderr)")
+        #expect(shown.stdout.contains(#""subject":"\#(ids[2])""#) && shown.stdout.contains("45.9.148.3"))
+        let unknown = try rampart("audit", "show", "--decision", "dec_none", "--config", sandbox.configPath)
+        #expect(unknown.status == 1 && unknown.stderr.contains("no audit entries for decision dec_none"))
 
         // Someone rewrites history with sqlite3.
         let sqlite = try run(

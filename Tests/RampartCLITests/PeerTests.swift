@@ -118,8 +118,29 @@ final class MeshNode {
         try read { db in Set(try String.fetchAll(db, sql: "SELECT value FROM decision WHERE state = 'active'")) }
     }
 
+    /// The details of an audit event, oldest first: entries of their own, and the events recorded
+    /// in items' entries (each an object with its `event`).
+    func auditDetails(_ event: String) throws -> [String] {
+        try read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT detail FROM (
+                        SELECT seq, 0 AS k, detail FROM audit WHERE event = ?1
+                        UNION ALL SELECT audit.seq, json_each.key + 1, json_each.value FROM audit, json_each(audit.caused)
+                            WHERE json_extract(json_each.value, '$.event') = ?1)
+                    ORDER BY seq, k
+                    """, arguments: [event])
+        }
+    }
+
+    /// Everything the audit log says, entry by entry (details and what items caused).
+    func auditText() throws -> [String] {
+        try read { db in try String.fetchAll(db, sql: "SELECT detail || coalesce(caused, '') FROM audit ORDER BY seq") }
+    }
+
     func auditCount(_ event: String) throws -> Int {
-        try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit WHERE event = ?", arguments: [event]) ?? 0 }
+        try auditDetails(event).count
     }
 }
 
@@ -330,7 +351,7 @@ final class MeshNode {
             b.stop()
         }
         try a.ingest(["198.18.12.1"])
-        let propagated = try a.read { db in try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate'") }
+        let propagated = try a.auditDetails("action.propagate").first
         #expect(propagated?.contains("b:expired") == true, "\(propagated ?? "")")
         // Signed by a's key, but b's entry for a has expired.
         let body = PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: [], at: Date())
@@ -410,14 +431,12 @@ final class MeshNode {
         #expect(try eventually(5) { try c.auditCount("item.refused") == 1 })
         let expiry = try c.read { db in try Int64.fetchOne(db, sql: "SELECT expires_at - created_at FROM decision") }
         #expect(expiry == 600_000)
-        let red = try a.read { db in
-            try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate'").filter { $0.contains("tlp_red") }
-        }
+        let red = try a.auditDetails("action.propagate").filter { $0.contains("tlp_red") }
         #expect(red.count == 1 && red[0].contains("b:tlp_red") && red[0].contains("c:tlp_red"))
         for node in [b, c] {
             #expect(
                 try !node.acceptedFromPeers().isEmpty
-                    && node.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit") }.allSatisfy { !$0.contains("198.18.6.1") })
+                    && node.auditText().allSatisfy { !$0.contains("198.18.6.1") })
         }
     }
 
@@ -431,7 +450,7 @@ final class MeshNode {
         #expect(try eventually(5) { try b.activeValues().count == 3 })
         #expect(try a.api("DELETE", "/v1/decisions?value=198.18.9.1&reason=false%20positive").0 == 200)
         #expect(try eventually(5) { try b.activeValues() == ["198.18.9.2", "198.18.9.3"] })
-        let reason = try b.read { db in try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event = 'decision.revoked'") }
+        let reason = try b.auditDetails("decision.revoked").first
         #expect(reason?.contains("false positive") == true && reason?.contains("peer:a") == true)
         // b's own operator blocked 198.18.9.2 too: a's revocation of its item leaves that decision.
         #expect(try b.api("POST", "/v1/decisions", #"{"value": "198.18.9.2", "duration": "1h"}"#).0 == 200)

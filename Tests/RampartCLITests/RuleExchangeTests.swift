@@ -93,12 +93,10 @@ import Testing
         // a installs the rule it rendered (it has no playbook installing posted ones); the red rule went nowhere.
         #expect(try Self.installed(at: a) == ["suricata/c2-suricata-198.18.7.1.rules": suricata])
         #expect(
-            try !b.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit") }.contains {
+            try !b.auditText().contains {
                 $0.contains("00000000-0000-4000-8000-000000000001")
             })
-        let withheld = try a.read { db in
-            try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE event = 'action.propagate' AND detail LIKE '%tlp_red%'")
-        }
+        let withheld = try a.auditDetails("action.propagate").filter { $0.contains("tlp_red") }
         #expect(withheld.count == 1)
 
         // `rampart rules list` at b shows where each came from.
@@ -113,7 +111,7 @@ import Testing
             rampartBinary, ["rules", "delete", cobalt, "--reason", "superseded", "--config", a.sandbox.configPath, "--token", Sandbox.adminToken])
         #expect(deleted.status == 0, "\(deleted.stdout)\(deleted.stderr)")
         #expect(try eventually(5) { try Self.installed(at: b)["sigma/cobalt_strike_dns_beaconing.yml"] == nil })
-        let removal = try b.read { db in try String.fetchOne(db, sql: "SELECT detail FROM audit WHERE event = 'rule.removed'") }
+        let removal = try b.auditDetails("rule.removed").first
         #expect(removal?.contains("superseded") == true && removal?.contains("peer:a") == true)
         #expect(try Self.installed(at: b).count == Self.sigmaFiles.count)
     }
@@ -149,7 +147,7 @@ import Testing
         let message = PeerMessage.encode(path: ["a"], hopsLeft: 0, entries: entries, at: Date())
         #expect(try PeerTests.postSigned(message, to: b, key: PeerTests.key(of: a)) == 200)
         #expect(try eventually(5) { try Self.installed(at: b).keys.sorted() == ["suricata/good.rules"] })
-        let refused = try b.read { db in try String.fetchAll(db, sql: "SELECT detail FROM audit WHERE event = 'item.refused' ORDER BY seq") }
+        let refused = try b.auditDetails("item.refused")
         #expect(refused.count == 3)
         #expect(refused.allSatisfy { $0.contains(#""code":"invalid_rule""#) })
         #expect(

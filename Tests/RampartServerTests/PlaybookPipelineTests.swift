@@ -48,15 +48,26 @@ import Testing
             #expect(decisions.first?["direction"] as? String == "inbound")
             try await waitUntil { node.firewall.current.map(\.target.description) == ["77.90.185.20"] }
 
-            // The audit chain tells the story in order; the loopback block was refused, not dropped.
+            // One audit entry per item tells what it caused; the loopback block was refused, not dropped.
             let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
-            let events = (audit["entries"] as? [[String: Any]])?.compactMap { $0["event"] as? String }
-            #expect(
-                events == [
-                    "item.accepted", "playbook.matched", "decision.created",
-                    "item.accepted", "playbook.matched", "decision.refused",
-                    "item.accepted",
-                ])
+            let entries = try #require(audit["entries"] as? [[String: Any]])
+            #expect(entries.map { $0["event"] as? String } == ["item.accepted", "item.accepted", "item.accepted"])
+            #expect(entries.map { $0["subject"] as? String } == ids)
+            let caused = entries.map { ($0["caused"] as? [[String: Any]])?.map { $0["event"] as? String ?? "" } }
+            #expect(caused == [["playbook.matched", "decision.created"], ["playbook.matched", "decision.refused"], nil])
+            let created = try #require((entries[0]["caused"] as? [[String: Any]])?.last)
+            let id = try #require(decisions.first?["id"] as? String)
+            #expect(created["id"] as? String == id && created["value"] as? String == "77.90.185.20" && created["playbook"] as? String == "block-c2")
+            let refused = try #require((entries[1]["caused"] as? [[String: Any]])?.last)
+            #expect(refused["code"] as? String == "protected" && refused["value"] as? String == "127.0.0.1")
+
+            // Found again by the decision and by the item.
+            let byDecision = try await client.call(.get, "/v1/audit?decision=\(id)", as: "read")
+            #expect((byDecision["entries"] as? [[String: Any]])?.map { $0["subject"] as? String } == [ids[0]])
+            let byItem = try await client.call(.get, "/v1/audit?item=\(ids[1])", as: "read")
+            #expect((byItem["entries"] as? [[String: Any]])?.map { $0["seq"] as? Int } == [entries[1]["seq"] as? Int])
+            let both = try await client.call(.get, "/v1/audit?item=\(ids[1])&decision=\(id)", as: "read")
+            #expect(both.problemCode == "invalid-parameter")
         }
     }
 
@@ -168,8 +179,7 @@ import Testing
 
 @Suite struct ExecActionTests {
     func auditEntries(_ client: TestClientProtocol, event: String) async throws -> [[String: Any]] {
-        let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
-        return (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == event }
+        try await client.auditEvents().filter { $0["event"] as? String == event }
     }
 
     @Test func runsArgvWithTheItemOnStdinAndAuditsTheOutcome() async throws {
@@ -268,8 +278,7 @@ import Testing
                     "c2-suricata-2a0e_1c80__1.rules", "c2-suricata-77.90.185.20.rules",
                 ])
 
-            let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
-            let written = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.installed" }
+            let written = try await client.auditEvents().filter { $0["event"] as? String == "rule.installed" }
             #expect(written.count == 3)
             #expect((written.last?["detail"] as? [String: Any])?["replaced_item"] as? String == written.first?["subject"] as? String)
         }

@@ -72,8 +72,7 @@ import Testing
             // Another rule under a name that is taken is refused too.
             let other = text.replacingOccurrences(of: "2975af79-28c4-4d2f-a951-9095f229df29", with: "11111111-2222-4333-8444-555555555555")
             #expect(try await client.call(.post, "/v1/rules?format=sigma", as: "ingest", body: other).status == .accepted)
-            let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
-            let refusals = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.refused" }.compactMap {
+            let refusals = try await client.auditEvents().filter { $0["event"] as? String == "rule.refused" }.compactMap {
                 ($0["detail"] as? [String: Any])?["reason"] as? String
             }
             let installed = (try await client.call(.get, "/v1/rules", as: "read")["rules"] as? [[String: Any]])?.first?["item"] as? String ?? ""
@@ -136,8 +135,7 @@ import Testing
 
             // A template that renders an invalid rule: audited, nothing written.
             _ = try await client.call(.post, "/v1/indicators?tags=broken", as: "ingest", contentType: "text/plain", body: "77.90.185.21")
-            let audit = try await client.call(.get, "/v1/audit?limit=1000", as: "read")
-            let invalid = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["event"] as? String == "rule.invalid" }
+            let invalid = try await client.auditEvents().filter { $0["event"] as? String == "rule.invalid" }
             #expect(
                 invalid.count == 1 && ((invalid.first?["detail"] as? [String: Any])?["error"] as? String)?.contains("no 'condition:' section") == true
             )

@@ -88,3 +88,18 @@ extension TestClientProtocol {
         }
     }
 }
+
+extension TestClientProtocol {
+    /// The audit log's events, oldest first: each entry, then the events its `caused` records (an
+    /// item's entry), each as an entry of its own with the item's subject and the event's fields
+    /// as its detail.
+    func auditEvents(_ query: String = "limit=1000") async throws -> [[String: Any]] {
+        let audit = try await call(.get, "/v1/audit?\(query)", as: "read")
+        return (audit["entries"] as? [[String: Any]] ?? []).flatMap { entry -> [[String: Any]] in
+            let caused = (entry["caused"] as? [[String: Any]] ?? []).map { event -> [String: Any] in
+                ["event": event["event"] ?? "", "subject": entry["subject"] ?? "", "detail": event.filter { $0.key != "event" }]
+            }
+            return [entry] + caused
+        }
+    }
+}
