@@ -17,6 +17,19 @@ public struct OutboxEntry: Sendable {
     public let hopsLeft: Int
     public let suggest: [String]
     public let createdAt: Date
+
+    public init(
+        seq: Int64, item: String, body: [UInt8]?, storedItem: [UInt8]?, path: [String], hopsLeft: Int, suggest: [String], createdAt: Date
+    ) {
+        self.seq = seq
+        self.item = item
+        self.body = body
+        self.storedItem = storedItem
+        self.path = path
+        self.hopsLeft = hopsLeft
+        self.suggest = suggest
+        self.createdAt = createdAt
+    }
 }
 
 /// What the store knows of a peer's outbox, for `GET /v1/peers`.

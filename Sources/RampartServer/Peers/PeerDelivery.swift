@@ -7,10 +7,11 @@ import RampartStore
 import ServiceLifecycle
 import Synchronization
 
-/// Delivers each peer's outbox: one dispatcher per peer takes the oldest pending entries, batches
-/// those with one route into a signed request, and records the outcome in the store (delivered,
-/// retried later, dead-lettered). `notify` URLs get a dispatcher each too, which posts their
-/// notifications one by one. Its timing follows `DeliverySchedule`. One request per peer is
+/// Delivers each peer's outbox: one dispatcher per peer does what its `DeliveryMachine` says
+/// (read the oldest pending entries, batch those with one route into a signed request, record
+/// the outcome in the store: delivered, refused, retried later, dead-lettered, disabled).
+/// `notify` URLs get a dispatcher each too, which posts their notifications one by one. Its
+/// timing follows `DeliverySchedule`. One request per peer is
 /// in flight at a time, so a peer never has more than one busy connection from this node.
 public final class PeerDelivery: Service, Sendable {
     let store: Store
@@ -170,126 +171,89 @@ public final class PeerDelivery: Service, Sendable {
         try? await client.shutdown()
     }
 
-    /// One peer's loop: wait until something is due, send a batch, record what happened. While a
-    /// request is in flight the next batch is read and encoded, and sent once the first succeeded.
+    /// One destination's loop: it does what its `DeliveryMachine` says (sleep, read, withhold,
+    /// send, record). While a request carrying every pending entry is in flight, the entries after
+    /// it are read and planned, and sent once the first request is delivered.
     private func deliver(_ dispatcher: Dispatcher, client: HTTPClient) async {
-        var prefetched: Task<Batch?, any Error>?
-        func discardPrefetched() async {
-            prefetched?.cancel()
-            _ = try? await prefetched?.value
-            prefetched = nil
+        var machine = DeliveryMachine()
+        var readAhead: (after: Int64, plan: Task<DeliveryMachine.Plan?, any Error>)?
+        func discardReadAhead() async {
+            readAhead?.plan.cancel()
+            _ = try? await readAhead?.plan.value
+            readAhead = nil
         }
         while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
             let (peer, schedule, removed) = dispatcher.state.withLock { ($0.peer, $0.schedule, $0.removed) }
             if removed { break }
             let at = now()
-            if case .waiting(let until) = schedule.state, until > at {
-                await discardPrefetched()
-                await dispatcher.signal.wait(timeout: .milliseconds(Int64(until.timeIntervalSince(at) * 1000) + 1))
-                continue
-            }
-            if case .disabled = schedule.state {
-                await discardPrefetched()
-                await dispatcher.signal.wait(timeout: .seconds(3600))
-                continue
-            }
-            do {
-                let next = prefetched
-                prefetched = nil
-                let ready: Batch? = if let next { try await next.value } else { try await prepare(for: peer, after: nil) }
-                guard let batch = ready else {
-                    // Nothing pending: wait for a wakeup (a new entry, a replay). The timeout only
-                    // bounds how long an entry could wait if a wakeup were ever missed.
-                    await dispatcher.signal.wait(timeout: .seconds(5))
-                    continue
+            switch machine.next(schedule, at: at) {
+            case .sleep(let until):
+                await discardReadAhead()
+                // Until woken; the timeout only bounds how long an entry could wait if a wakeup were ever missed.
+                let timeout = until.map { Duration.milliseconds(Int64($0.timeIntervalSince(at) * 1000) + 1) } ?? .seconds(5)
+                await dispatcher.signal.wait(timeout: min(timeout, .seconds(3600)))
+            case .read(let after):
+                do {
+                    let plan: DeliveryMachine.Plan?
+                    if let ahead = readAhead, ahead.after == after {
+                        readAhead = nil
+                        plan = machine.take(try await ahead.plan.value)
+                    } else {
+                        await discardReadAhead()
+                        plan = machine.read(try await pending(peer, after: after), for: peer, at: at)
+                    }
+                    guard let plan else {
+                        await dispatcher.signal.wait(timeout: .seconds(5))
+                        continue
+                    }
+                    try await withhold(plan.withheld, peer: peer, at: at)
+                    guard !plan.batch.isEmpty else { continue }
+                    if plan.complete {
+                        let (after, limit) = (plan.lastSeq, batchLimit(peer))
+                        readAhead = (
+                            after,
+                            Task { [store, now] in
+                                DeliveryMachine.plan(try await store.pendingOutbox(peer: peer.name, after: after, limit: limit), for: peer, at: now())
+                            }
+                        )
+                    }
+                    if try await send(plan, to: peer, dispatcher: dispatcher, machine: &machine, client: client) == false {
+                        await discardReadAhead()
+                    }
+                } catch {
+                    await discardReadAhead()
+                    logger.error("peer.dispatch_failed", metadata: ["rampart.peer": "\(peer.name)", "rampart.error": "\(error)"])
+                    await dispatcher.signal.wait(timeout: .seconds(1))
                 }
-                guard !batch.entries.isEmpty else { continue }
-                if batch.complete {
-                    let after = batch.lastSeq
-                    prefetched = Task { try await self.prepare(for: peer, after: after) }
-                }
-                if try await send(batch, to: peer, dispatcher: dispatcher, client: client) == false { await discardPrefetched() }
-            } catch {
-                await discardPrefetched()
-                logger.error("peer.dispatch_failed", metadata: ["rampart.peer": "\(peer.name)", "rampart.error": "\(error)"])
-                await dispatcher.signal.wait(timeout: .seconds(1))
             }
         }
-        await discardPrefetched()
+        await discardReadAhead()
     }
 
-    /// Entries ready to go in one request.
-    struct Batch: Sendable {
-        let entries: [OutboxEntry]
-        let body: [UInt8]
-        /// The last pending entry looked at.
-        let lastSeq: Int64
-        /// Every pending entry up to `lastSeq` is in this batch or was withheld: the next batch may
-        /// start after it. (Entries of another route wait for a batch of their own.)
-        let complete: Bool
+    /// Entries per request: a notify URL gets one notification a request.
+    private func batchLimit(_ peer: Peer) -> Int { peer.isNotify ? 1 : batchSize }
+
+    private func pending(_ peer: Peer, after: Int64?) async throws -> [OutboxEntry] {
+        try await store.pendingOutbox(peer: peer.name, after: after, limit: batchLimit(peer))
     }
 
-    /// Reads the oldest pending entries (after `after`) and encodes those that share the first
-    /// one's route. What may no longer go (the peer expired, the item's validity ended, the
-    /// sharing policy changed) is withheld. Nil when nothing is pending.
-    private func prepare(for peer: Peer, after: Int64?) async throws -> Batch? {
-        let pending = try await store.pendingOutbox(peer: peer.name, after: after, limit: peer.isNotify ? 1 : batchSize)
-        guard let first = pending.first, let last = pending.last else { return nil }
-        if peer.isNotify, let body = first.body {
-            return Batch(entries: [first], body: body, lastSeq: first.seq, complete: true)
-        }
-        let at = now()
-        var withheld: [(OutboxEntry, code: String, reason: String)] = []
-        var batch: [OutboxEntry] = []
-        var bodies: [[UInt8]] = []
-        var complete = true
-        for entry in pending {
-            guard entry.path == first.path && entry.hopsLeft == first.hopsLeft else {
-                complete = false
-                continue
-            }
-            if peer.hasExpired(at: at) {
-                withheld.append((entry, "expired", "the peer's entry expired"))
-                continue
-            }
-            if let revocation = entry.body {
-                batch.append(entry)
-                bodies.append(revocation)
-                continue
-            }
-            guard let stored = entry.storedItem else {
-                withheld.append((entry, "missing", "the item is not stored"))
-                continue
-            }
-            do {
-                var item = try Item(stored: JSONValue.parse(stored, maxDepth: 16), now: at)
-                item.suggested = entry.suggest
-                switch peer.share.share(item) {
-                case .success(let shared):
-                    batch.append(entry)
-                    bodies.append(shared.wireJSON)
-                case .failure(let reason):
-                    withheld.append((entry, reason.code, reason.message))
-                }
-            } catch {
-                withheld.append((entry, "invalid", error.message))
+    /// Marks what the policy no longer lets go as withheld.
+    private func withhold(_ withheld: [DeliveryMachine.Withholding], peer: Peer, at: Date) async throws {
+        guard !withheld.isEmpty else { return }
+        let name = peer.name
+        try await store.write { tx in
+            for entry in withheld {
+                try tx.markWithheld(peer: name, seq: entry.seq, item: entry.item, code: entry.code, reason: entry.reason, at: at)
             }
         }
-        if !withheld.isEmpty {
-            let (name, refused) = (peer.name, withheld)
-            try await store.write { tx in
-                for (entry, code, reason) in refused {
-                    try tx.markWithheld(peer: name, seq: entry.seq, item: entry.item, code: code, reason: reason, at: at)
-                }
-            }
-            metrics.count("rampart_peer_withheld_total", ["peer": peer.name], withheld.count)
-        }
-        let body = batch.isEmpty ? [] : PeerMessage.encode(path: first.path, hopsLeft: first.hopsLeft, entries: bodies, at: at)
-        return Batch(entries: batch, body: body, lastSeq: last.seq, complete: complete)
+        metrics.count("rampart_peer_withheld_total", ["peer": peer.name], withheld.count)
     }
 
-    /// Posts a batch, signed, and records the outcome. Returns whether the peer took it.
-    private func send(_ batch: Batch, to peer: Peer, dispatcher: Dispatcher, client: HTTPClient) async throws -> Bool {
+    /// Posts a plan's batch, signed, and records the outcome the machine makes of the answer.
+    /// Returns whether the peer took it.
+    private func send(
+        _ plan: DeliveryMachine.Plan, to peer: Peer, dispatcher: Dispatcher, machine: inout DeliveryMachine, client: HTTPClient
+    ) async throws -> Bool {
         let at = now()
         let webhookID = "msg_" + IDGenerator.shared.next().replacingOccurrences(of: "-", with: "")
         let timestamp = Int(at.timeIntervalSince1970)
@@ -298,106 +262,89 @@ public final class PeerDelivery: Service, Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "rampart/\(nodeID)")
         // Notifications are signed too when this node has a key, so that their receiver can check them.
-        let signature = try WebhookSignature.sign(id: webhookID, timestamp: timestamp, body: batch.body, key: signingKey, secret: peer.secret)
+        let signature = try WebhookSignature.sign(id: webhookID, timestamp: timestamp, body: plan.body, key: signingKey, secret: peer.secret)
         if !signature.isEmpty {
             request.headers.add(name: "webhook-id", value: webhookID)
             request.headers.add(name: "webhook-timestamp", value: String(timestamp))
             request.headers.add(name: "webhook-signature", value: signature)
         }
-        request.body = .bytes(ByteBuffer(bytes: batch.body))
+        request.body = .bytes(ByteBuffer(bytes: plan.body))
 
         let begun = dispatcher.state.withLock { $0.schedule.epoch }
         let started = ContinuousClock.now
-        let outcome: DeliverySchedule.Outcome
-        let failure: String?
-        var refused: [(entry: OutboxEntry, code: String, message: String)] = []
+        let answer: DeliveryMachine.Answer
         do {
             let response = try await client.execute(request, timeout: .milliseconds(requestTimeout.milliseconds))
-            let answer = try await response.body.collect(upTo: 1 << 20)
-            let status = Int(response.status.code)
-            if (200..<300).contains(status) {
-                (outcome, failure) = (.delivered, nil)
-                if !peer.isNotify { refused = PeerDelivery.refusals(in: answer.readableBytesView, of: batch.entries) }
-            } else {
-                let retryAfter = DeliverySchedule.retryAfter(response.headers.first(name: "retry-after"), now: now())
-                outcome = .failed(status: status, retryAfter: retryAfter)
-                let detail = (try? JSONValue.parse(answer.readableBytesView))?["detail"].flatMap { if case .string(let s) = $0 { s } else { nil } }
-                failure = "HTTP \(status)\(detail.map { ": \($0)" } ?? "")"
-            }
+            let body = try await response.body.collect(upTo: 1 << 20)
+            answer = DeliveryMachine.answer(
+                status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"), body: body.readableBytesView,
+                listsRefusals: !peer.isNotify, at: now())
         } catch {
-            (outcome, failure) = (.failed(status: nil, retryAfter: nil), "\(error)")
+            answer = DeliveryMachine.answer(status: nil, retryAfter: nil, body: [], error: "\(error)", at: now())
         }
         let took = ContinuousClock.now - started
         let done = now()
-        let refusals = refused
-        let refusedSeqs = Set(refused.map(\.entry.seq))
-        let seqs = batch.entries.map(\.seq)
         let name = peer.name
         let random = Double.random(in: 0..<1)
-        let (dead, failures) = try await store.write { tx -> (Int, Int) in
+        let snapshot = machine
+        let (record, failures, dead, next) = try await store.write { tx -> (DeliveryMachine.Record, Int, Int, DeliveryMachine) in
             // The outcome goes into the schedule here, on the writer's thread, in order with a
             // replay's write: a replay that came while this request was in flight wins over it.
-            let (deadBefore, disabled, failures) = dispatcher.state.withLock { state -> (Date, String?, Int) in
-                let counted = state.schedule.record(outcome, begun: begun, at: done, random: random)
-                let disabled: String? = if counted, case .disabled(let reason) = state.schedule.state { reason } else { nil }
-                return (state.schedule.deadBefore(done), disabled, state.schedule.failures)
+            var machine = snapshot
+            let (record, failures) = dispatcher.state.withLock { state in
+                let record = machine.answered(answer, to: plan, schedule: &state.schedule, begun: begun, at: done, random: random)
+                return (record, state.schedule.failures)
             }
-            switch outcome {
-            case .delivered:
+            var dead = 0
+            switch record {
+            case .delivered(let seqs, let refused):
+                let refusedSeqs = Set(refused.map(\.seq))
                 try tx.markDelivered(peer: name, seqs: seqs.filter { !refusedSeqs.contains($0) }, webhookID: webhookID, at: done)
-                for (entry, code, message) in refusals {
-                    try tx.markRefused(peer: name, seq: entry.seq, item: entry.item, code: code, message: message, at: done)
+                for refusal in refused {
+                    try tx.markRefused(peer: name, seq: refusal.seq, item: refusal.item, code: refusal.code, message: refusal.message, at: done)
                 }
-                return (0, failures)
-            case .failed:
-                let dead = try tx.markFailed(peer: name, seqs: seqs, error: failure ?? "", deadBefore: deadBefore, at: done)
-                if let disabled { try tx.disablePeer(name, reason: disabled, at: done) }
-                return (dead, failures)
+            case .failed(let seqs, let error, let deadBefore, let disable):
+                dead = try tx.markFailed(peer: name, seqs: seqs, error: error, deadBefore: deadBefore, at: done)
+                if let disable { try tx.disablePeer(name, reason: disable, at: done) }
             }
+            return (record, failures, dead, machine)
         }
-        dispatcher.state.withLock { state in
-            state.lastAttempt = done
-            if outcome == .delivered {
+        machine = next
+        switch record {
+        case .delivered(let seqs, let refused):
+            dispatcher.state.withLock { state in
+                state.lastAttempt = done
                 state.sent += seqs.count - refused.count
                 state.refusedByPeer += refused.count
                 state.lastSuccess = done
                 state.lastError = refused.last.map { "\(refused.count) refused by the peer, the last: \($0.code): \($0.message)" }
-            } else {
-                state.lastError = failure
             }
-        }
-        if !refused.isEmpty {
-            metrics.count("rampart_peer_refused_by_peer_total", ["peer": name], refused.count)
-            logger.warning(
-                "peer.entries_refused",
-                metadata: [
-                    "rampart.peer": "\(name)", "rampart.entries": "\(refused.count)", "rampart.code": "\(refused[0].code)",
-                    "rampart.error": "\(refused[0].message)",
-                ]
-            )
-        }
-        metrics.delivery(peer: name, entries: seqs.count - refused.count, took: took, delivered: outcome == .delivered, deadLettered: dead)
-        if let failure {
+            if let first = refused.first {
+                metrics.count("rampart_peer_refused_by_peer_total", ["peer": name], refused.count)
+                logger.warning(
+                    "peer.entries_refused",
+                    metadata: [
+                        "rampart.peer": "\(name)", "rampart.entries": "\(refused.count)", "rampart.code": "\(first.code)",
+                        "rampart.error": "\(first.message)",
+                    ]
+                )
+            }
+            metrics.delivery(peer: name, entries: seqs.count - refused.count, took: took, delivered: true, deadLettered: 0)
+            return true
+        case .failed(let seqs, let error, _, _):
+            dispatcher.state.withLock { state in
+                state.lastAttempt = done
+                state.lastError = error
+            }
+            metrics.delivery(peer: name, entries: seqs.count, took: took, delivered: false, deadLettered: dead)
             logger.warning(
                 "peer.delivery_failed",
                 metadata: [
-                    "rampart.peer": "\(name)", "rampart.error": "\(failure)", "rampart.entries": "\(seqs.count)",
+                    "rampart.peer": "\(name)", "rampart.error": "\(error)", "rampart.entries": "\(seqs.count)",
                     "rampart.failures": "\(failures)", "rampart.dead_lettered": "\(dead)",
                 ]
             )
-        }
-        return outcome == .delivered
-    }
-
-    /// The entries of a batch that the peer's answer lists as refused (`{"refused": [{"index": N,
-    /// "code": ..., "error": ...}]}`, N the entry's place in the batch).
-    static func refusals(in answer: some Collection<UInt8>, of entries: [OutboxEntry]) -> [(entry: OutboxEntry, code: String, message: String)] {
-        guard case .array(let list)? = (try? JSONValue.parse(answer))?["refused"] else { return [] }
-        return list.compactMap { refusal in
-            guard case .number(let index)? = refusal["index"], index == index.rounded(), index >= 0, Int(index) < entries.count else { return nil }
-            let code: String = if case .string(let c)? = refusal["code"] { c } else { "refused" }
-            let message: String = if case .string(let m)? = refusal["error"] { m } else { "" }
-            return (entries[Int(index)], code.preview, message.preview)
+            return false
         }
     }
 }
