@@ -330,7 +330,7 @@ public final class Pipeline: Sendable {
             case .propagate(let propagation):
                 try Pipeline.propagate(item, propagation, playbook: playbook.name, at: at, in: &tx, effects: &effects)
             case .notify(let url, let body):
-                let destination = NotifyAction.destination(url)
+                let destination = Destination.notify(url: url).key
                 try tx.enqueue(peer: destination, item: item.id, body: Array(body.utf8), path: [context.nodeID], hopsLeft: 0, suggest: [], at: at)
                 effects.peers.insert(destination)
                 try tx.audit("action.notify", subject: item.id, at: at) { w in

@@ -20,7 +20,7 @@ struct DeliveryMachineTests {
 
     /// The machine's plan for `pending`, which must not be nil.
     func read(_ machine: inout DeliveryMachine, _ pending: [OutboxEntry], for peer: Peer) throws -> DeliveryMachine.Plan {
-        let plan = machine.read(pending, for: peer, at: t0)
+        let plan = machine.read(pending, for: .peer(peer), at: t0)
         return try #require(plan)
     }
 
@@ -82,7 +82,20 @@ struct DeliveryMachineTests {
         let none = try read(&machine, [entry(3)], for: expired)
         #expect(none.batch.isEmpty && none.withheld.map(\.code) == ["expired"])
         #expect(machine.next(DeliverySchedule(), at: t0) == .read(after: nil))
-        #expect(machine.read([], for: peer, at: t0) == nil)
+        #expect(machine.read([], for: .peer(peer), at: t0) == nil)
+    }
+
+    /// A notify URL gets one prepared body a request, whatever else is pending.
+    @Test func aNotifyURLGetsOneNotificationARequest() throws {
+        var machine = DeliveryMachine()
+        let body = Array(#"{"text":"blocked 77.90.185.20"}"#.utf8)
+        let queued = (1...3).map {
+            OutboxEntry(seq: $0, item: "itm_\($0)", body: body, storedItem: nil, path: ["a"], hopsLeft: 0, suggest: [], createdAt: t0)
+        }
+        let plan = try #require(DeliveryMachine.plan(queued, for: .notify(url: "https://chat.example/hook"), at: t0))
+        #expect(plan.batch.map(\.seq) == [1] && plan.body == body && plan.lastSeq == 1)
+        #expect(machine.take(plan)?.batch.count == 1)
+        #expect(Destination.notify(url: "https://chat.example/hook").key == "notify:https://chat.example/hook")
     }
 
     /// A 2xx's `refused` list names entries by their place in the batch; a 410 disables until a

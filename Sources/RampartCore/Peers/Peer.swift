@@ -27,9 +27,6 @@ public struct Peer: Sendable {
 
     public var via: String { "peer:\(name)" }
 
-    /// A `notify` URL's stand-in (named `notify:URL`), which only its dispatcher uses.
-    public var isNotify: Bool { name.hasPrefix("notify:") }
-
     public func hasExpired(at now: Date) -> Bool {
         expires.map { now >= $0 } ?? false
     }

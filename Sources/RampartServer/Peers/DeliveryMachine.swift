@@ -81,8 +81,8 @@ struct DeliveryMachine: Sendable {
     }
 
     /// The entries read, planned: nil when none is pending (sleep until woken).
-    mutating func read(_ pending: [OutboxEntry], for peer: Peer, at now: Date) -> Plan? {
-        take(Self.plan(pending, for: peer, at: now))
+    mutating func read(_ pending: [OutboxEntry], for destination: Destination, at now: Date) -> Plan? {
+        take(Self.plan(pending, for: destination, at: now))
     }
 
     /// A plan made from entries read ahead (`plan(_:for:at:)`), now taken.
@@ -93,11 +93,17 @@ struct DeliveryMachine: Sendable {
         return plan
     }
 
-    /// Chooses the batch among the oldest pending entries and what to withhold. A notify
-    /// destination sends one prepared request body at a time.
-    static func plan(_ pending: [OutboxEntry], for peer: Peer, at now: Date) -> Plan? {
+    /// Chooses the batch among the oldest pending entries and what to withhold. A notify URL
+    /// gets one prepared request body at a time.
+    static func plan(_ pending: [OutboxEntry], for destination: Destination, at now: Date) -> Plan? {
         guard let first = pending.first, let last = pending.last else { return nil }
-        if peer.isNotify, let body = first.body {
+        guard case .peer(let peer) = destination else {
+            guard let body = first.body else {
+                return Plan(
+                    batch: [], body: [],
+                    withheld: [Withholding(seq: first.seq, item: first.item, code: "missing", reason: "the notification has no body")],
+                    lastSeq: first.seq, complete: true)
+            }
             return Plan(batch: [first], body: body, withheld: [], lastSeq: first.seq, complete: true)
         }
         var withheld: [Withholding] = []

@@ -24,7 +24,7 @@ public final class PeerDelivery: Service, Sendable {
     /// Entries per request.
     let batchSize: Int
     let requestTimeout: Duration
-    /// By destination: peer names, and `notify:URL`.
+    /// By destination key: peer names, and `notify:URL`.
     private let dispatchers: Mutex<[String: Dispatcher]> = Mutex([:])
     /// Tells `run` to start dispatchers for peers added by a reload.
     private let started = Signal()
@@ -48,10 +48,10 @@ public final class PeerDelivery: Service, Sendable {
         update(peers: peers, notifyURLs: notifyURLs)
     }
 
-    /// What one peer's dispatcher knows: its configuration, schedule and counts since start.
+    /// What one destination's dispatcher knows: its configuration, schedule and counts since start.
     final class Dispatcher: Sendable {
         struct State: Sendable {
-            var peer: Peer
+            var destination: Destination
             var schedule: DeliverySchedule
             var removed = false
             var running = false
@@ -69,28 +69,29 @@ public final class PeerDelivery: Service, Sendable {
         let state: Mutex<State>
         let signal = Signal()
 
-        init(peer: Peer, settings: DeliverySchedule.Settings) {
-            state = Mutex(State(peer: peer, schedule: DeliverySchedule(settings: settings)))
+        init(_ destination: Destination, settings: DeliverySchedule.Settings) {
+            state = Mutex(State(destination: destination, schedule: DeliverySchedule(settings: settings)))
         }
     }
 
     /// A reload's peers and notify URLs: new ones get a dispatcher, changed ones their new
     /// settings, removed ones stop (what they had queued waits for them to come back).
     public func update(peers: [Peer], notifyURLs: Set<String>) {
-        let configured = peers + notifyURLs.sorted().map { Peer(name: NotifyAction.destination($0), url: $0) }
+        let configured = peers.map(Destination.peer) + notifyURLs.sorted().map { Destination.notify(url: $0) }
+        let keys = Set(configured.map(\.key))
         self.dispatchers.withLock { dispatchers in
-            for peer in configured {
-                if let dispatcher = dispatchers[peer.name] {
+            for destination in configured {
+                if let dispatcher = dispatchers[destination.key] {
                     // A reload tries notify URLs that answered 410 again; peers wait for a replay.
                     dispatcher.state.withLock { state in
-                        state.peer = peer
-                        if peer.isNotify { state.schedule.enable() }
+                        state.destination = destination
+                        if destination.peer == nil { state.schedule.enable() }
                     }
                 } else {
-                    dispatchers[peer.name] = Dispatcher(peer: peer, settings: settings)
+                    dispatchers[destination.key] = Dispatcher(destination, settings: settings)
                 }
             }
-            for (name, dispatcher) in dispatchers where !configured.contains(where: { $0.name == name }) {
+            for (name, dispatcher) in dispatchers where !keys.contains(name) {
                 dispatcher.state.withLock { $0.removed = true }
                 dispatcher.signal.fire()
                 dispatchers[name] = nil
@@ -125,7 +126,9 @@ public final class PeerDelivery: Service, Sendable {
 
     /// Peers' dispatchers (not notify URLs').
     func snapshot() -> [Dispatcher.State] {
-        dispatchers.withLock { $0.values.map { $0.state.withLock { $0 } } }.filter { !$0.peer.isNotify }.sorted { $0.peer.name < $1.peer.name }
+        dispatchers.withLock { $0.values.map { $0.state.withLock { $0 } } }.filter { $0.destination.peer != nil }.sorted {
+            $0.destination.key < $1.destination.key
+        }
     }
 
     public func run() async throws {
@@ -141,7 +144,7 @@ public final class PeerDelivery: Service, Sendable {
         // Peers a 410 disabled stay disabled across restarts, until a replay.
         for (name, outbox) in (try? await store.outboxStatus()) ?? [:] {
             guard let reason = outbox.disabledReason, let dispatcher = dispatchers.withLock({ $0[name] }),
-                !dispatcher.state.withLock({ $0.peer.isNotify })
+                dispatcher.state.withLock({ $0.destination.peer != nil })
             else { continue }
             dispatcher.state.withLock { $0.schedule.disable(reason: reason) }
         }
@@ -183,7 +186,7 @@ public final class PeerDelivery: Service, Sendable {
             readAhead = nil
         }
         while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
-            let (peer, schedule, removed) = dispatcher.state.withLock { ($0.peer, $0.schedule, $0.removed) }
+            let (destination, schedule, removed) = dispatcher.state.withLock { ($0.destination, $0.schedule, $0.removed) }
             if removed { break }
             let at = now()
             switch machine.next(schedule, at: at) {
@@ -200,29 +203,30 @@ public final class PeerDelivery: Service, Sendable {
                         plan = machine.take(try await ahead.plan.value)
                     } else {
                         await discardReadAhead()
-                        plan = machine.read(try await pending(peer, after: after), for: peer, at: at)
+                        plan = machine.read(try await pending(destination, after: after), for: destination, at: at)
                     }
                     guard let plan else {
                         await dispatcher.signal.wait(timeout: .seconds(5))
                         continue
                     }
-                    try await withhold(plan.withheld, peer: peer, at: at)
+                    try await withhold(plan.withheld, from: destination, at: at)
                     guard !plan.batch.isEmpty else { continue }
                     if plan.complete {
-                        let (after, limit) = (plan.lastSeq, batchLimit(peer))
+                        let (after, limit) = (plan.lastSeq, batchLimit(destination))
                         readAhead = (
                             after,
                             Task { [store, now] in
-                                DeliveryMachine.plan(try await store.pendingOutbox(peer: peer.name, after: after, limit: limit), for: peer, at: now())
+                                DeliveryMachine.plan(
+                                    try await store.pendingOutbox(peer: destination.key, after: after, limit: limit), for: destination, at: now())
                             }
                         )
                     }
-                    if try await send(plan, to: peer, dispatcher: dispatcher, machine: &machine, client: client) == false {
+                    if try await send(plan, to: destination, dispatcher: dispatcher, machine: &machine, client: client) == false {
                         await discardReadAhead()
                     }
                 } catch {
                     await discardReadAhead()
-                    logger.error("peer.dispatch_failed", metadata: ["rampart.peer": "\(peer.name)", "rampart.error": "\(error)"])
+                    logger.error("peer.dispatch_failed", metadata: ["rampart.peer": "\(destination.key)", "rampart.error": "\(error)"])
                     await dispatcher.signal.wait(timeout: .seconds(1))
                 }
             }
@@ -231,38 +235,39 @@ public final class PeerDelivery: Service, Sendable {
     }
 
     /// Entries per request: a notify URL gets one notification a request.
-    private func batchLimit(_ peer: Peer) -> Int { peer.isNotify ? 1 : batchSize }
+    private func batchLimit(_ destination: Destination) -> Int { destination.peer == nil ? 1 : batchSize }
 
-    private func pending(_ peer: Peer, after: Int64?) async throws -> [OutboxEntry] {
-        try await store.pendingOutbox(peer: peer.name, after: after, limit: batchLimit(peer))
+    private func pending(_ destination: Destination, after: Int64?) async throws -> [OutboxEntry] {
+        try await store.pendingOutbox(peer: destination.key, after: after, limit: batchLimit(destination))
     }
 
     /// Marks what the policy no longer lets go as withheld.
-    private func withhold(_ withheld: [DeliveryMachine.Withholding], peer: Peer, at: Date) async throws {
+    private func withhold(_ withheld: [DeliveryMachine.Withholding], from destination: Destination, at: Date) async throws {
         guard !withheld.isEmpty else { return }
-        let name = peer.name
+        let name = destination.key
         try await store.write { tx in
             for entry in withheld {
                 try tx.markWithheld(peer: name, seq: entry.seq, item: entry.item, code: entry.code, reason: entry.reason, at: at)
             }
         }
-        metrics.count("rampart_peer_withheld_total", ["peer": peer.name], withheld.count)
+        metrics.count("rampart_peer_withheld_total", ["peer": name], withheld.count)
     }
 
     /// Posts a plan's batch, signed, and records the outcome the machine makes of the answer.
     /// Returns whether the peer took it.
     private func send(
-        _ plan: DeliveryMachine.Plan, to peer: Peer, dispatcher: Dispatcher, machine: inout DeliveryMachine, client: HTTPClient
+        _ plan: DeliveryMachine.Plan, to destination: Destination, dispatcher: Dispatcher, machine: inout DeliveryMachine, client: HTTPClient
     ) async throws -> Bool {
         let at = now()
         let webhookID = "msg_" + IDGenerator.shared.next().replacingOccurrences(of: "-", with: "")
         let timestamp = Int(at.timeIntervalSince1970)
-        var request = HTTPClientRequest(url: peer.url)
+        var request = HTTPClientRequest(url: destination.url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "rampart/\(nodeID)")
         // Notifications are signed too when this node has a key, so that their receiver can check them.
-        let signature = try WebhookSignature.sign(id: webhookID, timestamp: timestamp, body: plan.body, key: signingKey, secret: peer.secret)
+        let signature = try WebhookSignature.sign(
+            id: webhookID, timestamp: timestamp, body: plan.body, key: signingKey, secret: destination.peer?.secret)
         if !signature.isEmpty {
             request.headers.add(name: "webhook-id", value: webhookID)
             request.headers.add(name: "webhook-timestamp", value: String(timestamp))
@@ -278,13 +283,13 @@ public final class PeerDelivery: Service, Sendable {
             let body = try await response.body.collect(upTo: 1 << 20)
             answer = DeliveryMachine.answer(
                 status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"), body: body.readableBytesView,
-                listsRefusals: !peer.isNotify, at: now())
+                listsRefusals: destination.peer != nil, at: now())
         } catch {
             answer = DeliveryMachine.answer(status: nil, retryAfter: nil, body: [], error: "\(error)", at: now())
         }
         let took = ContinuousClock.now - started
         let done = now()
-        let name = peer.name
+        let name = destination.key
         let random = Double.random(in: 0..<1)
         let snapshot = machine
         let (record, failures, dead, next) = try await store.write { tx -> (DeliveryMachine.Record, Int, Int, DeliveryMachine) in

@@ -119,7 +119,7 @@ struct PeerRoutes {
         w.key("peers")
         w.beginArray()
         for state in delivery.snapshot() {
-            let peer = state.peer
+            guard let peer = state.destination.peer else { continue }
             let outbox = outboxes[peer.name] ?? OutboxStatus()
             w.beginObject()
             w.field("name", peer.name)

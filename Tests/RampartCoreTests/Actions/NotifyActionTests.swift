@@ -13,7 +13,7 @@ import Testing
         guard case .notify(let url, let body)? = intents.first else { Issue.record("no notify: \(intents)"); return }
         #expect(url == "https://chat.example/hooks/soc")
         #expect(body == #"{"text": "blocked 77.90.185.20"}"#)
-        #expect(NotifyAction.destination(url) == "notify:https://chat.example/hooks/soc")
+        #expect(Destination.notify(url: url).key == "notify:https://chat.example/hooks/soc")
         #expect(
             playbook.explain(item, in: ActionFixture.context()) == [
                 #"notify: POST {"text": "blocked 77.90.185.20"} to https://chat.example/hooks/soc"#

@@ -14,9 +14,6 @@ public struct NotifyAction: PlaybookAction {
         self.template = template
     }
 
-    /// Where a URL's notifications queue: an outbox destination of its own (peer names have no ':').
-    public static func destination(_ url: String) -> String { "notify:\(url)" }
-
     public static func parse(_ body: Node, action: Node, path: String, playbook: Playbook, peers: [String]?, reader: YAMLReader) -> NotifyAction? {
         guard let notify = reader.fields(body, allowed: ["url", "template"], what: "\(path).notify") else { return nil }
         let url = notify.required("url").flatMap { n in
