@@ -92,7 +92,7 @@ public final class ExecRunner: Service, Sendable {
         let at = now()
         _ = try await store.write { tx in
             for (job, outcome) in results {
-                try tx.audit("action.exec", subject: job.item, at: at) { w in
+                try tx.audit(.actionExec, subject: job.item, at: at) { w in
                     w.field("playbook", job.playbook)
                     w.field("argv", job.argv)
                     switch outcome {

@@ -297,14 +297,15 @@ public final class Pipeline: Sendable {
         let at = context.at
         let item = encoded.item
         let playbook = match.playbook
-        try tx.audit("playbook.matched", subject: item.id, detail: match.detail, at: at)
+        try tx.audit(.playbookMatched, subject: item.id, detail: match.detail, at: at)
         effects.tally.add(match.counted)
         for intent in match.intents {
             if case .nothing = intent { continue }
             // `mode: simulate`, in one place: blocks were planned as simulated decisions (kept
             // apart from enforced ones, never sent to the firewall); anything else is recorded, not done.
             if playbook.mode == .simulate, !intent.isBlock {
-                try tx.audit("action.\(intent.kind)", subject: item.id, at: at) { w in
+                guard let event = AuditEvent.action(intent.kind) else { continue }
+                try tx.audit(event, subject: item.id, at: at) { w in
                     w.field("playbook", playbook.name)
                     intent.describe(to: &w)
                     w.field("simulated", true)
@@ -333,7 +334,7 @@ public final class Pipeline: Sendable {
                 let destination = Destination.notify(url: url).key
                 try tx.enqueue(peer: destination, item: item.id, body: Array(body.utf8), path: [context.nodeID], hopsLeft: 0, suggest: [], at: at)
                 effects.peers.insert(destination)
-                try tx.audit("action.notify", subject: item.id, at: at) { w in
+                try tx.audit(.actionNotify, subject: item.id, at: at) { w in
                     w.field("playbook", playbook.name)
                     intent.describe(to: &w)
                 }
@@ -365,7 +366,7 @@ public final class Pipeline: Sendable {
                 tlp: item.tlp, confidence: indicator?.confidence ?? 50, severity: indicator?.severity, tags: indicator?.tags ?? [], parent: item.id
             )
         } catch {
-            try tx.audit("rule.invalid", subject: item.id, at: at) { w in
+            try tx.audit(.ruleInvalid, subject: item.id, at: at) { w in
                 w.field("playbook", playbook)
                 w.field("format", format.rawValue)
                 w.field("content", content)
@@ -375,7 +376,7 @@ public final class Pipeline: Sendable {
             return nil
         }
         if let installed = try tx.installedRule(format: format, ruleID: rule.ruleID), installed.content == rule.content, installed.name == rule.name {
-            try tx.audit("rule.unchanged", subject: item.id, at: at) { w in
+            try tx.audit(.ruleUnchanged, subject: item.id, at: at) { w in
                 w.field("playbook", playbook)
                 w.field("path", rule.relativePath)
                 w.field("rule_item", installed.item)
@@ -384,7 +385,7 @@ public final class Pipeline: Sendable {
             return nil
         }
         let ruleItem = Item(id: context.ids.next(), payload: .rule(rule), via: item.via, origin: context.nodeID, receivedAt: at)
-        try tx.audit("rule.rendered", subject: item.id, at: at) { w in
+        try tx.audit(.ruleRendered, subject: item.id, at: at) { w in
             w.field("playbook", playbook)
             w.field("format", format.rawValue)
             w.field("rule_item", ruleItem.id)
@@ -421,7 +422,7 @@ public final class Pipeline: Sendable {
             if let removed { effects.removedRules.append(removed) }
             outcome = "installed"
         case .unchanged:
-            try tx.audit("rule.unchanged", subject: item.id, at: at) { w in
+            try tx.audit(.ruleUnchanged, subject: item.id, at: at) { w in
                 w.field("playbook", playbook)
                 w.field("path", item.rule?.relativePath ?? "")
             }

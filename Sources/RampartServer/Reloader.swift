@@ -81,7 +81,7 @@ public final class Reloader: Sendable {
         case .success(let playbooks):
             let names = playbooks.playbooks.map(\.name)
             _ = try await store.write { tx in
-                try tx.audit("config.reloaded", subject: by, at: at) { w in
+                try tx.audit(.configReloaded, subject: by, at: at) { w in
                     w.field("config", path)
                     w.field("playbooks", names)
                 }
@@ -93,7 +93,7 @@ public final class Reloader: Sendable {
         case .failure(let problems):
             let lines = problems.items.map(\.description)
             _ = try await store.write { tx in
-                try tx.audit("config.reload_failed", subject: by, at: at) { w in
+                try tx.audit(.configReloadFailed, subject: by, at: at) { w in
                     w.field("config", path)
                     w.field("errors", lines)
                 }

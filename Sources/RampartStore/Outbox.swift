@@ -130,7 +130,7 @@ extension StoreTransaction {
             "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 WHERE seq IN (\(seqs.map(String.init).joined(separator: ",")))",
             [now.milliseconds]
         )
-        try audit("peer.delivered", subject: peer, at: now) { w in
+        try audit(.peerDelivered, subject: peer, at: now) { w in
             w.field("webhook_id", webhookID)
             w.field("entries", seqs.count)
             w.key("first_seq")
@@ -151,7 +151,7 @@ extension StoreTransaction {
             "UPDATE outbox SET state = 'dead', done_at = ? WHERE seq IN (\(list)) AND created_at < ?", [now.milliseconds, deadBefore.milliseconds]
         )
         let dead = db.changesCount
-        try audit("peer.delivery_failed", subject: peer, at: now) { w in
+        try audit(.peerDeliveryFailed, subject: peer, at: now) { w in
             w.field("error", error)
             w.field("entries", seqs.count)
             w.field("dead_lettered", dead)
@@ -162,7 +162,7 @@ extension StoreTransaction {
     /// An entry the sharing policy (or the peer's expiry) no longer lets go.
     public mutating func markWithheld(peer: String, seq: Int64, item: String, code: String, reason: String, at now: Date) throws {
         try execute("UPDATE outbox SET state = 'withheld', done_at = ?, error = ? WHERE seq = ?", [now.milliseconds, reason, seq])
-        try audit("peer.withheld", subject: item, at: now) { w in
+        try audit(.peerWithheld, subject: item, at: now) { w in
             w.field("peer", peer)
             w.field("code", code)
             w.field("reason", reason)
@@ -175,7 +175,7 @@ extension StoreTransaction {
         try execute(
             "UPDATE outbox SET state = 'refused', done_at = ?, attempts = attempts + 1, error = ? WHERE seq = ?",
             [now.milliseconds, "\(code): \(message)", seq])
-        try audit("peer.refused", subject: item, at: now) { w in
+        try audit(.peerRefused, subject: item, at: now) { w in
             w.field("peer", peer)
             w.field("code", code)
             w.field("error", message)
@@ -187,7 +187,7 @@ extension StoreTransaction {
         try execute(
             "INSERT OR REPLACE INTO peer_state(name, disabled_at, disabled_reason) VALUES (?, ?, ?)", [peer, now.milliseconds, reason]
         )
-        try audit("peer.disabled", subject: peer, at: now) { $0.field("reason", reason) }
+        try audit(.peerDisabled, subject: peer, at: now) { $0.field("reason", reason) }
     }
 
     /// Dead-lettered entries go back to pending, and a disabled peer is enabled. Returns how many
@@ -196,7 +196,7 @@ extension StoreTransaction {
         try execute("UPDATE outbox SET state = 'pending', attempts = 0, done_at = NULL WHERE peer = ? AND state = 'dead'", [peer])
         let requeued = db.changesCount
         try execute("DELETE FROM peer_state WHERE name = ?", [peer])
-        try audit("peer.replayed", subject: peer, at: now) { w in
+        try audit(.peerReplayed, subject: peer, at: now) { w in
             w.field("by", by)
             w.field("requeued", requeued)
         }

@@ -101,7 +101,7 @@ extension StoreTransaction {
             refusal = "the name \(rule.name) belongs to the installed rule \(holder)"
         }
         if let refusal {
-            try audit("rule.refused", subject: item.id, at: now) { w in
+            try audit(.ruleRefused, subject: item.id, at: now) { w in
                 w.field("playbook", playbook)
                 w.field("format", rule.format.rawValue)
                 w.field("rule_id", rule.ruleID)
@@ -119,7 +119,7 @@ extension StoreTransaction {
                 rule.content, now.milliseconds,
             ]
         )
-        try audit("rule.installed", subject: item.id, at: now) { w in
+        try audit(.ruleInstalled, subject: item.id, at: now) { w in
             w.field("playbook", playbook)
             w.field("format", rule.format.rawValue)
             w.field("rule_id", rule.ruleID)
@@ -157,7 +157,7 @@ extension StoreTransaction {
             InstalledRule.init(row:))
         for rule in rules {
             try execute("DELETE FROM installed_rule WHERE format = ? AND rule_id = ?", [rule.format.rawValue, rule.ruleID])
-            try audit("rule.removed", subject: rule.item, at: now) { w in
+            try audit(.ruleRemoved, subject: rule.item, at: now) { w in
                 w.field("format", rule.format.rawValue)
                 w.field("rule_id", rule.ruleID)
                 w.field("path", rule.file.relativePath)

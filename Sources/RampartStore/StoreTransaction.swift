@@ -26,13 +26,13 @@ public struct StoreTransaction {
     /// is being ingested (`ingest(_:_:)`), an event about that item goes into the item's entry, and
     /// any other event gets an entry of its own just after the item's.
     @discardableResult
-    public mutating func audit(_ event: String, subject: String, detail: JSONWriter, at: Date) throws -> Int64 {
+    public mutating func audit(_ event: AuditEvent, subject: String, detail: JSONWriter, at: Date) throws -> Int64 {
         try audit(event, subject: subject, detail: detail.bytes, at: at)
     }
 
     /// `audit` with the detail already-encoded JSON (and, optionally, already digested).
     @discardableResult
-    mutating func audit(_ event: String, subject: String, detail: [UInt8], digest: [UInt8]? = nil, at: Date) throws -> Int64 {
+    mutating func audit(_ event: AuditEvent, subject: String, detail: [UInt8], digest: [UInt8]? = nil, at: Date) throws -> Int64 {
         // In place: a copy of `open` would copy the events recorded so far.
         if open != nil {
             if subject == open!.encoded.item.id {
@@ -48,12 +48,12 @@ public struct StoreTransaction {
     /// Appends an entry to the chain and returns its sequence number.
     @discardableResult
     private mutating func append(
-        _ event: String, subject: String, detail: [UInt8], digest: [UInt8]? = nil, caused: [UInt8]? = nil, at: Date
+        _ event: AuditEvent, subject: String, detail: [UInt8], digest: [UInt8]? = nil, caused: [UInt8]? = nil, at: Date
     ) throws -> Int64 {
         let seq = state.auditSeq + 1
         let ms = at.milliseconds
         let hash = AuditChain.hash(
-            previous: state.auditHash, seq: seq, at: ms, event: event, subject: subject, detailDigest: digest ?? AuditChain.digest(detail),
+            previous: state.auditHash, seq: seq, at: ms, event: event.rawValue, subject: subject, detailDigest: digest ?? AuditChain.digest(detail),
             causedDigest: caused.map(AuditChain.digest)
         )
         // The detail, often the largest value of the write, is bound where it lies rather than copied.
@@ -61,7 +61,7 @@ public struct StoreTransaction {
             var binder = Binder(statements.insertAudit)
             binder.bind(seq)
             binder.bind(ms)
-            binder.bind(event)
+            binder.bind(event.rawValue)
             binder.bind(subject)
             binder.bind(borrowing: detail)
             binder.bind(blob: hash)
@@ -75,13 +75,13 @@ public struct StoreTransaction {
 
     /// Appends an entry whose detail was encoded and digested before the write.
     @discardableResult
-    public mutating func audit(_ event: String, subject: String, detail: AuditDetail, at: Date) throws -> Int64 {
+    public mutating func audit(_ event: AuditEvent, subject: String, detail: AuditDetail, at: Date) throws -> Int64 {
         try audit(event, subject: subject, detail: detail.json, digest: detail.digest, at: at)
     }
 
-    /// Convenience for details built inline: `audit("x", subject: id, at: now) { $0.field("k", v) }`.
+    /// Convenience for details built inline: `audit(.itemRefused, subject: id, at: now) { $0.field("k", v) }`.
     @discardableResult
-    public mutating func audit(_ event: String, subject: String, at: Date, _ build: (inout JSONWriter) -> Void) throws -> Int64 {
+    public mutating func audit(_ event: AuditEvent, subject: String, at: Date, _ build: (inout JSONWriter) -> Void) throws -> Int64 {
         try audit(event, subject: subject, detail: AuditDetail(build), at: at)
     }
 
@@ -116,7 +116,7 @@ public struct StoreTransaction {
         guard let item = open else { return true }
         open = nil
         try append(
-            "item.accepted", subject: encoded.item.id, detail: encoded.detail.json, digest: encoded.detail.digest, caused: item.caused,
+            .itemAccepted, subject: encoded.item.id, detail: encoded.detail.json, digest: encoded.detail.digest, caused: item.caused,
             at: encoded.item.receivedAt)
         for entry in item.after { try append(entry.event, subject: entry.subject, detail: entry.detail, at: entry.at) }
         return true
@@ -129,7 +129,7 @@ public struct StoreTransaction {
         private var events = JSONWriter(capacity: 256)
         private var count = 0
         /// Events about something else, written after the item's entry.
-        var after: [(event: String, subject: String, detail: [UInt8], at: Date)] = []
+        var after: [(event: AuditEvent, subject: String, detail: [UInt8], at: Date)] = []
 
         init(seq: Int64, encoded: EncodedItem) {
             self.seq = seq
@@ -138,10 +138,10 @@ public struct StoreTransaction {
         }
 
         /// Adds `{"event": event, ...detail}` to what the item caused.
-        mutating func record(_ event: String, _ detail: [UInt8]) {
+        mutating func record(_ event: AuditEvent, _ detail: [UInt8]) {
             var entry = JSONWriter(capacity: detail.count + 32)
             entry.beginObject()
-            entry.field("event", event)
+            entry.field("event", event.rawValue)
             entry.endObject()
             var bytes = entry.bytes
             if detail.count > 2 {  // not `{}`: its fields follow the event's
@@ -170,7 +170,7 @@ public struct StoreTransaction {
 
     /// Audits an item that was refused, with where it was in the request and why.
     public mutating func refuse(via: String, position: String, index: Int, error: ValueError, raw: String?, at: Date) throws {
-        try audit("item.refused", subject: raw.map { String($0.prefix(256)) } ?? "", at: at) { w in
+        try audit(.itemRefused, subject: raw.map { String($0.prefix(256)) } ?? "", at: at) { w in
             w.field("via", via)
             w.field(position, index)
             w.field("code", error.code.rawValue)
@@ -247,7 +247,7 @@ public struct StoreTransaction {
                 current[index] = existing
             }
             if changed { enforce(existing, now: now) }
-            try auditDecision(changed ? "decision.extended" : "decision.merged", existing, request, now: now)
+            try auditDecision(changed ? .decisionExtended : .decisionMerged, existing, request, now: now)
             return changed ? .extended(existing, previous: previous) : .unchanged(existing)
         }
         if !request.simulated && state.activeBlocks >= policy.maxActiveBlocks {
@@ -275,7 +275,7 @@ public struct StoreTransaction {
         current.append(decision)
         if !decision.simulated { state.activeBlocks += 1 }
         enforce(decision, now: now)
-        try auditDecision("decision.created", decision, request, now: now)
+        try auditDecision(.decisionCreated, decision, request, now: now)
         return .created(decision)
     }
 
@@ -300,7 +300,7 @@ public struct StoreTransaction {
             )
             if !decision.simulated { state.activeBlocks -= 1 }
             enforce(decision, now: now)
-            try audit("decision.revoked", subject: decision.id, at: now) { w in
+            try audit(.decisionRevoked, subject: decision.id, at: now) { w in
                 w.field("value", decision.value)
                 w.field("reason", reason)
                 w.field("by", by)
@@ -325,7 +325,7 @@ public struct StoreTransaction {
         try execute("UPDATE decision SET state = 'expired' WHERE id = ?", [decision.id])
         if !decision.simulated { state.activeBlocks -= 1 }
         enforce(decision, now: now)
-        try audit("decision.expired", subject: decision.id, at: now) { w in
+        try audit(.decisionExpired, subject: decision.id, at: now) { w in
             w.field("value", decision.value)
             w.field("expires_at", Timestamp.format(decision.expiresAt))
         }
@@ -359,13 +359,13 @@ public struct StoreTransaction {
     /// A decision created, extended or merged into. For a block of the item being ingested, a short
     /// record in the item's entry (the item says the rest; the decision's entries are found through
     /// `audit_ref` when it did not create it); otherwise an entry of the decision's own.
-    private mutating func auditDecision(_ event: String, _ decision: Decision, _ request: BlockRequest, now: Date) throws {
+    private mutating func auditDecision(_ event: AuditEvent, _ decision: Decision, _ request: BlockRequest, now: Date) throws {
         guard isOpen(request.item), let item = request.item else {
             try audit(event, subject: decision.id, at: now) { w in
                 w.field("value", decision.value)
                 w.field("expires_at", Timestamp.format(decision.expiresAt))
                 w.field("direction", decision.direction.rawValue)
-                if event == "decision.created" { w.field("simulated", decision.simulated) }
+                if event == .decisionCreated { w.field("simulated", decision.simulated) }
                 Self.writeCause(request, to: &w)
             }
             return
@@ -383,14 +383,14 @@ public struct StoreTransaction {
 
     private mutating func auditRefusal(_ request: BlockRequest, code: String, message: String, now: Date) throws {
         guard isOpen(request.item), let item = request.item else {
-            try audit("decision.refused", subject: request.target.description, at: now) { w in
+            try audit(.decisionRefused, subject: request.target.description, at: now) { w in
                 w.field("code", code)
                 w.field("error", message)
                 Self.writeCause(request, to: &w)
             }
             return
         }
-        try audit("decision.refused", subject: item, at: now) { w in
+        try audit(.decisionRefused, subject: item, at: now) { w in
             w.field("value", request.target.description)
             w.field("code", code)
             w.field("error", message)

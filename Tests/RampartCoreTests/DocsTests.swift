@@ -33,6 +33,21 @@ import Yams
     }
 }
 
+/// The operations guide's table of audit events names every event the code records, and only those.
+@Suite struct AuditEventDocsTests {
+    @Test func theTableNamesEveryEvent() throws {
+        let doc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/operations.md")
+        let text = try String(contentsOf: doc, encoding: .utf8)
+        let section = try #require(text.components(separatedBy: "## Audit events").dropFirst().first?.components(separatedBy: "\n## ").first)
+        var named: Set<String> = []
+        for row in section.split(separator: "\n") where row.hasPrefix("| `") {
+            let first = row.split(separator: "|")[0]
+            for name in first.split(separator: "`").enumerated() where name.offset % 2 == 1 { named.insert(String(name.element)) }
+        }
+        #expect(named == Set(AuditEvent.allCases.map(\.rawValue)))
+    }
+}
+
 /// `deploy/rampart.example.yaml` is valid and documents every key the configuration accepts
 /// (`Config.keys`, the lists the parser itself allows), and only those.
 @Suite struct ExampleConfigTests {

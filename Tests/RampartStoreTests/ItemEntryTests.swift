@@ -45,7 +45,7 @@ struct ItemEntryTests {
         let decision = try await store.write { tx -> String in
             var id = ""
             try tx.ingest(first) { tx in
-                try tx.audit("playbook.matched", subject: first.item.id, at: now) { $0.field("playbook", "p") }
+                try tx.audit(.playbookMatched, subject: first.item.id, at: now) { $0.field("playbook", "p") }
                 id = try tx.block(block("77.90.185.20", for: first), policy: policy, now: now).decision?.id ?? ""
             }
             return id

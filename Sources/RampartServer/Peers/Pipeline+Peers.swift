@@ -60,7 +60,7 @@ extension Pipeline {
         let effects = try await store.write { tx in
             guard try tx.recordPeerMessage(id: webhookID, peer: peer.name, at: at) else { throw Replayed() }
             let effects = try Pipeline.commit(entries, context: context, in: &tx)
-            try tx.audit("peer.received", subject: peer.name, at: at) { w in
+            try tx.audit(.peerReceived, subject: peer.name, at: at) { w in
                 w.field("webhook_id", webhookID)
                 w.field("path", message.path)
                 w.field("entries", message.entries.count)
@@ -116,7 +116,7 @@ extension Pipeline {
         for peer in propagation.queued {
             try tx.enqueue(peer: peer, item: item.id, path: propagation.path, hopsLeft: propagation.hopsLeft, suggest: propagation.suggest, at: at)
         }
-        try tx.audit("action.propagate", subject: item.id, at: at) { w in
+        try tx.audit(.actionPropagate, subject: item.id, at: at) { w in
             w.field("playbook", playbook)
             Intent.propagate(propagation).describe(to: &w)
         }
@@ -131,7 +131,7 @@ extension Pipeline {
     ) throws {
         let via = try tx.via(ofItem: revocation.item)
         guard via == context.via else {
-            try tx.audit("revocation.refused", subject: revocation.item, at: context.at) { w in
+            try tx.audit(.revocationRefused, subject: revocation.item, at: context.at) { w in
                 w.field("via", context.via)
                 w.field("reason", via == nil ? "no such item here" : "the item did not come from this peer")
             }
@@ -141,7 +141,7 @@ extension Pipeline {
         let (_, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
         effects.removedRules += try tx.uninstallRules(ofItem: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
         if !kept.isEmpty {
-            try tx.audit("revocation.kept", subject: revocation.item, at: context.at) { w in
+            try tx.audit(.revocationKept, subject: revocation.item, at: context.at) { w in
                 w.field("via", context.via)
                 w.field("decisions", kept)
                 w.field("reason", "other items or requests support these decisions too")
@@ -201,7 +201,7 @@ extension Pipeline {
             let revoked = try tx.revokeDecisions(from: peer.via, reason: reason, by: by, now: at)
             var effects = try Pipeline.revoked(revoked, reason: reason, nodeID: nodeID, peers: peers, at: at, in: &tx)
             effects.removedRules = try tx.uninstallRules(from: peer.via, reason: reason, by: by, now: at)
-            try tx.audit("peer.purged", subject: peer.name, at: at) { w in
+            try tx.audit(.peerPurged, subject: peer.name, at: at) { w in
                 w.field("by", by)
                 w.field("revoked", revoked.count)
                 w.field("rules_removed", effects.removedRules.count)
@@ -221,7 +221,7 @@ extension Pipeline {
                 guard try tx.itemType(of: item) == "rule" else { return nil }
                 var effects = Effects()
                 effects.removedRules = try tx.uninstallRules(ofItem: item, reason: reason, by: by, now: at)
-                try tx.audit("rule.revoked", subject: item, at: at) { w in
+                try tx.audit(.ruleRevoked, subject: item, at: at) { w in
                     w.field("by", by)
                     w.field("reason", reason)
                     w.field("removed", effects.removedRules.map(\.relativePath))
