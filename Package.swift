@@ -92,6 +92,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // What the test targets share: a manual clock, the test API keys.
+        .target(name: "RampartTesting", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // The baseline the ingest benchmark compares against: bare Hummingbird, same JSON, no storage.
         .executableTarget(
             name: "rampart-baseline",
@@ -112,12 +114,13 @@ let package = Package(
         // Runs the built `rampart` binary as users do: CLI commands, a daemon killed with SIGKILL.
         .testTarget(
             name: "RampartCLITests",
-            dependencies: ["rampart", "RampartStore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["rampart", "RampartStore", "RampartTesting", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .testTarget(
             name: "RampartServerTests",
             dependencies: [
                 "RampartServer",
+                "RampartTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

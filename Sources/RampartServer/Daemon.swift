@@ -28,10 +28,13 @@ public enum Daemon {
     /// - Parameters:
     ///   - firewall: overrides the configured backend (tests pass a recording one).
     ///   - notifier: systemd's notification socket (from the environment; a no-op outside systemd).
+    ///   - clock, now: what the background services wait on (the expiry sweep, the reconcile
+    ///     interval, the checkpoint loop) and the wall time every part reads; tests pass a manual clock.
     ///   - onListening: called with the bound port once the server accepts connections.
     public static func build(
         config: Config, logger: Logger, firewall: (any Firewall)? = nil, notifier: SystemdNotifier = SystemdNotifier(),
-        now: @escaping @Sendable () -> Date = Date.init, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        clock: any Clock<Duration> = ContinuousClock(), now: @escaping @Sendable () -> Date = Date.init,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> (App, Parts) {
         let playbooks = try PlaybookSet(
             PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name)))
@@ -40,7 +43,7 @@ public enum Daemon {
         let metrics = RampartMetrics()
         let enforcer = Enforcer(
             firewall: firewall, decisions: { try await store.enforcedBlocks(now: now()) },
-            reconcileInterval: config.firewall.reconcileInterval, metrics: metrics, logger: logger
+            reconcileInterval: config.firewall.reconcileInterval, clock: clock, metrics: metrics, logger: logger
         )
         let execRunner = ExecRunner(store: store, metrics: metrics, logger: logger, now: now)
         let rules = RuleDirectory(stateDirectory: config.stateDirectory, logger: logger)
@@ -78,12 +81,12 @@ public enum Daemon {
             .register(on: router)
 
         let services: [any Service] = [
-            StoreService(store: store, observer: enforcer, logger: logger),
+            StoreService(store: store, observer: enforcer, clock: clock, logger: logger),
             enforcer,
             execRunner,
             delivery,
             ExpiryService(
-                store: store, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), now: now,
+                store: store, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), clock: clock, now: now,
                 logger: logger
             ),
             ReloadOnHangup(reloader: reloader),

@@ -18,6 +18,7 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
     private let firewall: any Firewall
     private let decisions: @Sendable () async throws -> [FirewallBlock]
     private let reconcileInterval: Duration
+    private let clock: any Clock<Duration>
     private let metrics: RampartMetrics
     private let logger: Logger
     private let lock = NSLock()
@@ -32,8 +33,9 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
     /// - Parameter decisions: the blocks that must be in force now (the store's active decisions).
     public init(
         firewall: any Firewall, decisions: @escaping @Sendable () async throws -> [FirewallBlock], reconcileInterval: Duration,
-        metrics: RampartMetrics = RampartMetrics(), logger: Logger
+        clock: any Clock<Duration> = ContinuousClock(), metrics: RampartMetrics = RampartMetrics(), logger: Logger
     ) {
+        self.clock = clock
         self.firewall = firewall
         self.decisions = decisions
         self.reconcileInterval = reconcileInterval
@@ -98,7 +100,7 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: self.reconcileInterval)
+                        try? await self.clock.sleep(for: self.reconcileInterval)
                         self.requestReconcile()
                     }
                 }

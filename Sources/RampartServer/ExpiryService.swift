@@ -13,6 +13,8 @@ struct ExpiryService: Service {
     /// How long sightings must be kept (nil: none are needed).
     let sightingWindow: @Sendable () -> Duration?
     let interval: Duration
+    /// What it waits on between sweeps, and the wall time it expires by.
+    let clock: any Clock<Duration>
     let now: @Sendable () -> Date
     let logger: Logger
 
@@ -23,7 +25,7 @@ struct ExpiryService: Service {
             } catch {
                 logger.error("expiry.failed", metadata: ["rampart.error": "\(error)"])
             }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            try? await cancelWhenGracefulShutdown { try await clock.sleep(for: interval) }
         }
     }
 
@@ -53,12 +55,13 @@ struct StoreService: Service {
     let store: Store
     /// Hears of each transaction's firewall changes (the enforcer).
     let observer: any CommitObserver
+    let clock: any Clock<Duration>
     let logger: Logger
 
     func run() async throws {
         store.start(observer: observer)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
+            try? await cancelWhenGracefulShutdown { try await clock.sleep(for: .milliseconds(250)) }
             do {
                 try store.checkpointIfDue()
             } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import RampartTesting
 import GRDB
 import RampartCore
 import Testing
@@ -54,8 +55,7 @@ final class MeshNode {
         state_dir: state
         playbooks: playbooks
         safety: {allow_non_global: [198.18.0.0/15]}
-        api_keys:
-          - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
+        \(TestKeys.apiKeysYAML(adminOnly: true))
         signing: {key_file: node.key}
         log: {level: info}
         peers:

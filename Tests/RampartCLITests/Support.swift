@@ -1,4 +1,5 @@
 import Foundation
+import RampartTesting
 import Testing
 
 /// The `rampart` binary built next to the test bundle.
@@ -40,7 +41,7 @@ struct Sandbox {
     let directory: URL
     let configPath: String
     var databasePath: String { directory.appendingPathComponent("state/rampart.sqlite").path }
-    static let adminToken = "tok_admin"
+    static let adminToken = TestKeys.admin
 
     /// - Parameters:
     ///   - node: the node id.
@@ -49,14 +50,12 @@ struct Sandbox {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-cli-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
         configPath = directory.appendingPathComponent("rampart.yaml").path
-        // token_sha256 is SHA-256 of tok_admin.
         try """
         node: {id: \(node)}
         listen: \(listen)
         state_dir: state
         playbooks: playbooks
-        api_keys:
-          - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
+        \(TestKeys.apiKeysYAML(adminOnly: true))
         log: {level: info}
         \(extra)
         """.write(toFile: configPath, atomically: true, encoding: .utf8)

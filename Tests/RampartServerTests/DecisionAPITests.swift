@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdTesting
 import RampartCore
 import RampartServer
+import RampartTesting
 import Testing
 
 @Suite struct DecisionAPITests {
@@ -127,7 +128,7 @@ import Testing
     }
 
     @Test func expiredDecisionsLeaveTheActiveListAndTheFirewall() async throws {
-        let clock = TestNode.Clock()
+        let clock = ManualClock()
         let node = try TestNode(clock: clock)
         try await node.run { client, _ in
             let created = try await client.call(
@@ -135,21 +136,25 @@ import Testing
             #expect(created.status == .created)
             try await waitUntil { node.firewall.current.count == 1 }
 
-            clock.advance(29)
+            // The store's checkpoint loop, the expiry sweep and the reconcile timer sleep on the
+            // manual clock: advanced only once all three wait, each wakes exactly once per step.
+            try await clock.waitForSleepers(3)
+            clock.advance(by: .seconds(29))
+            try await clock.waitForSleepers(3)
             #expect((try await client.call(.get, "/v1/decisions?active=true", as: "read")["decisions"] as? [Any])?.count == 1)
-            clock.advance(2)
+            #expect(node.firewall.current.count == 1)
+            clock.advance(by: .seconds(2))
             // Out of the active list the moment it expires ...
             let listed = try await client.call(.get, "/v1/decisions", as: "read")
             let decision = try #require((listed["decisions"] as? [[String: Any]])?.first)
             #expect(decision["active"] as? Bool == false)
             #expect(decision["state"] as? String == "expired")
             #expect((try await client.call(.get, "/v1/decisions?active=true", as: "read")["decisions"] as? [Any])?.isEmpty == true)
-            // ... and out of the firewall within the one-second sweep, audited.
-            try await waitUntil(seconds: 3) { node.firewall.current.isEmpty }
-            try await waitUntil(seconds: 3) {
-                let audit = try await client.call(.get, "/v1/audit", as: "read")
-                return (audit["entries"] as? [[String: Any]])?.last?["event"] as? String == "decision.expired"
-            }
+            // ... closed by the sweep this step woke, audited, and out of the firewall once durable.
+            try await clock.waitForSleepers(3)
+            let audit = try await client.call(.get, "/v1/audit", as: "read")
+            #expect((audit["entries"] as? [[String: Any]])?.last?["event"] as? String == "decision.expired")
+            try await waitUntil { node.firewall.current.isEmpty }
         }
     }
 }

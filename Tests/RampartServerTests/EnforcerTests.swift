@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RampartCore
 import RampartFirewall
+import RampartTesting
 import Testing
 
 @testable import RampartServer
@@ -63,6 +64,26 @@ struct EnforcerTests {
             enforcer.committed(4, firewall: [add("77.90.185.4")])
             try await waitUntil(seconds: 30) { held(firewall).contains("77.90.185.4") }
             #expect(held(firewall) == ["77.90.185.1", "77.90.185.4"])
+        }
+    }
+
+    /// The periodic reconcile follows the injected clock: nothing before the interval, the kernel
+    /// brought to the store as soon as it has passed, with no real waiting.
+    @Test func theReconcileIntervalRunsOnTheInjectedClock() async throws {
+        let firewall = DryRunFirewall(logger: Logger(label: "test"))
+        try await firewall.apply([add("77.90.185.9")])  // behind the store's back
+        let clock = ManualClock()
+        let enforcer = Enforcer(
+            firewall: firewall, decisions: { [] }, reconcileInterval: .seconds(60), clock: clock, logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await enforcer.run() }
+            try await clock.waitForSleepers(1)
+            clock.advance(by: .seconds(59))
+            try await clock.waitForSleepers(1)
+            #expect(held(firewall) == ["77.90.185.9"])
+            clock.advance(by: .seconds(1))
+            try await waitUntil(seconds: 30) { held(firewall).isEmpty }
+            group.cancelAll()
         }
     }
 }

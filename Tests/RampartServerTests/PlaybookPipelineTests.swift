@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdTesting
 import RampartCore
 import RampartServer
+import RampartTesting
 import Testing
 
 @Suite struct PlaybookPipelineTests {
@@ -154,7 +155,7 @@ import Testing
 
 @Suite struct EscalationTests {
     @Test func repeatOffendersAreBlockedLongerUpToTheCap() async throws {
-        let clock = TestNode.Clock()
+        let clock = ManualClock()
         let playbook = """
             name: scanners
             match: {kind: ipv4, tags: {any: [scanner]}}
@@ -165,12 +166,12 @@ import Testing
         try await node.run { client, _ in
             var lifetimes: [TimeInterval] = []
             for _ in 0..<3 {
-                let start = clock.now
+                let start = clock.wallTime
                 _ = try await client.call(.post, "/v1/indicators?tags=scanner", as: "ingest", contentType: "text/plain", body: "45.9.148.3\n")
                 let listed = try await client.call(.get, "/v1/decisions?active=true", as: "read")
                 let expires = try #require((listed["decisions"] as? [[String: Any]])?.first?["expires_at"] as? String)
                 lifetimes.append(try Timestamp.parse(expires).timeIntervalSince(start))
-                clock.advance(4 * 3600)  // past every block, so the next sighting is a new episode
+                clock.advance(by: .seconds(4 * 3600))  // past every block, so the next sighting is a new episode
             }
             #expect(lifetimes.map { ($0 / 60).rounded() } == [60, 120, 180])
         }
@@ -292,7 +293,7 @@ import Testing
 
 @Suite struct SightingsTests {
     @Test func actsOnlyOnceEnoughDistinctSourcesSawTheValueWithinTheWindow() async throws {
-        let clock = TestNode.Clock()
+        let clock = ManualClock()
         let playbook = """
             name: corroborated
             match:
@@ -319,7 +320,7 @@ import Testing
 
             // Two sources, but an hour and a half apart: not corroborated.
             try await post("45.9.148.4", source: "feed-a")
-            clock.advance(5400)
+            clock.advance(by: .seconds(5400))
             try await post("45.9.148.4", source: "feed-b")
             #expect(try await blocked() == ["45.9.148.3"])
         }

@@ -6,32 +6,26 @@ import NIOCore
 import RampartCore
 import RampartFirewall
 import RampartServer
+import RampartTesting
 import Synchronization
 
 /// A daemon built from a real configuration file in a temporary state directory, served on a
 /// free loopback port.
 struct TestNode {
-    static let tokens = ["ingest": "tok_ingest", "read": "tok_read", "admin": "tok_admin"]
+    static let tokens = TestKeys.tokens
 
     let config: Config
     let firewall: DryRunFirewall
-    let clock: Clock?
+    /// A clock the test moves by hand, for the wall time and the background services' waits
+    /// (nil: the real ones).
+    let clock: ManualClock?
 
-    /// A clock the test moves by hand.
-    final class Clock: Sendable {
-        private let value: Mutex<Date>
-        init(_ start: Date = Date()) { value = Mutex(start) }
-        var now: Date { value.withLock { $0 } }
-        func advance(_ seconds: TimeInterval) { value.withLock { $0 += seconds } }
-    }
-
-    init(nodeID: String = "test-1", extraYAML: String = "", playbooks: [String: String] = [:], clock: Clock? = nil) throws {
+    init(nodeID: String = "test-1", extraYAML: String = "", playbooks: [String: String] = [:], clock: ManualClock? = nil) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
         for (name, text) in playbooks {
             try text.write(to: dir.appendingPathComponent("playbooks/\(name).yaml"), atomically: true, encoding: .utf8)
         }
-        // Token hashes: SHA-256 of tok_ingest, tok_read and tok_admin.
         let yaml = """
             node: {id: \(nodeID)}
             listen: 127.0.0.1:0
@@ -39,10 +33,7 @@ struct TestNode {
             playbooks: playbooks
             safety:
               never_block: [203.0.113.0/24]
-            api_keys:
-              - {name: feeder, roles: [ingest], token_sha256: 587e6d711c8018f4991930f76c56c54ab6c2b1a24c3dc0f95b0d34ce43c3569a}
-              - {name: viewer, roles: [read], token_sha256: 5e381c0eae0a225d1fc76afba5a54758c79547a4d13234a23b3cfcb04b13fd62}
-              - {name: ops, roles: [ingest, read, admin], token_sha256: 613168ee730e9cd635b49f16ecf9b532025da96f3ad0103455b04e5b476508cf}
+            \(TestKeys.apiKeysYAML())
             \(extraYAML)
             """
         let path = dir.appendingPathComponent("rampart.yaml").path
@@ -57,7 +48,8 @@ struct TestNode {
         var logger = Logger(label: "rampart-test")
         logger.logLevel = .warning
         let clock = self.clock
-        let (app, parts) = try Daemon.build(config: config, logger: logger, firewall: firewall, now: { clock?.now ?? Date() })
+        let (app, parts) = try Daemon.build(
+            config: config, logger: logger, firewall: firewall, clock: clock ?? ContinuousClock(), now: { clock?.wallTime ?? Date() })
         try await app.test(.live) { client in try await body(client, parts) }
     }
 }
