@@ -51,7 +51,7 @@ public enum Daemon {
         do { signingKey = try config.signingKey() } catch { throw DaemonError("\(error)") }
         let delivery = PeerDelivery(
             store: store, nodeID: config.node.id, signingKey: signingKey, peers: config.peers, notifyURLs: playbooks.notifyURLs, metrics: metrics,
-            logger: logger, now: now
+            logger: logger, clock: clock, now: now
         )
         let pipeline = Pipeline(
             store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, delivery: delivery, metrics: metrics, nodeID: config.node.id,

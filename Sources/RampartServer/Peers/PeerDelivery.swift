@@ -26,16 +26,20 @@ public final class PeerDelivery: Service, Sendable {
     let requestTimeout: Duration
     /// By destination key: peer names, and `notify:URL`.
     private let dispatchers: Mutex<[String: Dispatcher]> = Mutex([:])
+    /// What the dispatchers' waits (backoff, safety timeouts) run on.
+    let clock: any Clock<Duration>
     /// Tells `run` to start dispatchers for peers added by a reload.
-    private let started = Signal()
+    private let started: Signal
     private let stopping = Atomic<Bool>(false)
 
     public init(
         store: Store, nodeID: String, signingKey: WebhookSignature.SigningKey?, peers: [Peer], notifyURLs: Set<String>, metrics: RampartMetrics,
         logger: Logger,
         settings: DeliverySchedule.Settings = .init(), batchSize: Int = 2000, requestTimeout: Duration = .seconds(30),
-        now: @escaping @Sendable () -> Date = Date.init
+        clock: any Clock<Duration> = ContinuousClock(), now: @escaping @Sendable () -> Date = Date.init
     ) {
+        self.clock = clock
+        self.started = Signal(clock: clock)
         self.store = store
         self.nodeID = nodeID
         self.signingKey = signingKey
@@ -67,10 +71,11 @@ public final class PeerDelivery: Service, Sendable {
         }
 
         let state: Mutex<State>
-        let signal = Signal()
+        let signal: Signal
 
-        init(_ destination: Destination, settings: DeliverySchedule.Settings) {
+        init(_ destination: Destination, settings: DeliverySchedule.Settings, clock: any Clock<Duration>) {
             state = Mutex(State(destination: destination, schedule: DeliverySchedule(settings: settings)))
+            signal = Signal(clock: clock)
         }
     }
 
@@ -88,7 +93,7 @@ public final class PeerDelivery: Service, Sendable {
                         if destination.peer == nil { state.schedule.enable() }
                     }
                 } else {
-                    dispatchers[destination.key] = Dispatcher(destination, settings: settings)
+                    dispatchers[destination.key] = Dispatcher(destination, settings: settings, clock: clock)
                 }
             }
             for (name, dispatcher) in dispatchers where !keys.contains(name) {
@@ -351,46 +356,5 @@ public final class PeerDelivery: Service, Sendable {
             )
             return false
         }
-    }
-}
-
-/// A wakeup for one waiting task: `fire` before `wait` is remembered, so none is lost.
-final class Signal: Sendable {
-    private let state = Mutex<(fired: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
-
-    func fire() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
-                state.fired = true
-                return nil
-            }
-            state.waiter = nil
-            return waiter
-        }
-        waiter?.resume()
-    }
-
-    /// Returns once fired, after `timeout`, or when the task is cancelled.
-    func wait(timeout: Duration) async {
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            if !Task.isCancelled { fire() }
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let fired = state.withLock { state in
-                    if state.fired {
-                        state.fired = false
-                        return true
-                    }
-                    state.waiter = continuation
-                    return false
-                }
-                if fired { continuation.resume() }
-            }
-        } onCancel: {
-            fire()
-        }
-        timer.cancel()
     }
 }
