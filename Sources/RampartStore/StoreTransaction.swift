@@ -10,7 +10,7 @@ public struct StoreTransaction {
     let statements: PreparedStatements
     /// What the firewall must change once this transaction commits, in the order decided: blocks
     /// created or extended, decisions revoked or expired.
-    public private(set) var firewall: [FirewallChange] = []
+    private(set) var firewall: [FirewallChange] = []
     /// The item being ingested: what it causes goes into its entry.
     private var open: OpenItem?
 
