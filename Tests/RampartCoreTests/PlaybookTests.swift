@@ -179,3 +179,40 @@ import Testing
         #expect(RuleAction.fileName(playbook: "p", value: String(repeating: "a", count: 1000)).count == 128)
     }
 }
+
+/// Playbooks no index holds are turned away by their confidence, severity and TLP conditions
+/// before their condition tree is walked: for every combination of those, the set matches
+/// exactly what a full evaluation of every playbook matches.
+@Suite struct PrefilterTests {
+    @Test func theSetMatchesWhatAFullEvaluationMatches() throws {
+        let conditions = [
+            "confidence: {min: 61}", "confidence: {max: 40}", "confidence: {min: 30, max: 70}", "severity: {min: high}",
+            "severity: {max: low}", "tlp: [green, clear]", "not: {tlp: [amber]}", "not: {tlp: [red, amber+strict]}",
+            "any: [{severity: {min: critical}}, {confidence: {min: 90}}]", "all: [{tlp: [amber]}, {severity: {min: medium}}]",
+            "not: {severity: {min: high}}",
+        ]
+        var playbooks: [Playbook] = []
+        for (i, first) in conditions.enumerated() {
+            for (j, second) in conditions.enumerated() where j >= i {
+                let yaml = "name: p\(i)-\(j)\nmatch:\n  kind: ipv4\n  all: [{\(first)}, {\(second)}]\nactions: []\n"
+                playbooks.append(try PlaybookLoader.parse(YAMLSource.parse(yaml, file: "p.yaml"), file: "p.yaml", lists: [:]))
+                let flat = "name: q\(i)-\(j)\nmatch:\n  kind: ipv4\n  \(first)\nactions: []\n"
+                if i == j { playbooks.append(try PlaybookLoader.parse(YAMLSource.parse(flat, file: "q.yaml"), file: "q.yaml", lists: [:])) }
+            }
+        }
+        let set = PlaybookSet(playbooks)
+        var matched = 0
+        for confidence in [0, 30, 40, 41, 60, 61, 70, 71, 90, 100] {
+            for severity in Severity.allCases {
+                for tlp in TLP.allCases {
+                    let indicator = Indicator(kind: .ipv4, value: "77.90.185.20", confidence: confidence, severity: severity, tlp: tlp)
+                    let subject = Subject(indicator, via: "api:test")
+                    let linear = set.playbooks.filter { $0.match.holds(for: subject) }.map(\.name)
+                    #expect(set.matches(for: subject).map(\.name) == linear, "confidence \(confidence), \(severity), \(tlp)")
+                    matched += linear.count
+                }
+            }
+        }
+        #expect(matched > 0)
+    }
+}

@@ -15,6 +15,9 @@ public struct PlaybookSet: Sendable {
     private var byKind: [[Int]] = Array(repeating: [], count: IndicatorKind.allCases.count)
     /// Playbooks that run on rules (few, and rules are rare): not indexed.
     private var onRules: [Int] = []
+    /// By playbook: what its required confidence, severity and TLP conditions allow, checked
+    /// before the full evaluation (playbooks no index holds are candidates for every item).
+    private var prefilters: [Prefilter] = []
     /// Kinds whose sightings must be recorded, because a playbook counts them.
     public private(set) var sightingKinds: KindSet = []
     /// How long sightings must be kept: the longest window of any playbook.
@@ -30,6 +33,7 @@ public struct PlaybookSet: Sendable {
             compiled.match = playbook.match.cheapestFirst
             return compiled
         }
+        prefilters = self.playbooks.map { Prefilter($0.match) }
         var lists: [String: Int] = [:]
         for (index, playbook) in self.playbooks.enumerated() {
             guard playbook.on == .indicator else {
@@ -79,6 +83,7 @@ public struct PlaybookSet: Sendable {
     public func candidates(for subject: Subject) -> [Int] {
         guard let kind = subject.kind else { return onRules }
         var found = byKind[kind.ordinal]
+        let unindexed = found.count
         if let network = subject.network { byNetwork.forEachContaining(network) { found.append($0) } }
         if let domain = subject.domain, !bySuffix.isEmpty {
             SuffixSet.forEachSuffix(of: domain) { suffix in
@@ -89,7 +94,9 @@ public struct PlaybookSet: Sendable {
         for entry in byList where entry.list.contains(subject) { found += entry.playbooks }
         for tag in subject.tags { if let hits = byTag[tag] { found += hits } }
         if let hits = byFrom[subject.via] { found += hits }
-        guard found.count > 1 else { return found }
+        // The playbooks filed by kind are in priority order already: when no index added any,
+        // there is nothing to merge.
+        guard found.count > 1, found.count > unindexed else { return found }
         found.sort()
         var unique: [Int] = []
         unique.reserveCapacity(found.count)
@@ -101,10 +108,10 @@ public struct PlaybookSet: Sendable {
     public func matches(for subject: Subject) -> [Playbook] {
         var matched: [Playbook] = []
         for index in candidates(for: subject) {
-            let playbook = playbooks[index]
-            guard playbook.match.holds(for: subject) else { continue }
-            matched.append(playbook)
-            if playbook.stop { break }
+            // Evaluated in place: only a playbook that matches is copied out.
+            guard prefilters[index].admits(subject), playbooks[index].match.holds(for: subject) else { continue }
+            matched.append(playbooks[index])
+            if playbooks[index].stop { break }
         }
         return matched
     }
@@ -166,4 +173,62 @@ extension Condition {
         case .regex: 9
         }
     }
+}
+
+/// The small-domain conditions a playbook requires (confidence, severity, TLP, also under `not`
+/// for TLP), as a range and two bit masks: a few integer compares that turn most items away
+/// before the playbook's condition tree is walked. Only required conditions count (the parts of
+/// the top-level `all`), so an item it turns away never matches.
+struct Prefilter: Sendable {
+    private var minConfidence = Int.min
+    private var maxConfidence = Int.max
+    private var severities: UInt8 = .max
+    private var tlps: UInt8 = .max
+
+    init(_ condition: Condition) {
+        let required: [Condition]
+        if case .all(let parts) = condition { required = parts } else { required = [condition] }
+        for part in required {
+            switch part {
+            case .confidence(let min, let max):
+                minConfidence = Swift.max(minConfidence, min)
+                maxConfidence = Swift.min(maxConfidence, max)
+            case .severity(let min, let max):
+                severities &= Self.mask(Severity.allCases.filter { $0 >= min && $0 <= max })
+            case .tlp(let levels):
+                tlps &= Self.mask(levels)
+            case .not(.tlp(let levels)):
+                tlps &= ~Self.mask(levels)
+            default:
+                continue
+            }
+        }
+    }
+
+    func admits(_ subject: Subject) -> Bool {
+        subject.confidence >= minConfidence && subject.confidence <= maxConfidence && severities & Self.bit(subject.severity) != 0
+            && tlps & Self.bit(subject.tlp) != 0
+    }
+
+    private static func bit(_ severity: Severity) -> UInt8 {
+        switch severity {
+        case .low: 1
+        case .medium: 2
+        case .high: 4
+        case .critical: 8
+        }
+    }
+
+    private static func bit(_ tlp: TLP) -> UInt8 {
+        switch tlp {
+        case .clear: 1
+        case .green: 2
+        case .amber: 4
+        case .amberStrict: 8
+        case .red: 16
+        }
+    }
+
+    private static func mask(_ severities: some Sequence<Severity>) -> UInt8 { severities.reduce(0) { $0 | bit($1) } }
+    private static func mask(_ tlps: some Sequence<TLP>) -> UInt8 { tlps.reduce(0) { $0 | bit($1) } }
 }
