@@ -109,7 +109,7 @@ struct DeliveryMachineTests {
             at: t0)
         guard case .delivered(_, let refused) = machine.answered(answer, to: plan, schedule: &schedule, begun: schedule.epoch, at: t0, random: 0)
         else { throw CancellationError() }
-        #expect(refused == [.init(seq: 2, item: "itm_2", code: "low_confidence", message: "too low")])
+        #expect(refused == [.init(seq: 2, item: "itm_2", code: "low_confidence", reason: "too low")])
 
         let later = DeliveryMachine.answer(status: 429, retryAfter: "120", body: [], at: t0)
         _ = machine.answered(later, to: plan, schedule: &schedule, begun: schedule.epoch, at: t0, random: 0.5)

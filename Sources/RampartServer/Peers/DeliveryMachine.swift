@@ -29,14 +29,16 @@ struct DeliveryMachine: Sendable {
         let batch: [OutboxEntry]
         let body: [UInt8]
         /// Entries the policy no longer lets go: the store marks them withheld.
-        let withheld: [Withholding]
+        let withheld: [Declined]
         /// The last pending entry read.
         let lastSeq: Int64
         /// Every pending entry up to `lastSeq` is in the batch or withheld.
         let complete: Bool
     }
 
-    struct Withholding: Sendable, Equatable {
+    /// An entry that does not go as sent, and why: withheld by this node's sharing policy, or
+    /// refused by the peer in an answer that took the rest.
+    struct Declined: Sendable, Equatable {
         let seq: Int64
         let item: String
         let code: String
@@ -46,17 +48,10 @@ struct DeliveryMachine: Sendable {
     /// What the store records of an answered request.
     enum Record: Sendable {
         /// A 2xx: the entries were delivered, except those the answer's `refused` lists.
-        case delivered(seqs: [Int64], refused: [Refusal])
+        case delivered(seqs: [Int64], refused: [Declined])
         /// The entries stay pending; those queued before `deadBefore` are dead-lettered; `disable`:
         /// the peer answered 410 and gets nothing more until a replay.
         case failed(seqs: [Int64], error: String, deadBefore: Date, disable: String?)
-    }
-
-    struct Refusal: Sendable, Equatable {
-        let seq: Int64
-        let item: String
-        let code: String
-        let message: String
     }
 
     /// A request's answer, as the machine needs it.
@@ -101,17 +96,17 @@ struct DeliveryMachine: Sendable {
             guard let body = first.body else {
                 return Plan(
                     batch: [], body: [],
-                    withheld: [Withholding(seq: first.seq, item: first.item, code: "missing", reason: "the notification has no body")],
+                    withheld: [Declined(seq: first.seq, item: first.item, code: "missing", reason: "the notification has no body")],
                     lastSeq: first.seq, complete: true)
             }
             return Plan(batch: [first], body: body, withheld: [], lastSeq: first.seq, complete: true)
         }
-        var withheld: [Withholding] = []
+        var withheld: [Declined] = []
         var batch: [OutboxEntry] = []
         var bodies: [[UInt8]] = []
         var complete = true
         func withhold(_ entry: OutboxEntry, _ code: String, _ reason: String) {
-            withheld.append(Withholding(seq: entry.seq, item: entry.item, code: code, reason: reason))
+            withheld.append(Declined(seq: entry.seq, item: entry.item, code: code, reason: reason))
         }
         for entry in pending {
             guard entry.path == first.path && entry.hopsLeft == first.hopsLeft else {
@@ -159,10 +154,10 @@ struct DeliveryMachine: Sendable {
         switch answer.outcome {
         case .delivered:
             cursor = plan.complete ? plan.lastSeq : nil
-            let refused = answer.refused.compactMap { refusal -> Refusal? in
+            let refused = answer.refused.compactMap { refusal -> Declined? in
                 guard plan.batch.indices.contains(refusal.index) else { return nil }
                 let entry = plan.batch[refusal.index]
-                return Refusal(seq: entry.seq, item: entry.item, code: refusal.code, message: refusal.message)
+                return Declined(seq: entry.seq, item: entry.item, code: refusal.code, reason: refusal.message)
             }
             return .delivered(seqs: seqs, refused: refused)
         case .failed:

@@ -247,7 +247,7 @@ public final class PeerDelivery: Service, Sendable {
     }
 
     /// Marks what the policy no longer lets go as withheld.
-    private func withhold(_ withheld: [DeliveryMachine.Withholding], from destination: Destination, at: Date) async throws {
+    private func withhold(_ withheld: [DeliveryMachine.Declined], from destination: Destination, at: Date) async throws {
         guard !withheld.isEmpty else { return }
         let name = destination.key
         try await store.write { tx in
@@ -311,7 +311,7 @@ public final class PeerDelivery: Service, Sendable {
                 let refusedSeqs = Set(refused.map(\.seq))
                 try tx.markDelivered(peer: name, seqs: seqs.filter { !refusedSeqs.contains($0) }, webhookID: webhookID, at: done)
                 for refusal in refused {
-                    try tx.markRefused(peer: name, seq: refusal.seq, item: refusal.item, code: refusal.code, message: refusal.message, at: done)
+                    try tx.markRefused(peer: name, seq: refusal.seq, item: refusal.item, code: refusal.code, message: refusal.reason, at: done)
                 }
             case .failed(let seqs, let error, let deadBefore, let disable):
                 dead = try tx.markFailed(peer: name, seqs: seqs, error: error, deadBefore: deadBefore, at: done)
@@ -327,7 +327,7 @@ public final class PeerDelivery: Service, Sendable {
                 state.sent += seqs.count - refused.count
                 state.refusedByPeer += refused.count
                 state.lastSuccess = done
-                state.lastError = refused.last.map { "\(refused.count) refused by the peer, the last: \($0.code): \($0.message)" }
+                state.lastError = refused.last.map { "\(refused.count) refused by the peer, the last: \($0.code): \($0.reason)" }
             }
             if let first = refused.first {
                 metrics.count("rampart_peer_refused_by_peer_total", ["peer": name], refused.count)
@@ -335,7 +335,7 @@ public final class PeerDelivery: Service, Sendable {
                     "peer.entries_refused",
                     metadata: [
                         "rampart.peer": "\(name)", "rampart.entries": "\(refused.count)", "rampart.code": "\(first.code)",
-                        "rampart.error": "\(first.message)",
+                        "rampart.error": "\(first.reason)",
                     ]
                 )
             }
