@@ -105,21 +105,24 @@ public final class Pipeline: Sendable {
     }
 
     /// A playbook that matched an item, with its actions' intents planned and its
-    /// `playbook.matched` audit detail encoded before the write, and its metrics series.
+    /// `playbook.matched` record encoded before the write (it goes into the item's audit entry),
+    /// and its metrics series.
     struct Match: Sendable {
         let playbook: Playbook
         let intents: [Intent]
-        let detail: AuditDetail
+        let detail: JSONWriter
         let counted: Tally.Key
 
         init(_ playbook: Playbook, item: Item, _ planning: PlanContext) {
             self.playbook = playbook
             intents = playbook.plan(item, in: planning).map(\.intent)
             counted = Tally.Key("rampart_playbook_matches_total", ["playbook": playbook.name])
-            detail = AuditDetail { w in
-                w.field("playbook", playbook.name)
-                if playbook.mode == .simulate { w.field("mode", playbook.mode.rawValue) }
-            }
+            var w = JSONWriter(capacity: 64)
+            w.beginObject()
+            w.field("playbook", playbook.name)
+            if playbook.mode == .simulate { w.field("mode", playbook.mode.rawValue) }
+            w.endObject()
+            detail = w
         }
     }
 

@@ -30,9 +30,9 @@ public struct StoreTransaction {
         try audit(event, subject: subject, detail: detail.bytes, at: at)
     }
 
-    /// `audit` with the detail already-encoded JSON (and, optionally, already digested).
+    /// `audit` with the detail already-encoded JSON.
     @discardableResult
-    mutating func audit(_ event: AuditEvent, subject: String, detail: [UInt8], digest: [UInt8]? = nil, at: Date) throws -> Int64 {
+    mutating func audit(_ event: AuditEvent, subject: String, detail: [UInt8], at: Date) throws -> Int64 {
         // In place: a copy of `open` would copy the events recorded so far.
         if open != nil {
             if subject == open!.encoded.item.id {
@@ -42,7 +42,7 @@ public struct StoreTransaction {
             open!.after.append((event, subject, detail, at))
             return open!.seq + Int64(open!.after.count)
         }
-        return try append(event, subject: subject, detail: detail, digest: digest, at: at)
+        return try append(event, subject: subject, detail: detail, at: at)
     }
 
     /// Appends an entry to the chain and returns its sequence number.
@@ -73,16 +73,15 @@ public struct StoreTransaction {
         return seq
     }
 
-    /// Appends an entry whose detail was encoded and digested before the write.
-    @discardableResult
-    public mutating func audit(_ event: AuditEvent, subject: String, detail: AuditDetail, at: Date) throws -> Int64 {
-        try audit(event, subject: subject, detail: detail.json, digest: detail.digest, at: at)
-    }
-
     /// Convenience for details built inline: `audit(.itemRefused, subject: id, at: now) { $0.field("k", v) }`.
+    /// The detail is digested only if it gets an entry of its own, not when it goes into an item's.
     @discardableResult
     public mutating func audit(_ event: AuditEvent, subject: String, at: Date, _ build: (inout JSONWriter) -> Void) throws -> Int64 {
-        try audit(event, subject: subject, detail: AuditDetail(build), at: at)
+        var w = JSONWriter(capacity: 128)
+        w.beginObject()
+        build(&w)
+        w.endObject()
+        return try audit(event, subject: subject, detail: w.bytes, at: at)
     }
 
     // MARK: Items
@@ -495,14 +494,5 @@ public struct AuditDetail: Sendable {
     public init(_ json: [UInt8]) {
         self.json = json
         digest = AuditChain.digest(json)
-    }
-
-    /// A detail object built inline: `AuditDetail { $0.field("k", v) }`.
-    public init(_ build: (inout JSONWriter) -> Void) {
-        var w = JSONWriter(capacity: 128)
-        w.beginObject()
-        build(&w)
-        w.endObject()
-        self.init(w.bytes)
     }
 }

@@ -217,13 +217,10 @@ public final class PeerDelivery: Service, Sendable {
                     try await withhold(plan.withheld, from: destination, at: at)
                     guard !plan.batch.isEmpty else { continue }
                     if plan.complete {
-                        let (after, limit) = (plan.lastSeq, batchLimit(destination))
+                        let after = plan.lastSeq
                         readAhead = (
                             after,
-                            Task { [store, now] in
-                                DeliveryMachine.plan(
-                                    try await store.pendingOutbox(peer: destination.key, after: after, limit: limit), for: destination, at: now())
-                            }
+                            Task { [self] in DeliveryMachine.plan(try await pending(destination, after: after), for: destination, at: now()) }
                         )
                     }
                     if try await send(plan, to: destination, dispatcher: dispatcher, machine: &machine, client: client) == false {
