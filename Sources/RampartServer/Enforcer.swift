@@ -136,7 +136,7 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
                 "firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
             for caller in callers { caller.resume() }
         } catch {
-            metrics.count("rampart_firewall_failures_total", ["operation": "reconcile"])
+            metrics.count(.firewallFailures, ["operation": "reconcile"])
             logger.error("firewall.reconcile_failed", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.error": "\(error)"])
             for caller in callers { caller.resume(throwing: error) }
         }

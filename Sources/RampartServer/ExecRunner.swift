@@ -111,7 +111,7 @@ public final class ExecRunner: Service, Sendable {
         for (job, outcome) in results {
             switch outcome {
             case .exited(let status, let signalled, let timedOut, _, _, _) where status != 0 || signalled || timedOut:
-                metrics.count("rampart_actions_total", ["action": "exec", "outcome": timedOut ? "timed_out" : "failed"])
+                metrics.count(.actions, ["action": "exec", "outcome": timedOut ? "timed_out" : "failed"])
                 logger.warning(
                     "exec.failed",
                     metadata: [
@@ -120,11 +120,11 @@ public final class ExecRunner: Service, Sendable {
                     ]
                 )
             case .notRun(let why):
-                metrics.count("rampart_actions_total", ["action": "exec", "outcome": "not_run"])
+                metrics.count(.actions, ["action": "exec", "outcome": "not_run"])
                 logger.warning(
                     "exec.not_run", metadata: ["rampart.playbook": "\(job.playbook)", "rampart.item": "\(job.item)", "rampart.reason": "\(why)"])
             case .exited:
-                metrics.count("rampart_actions_total", ["action": "exec", "outcome": "succeeded"])
+                metrics.count(.actions, ["action": "exec", "outcome": "succeeded"])
             }
         }
     }

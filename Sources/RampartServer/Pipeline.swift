@@ -116,7 +116,7 @@ public final class Pipeline: Sendable {
         init(_ playbook: Playbook, item: Item, _ planning: PlanContext) {
             self.playbook = playbook
             intents = playbook.plan(item, in: planning).map(\.intent)
-            counted = Tally.Key("rampart_playbook_matches_total", ["playbook": playbook.name])
+            counted = Tally.Key(.playbookMatches, ["playbook": playbook.name])
             var w = JSONWriter(capacity: 64)
             w.beginObject()
             w.field("playbook", playbook.name)
@@ -150,8 +150,8 @@ public final class Pipeline: Sendable {
         var rejections: [String: Int] = [:]
         func send(_ chunk: [Prepared]) {
             var counted = Tally()
-            for (kind, count) in kinds { counted.add("rampart_items_ingested_total", ["kind": kind.rawValue, "via": via], count) }
-            for (reason, count) in rejections { counted.add("rampart_items_rejected_total", ["reason": reason], count) }
+            for (kind, count) in kinds { counted.add(.itemsIngested, ["kind": kind.rawValue, "via": via], count) }
+            for (reason, count) in rejections { counted.add(.itemsRejected, ["reason": reason], count) }
             (kinds, rejections) = ([:], [:])
             inFlight.append(
                 (
@@ -215,7 +215,7 @@ public final class Pipeline: Sendable {
         let effects = try await store.write { tx in try Pipeline.commit(prepared, context: context, in: &tx) }
         carryOut(effects)
         var counted = Tally()
-        counted.add("rampart_items_ingested_total", ["kind": "rule", "via": via])
+        counted.add(.itemsIngested, ["kind": "rule", "via": via])
         metrics.add(counted)
         return item
     }
@@ -313,7 +313,7 @@ public final class Pipeline: Sendable {
                     intent.describe(to: &w)
                     w.field("simulated", true)
                 }
-                effects.tally.add("rampart_actions_total", ["action": intent.kind, "outcome": "simulated"])
+                effects.tally.add(.actions, ["action": intent.kind, "outcome": "simulated"])
                 continue
             }
             switch intent {
@@ -341,7 +341,7 @@ public final class Pipeline: Sendable {
                     w.field("playbook", playbook.name)
                     intent.describe(to: &w)
                 }
-                effects.tally.add("rampart_actions_total", ["action": "notify", "outcome": "queued"])
+                effects.tally.add(.actions, ["action": "notify", "outcome": "queued"])
             case .nothing:
                 continue
             }
@@ -375,7 +375,7 @@ public final class Pipeline: Sendable {
                 w.field("content", content)
                 w.field("error", error.description)
             }
-            effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "invalid"])
+            effects.tally.add(.actions, ["action": "rule", "outcome": "invalid"])
             return nil
         }
         if let installed = try tx.installedRule(format: format, ruleID: rule.ruleID), installed.content == rule.content, installed.name == rule.name {
@@ -384,7 +384,7 @@ public final class Pipeline: Sendable {
                 w.field("path", rule.relativePath)
                 w.field("rule_item", installed.item)
             }
-            effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": "unchanged"])
+            effects.tally.add(.actions, ["action": "rule", "outcome": "unchanged"])
             return nil
         }
         let ruleItem = Item(id: context.ids.next(), payload: .rule(rule), via: item.via, origin: context.nodeID, receivedAt: at)
@@ -433,6 +433,6 @@ public final class Pipeline: Sendable {
         case .refused:
             outcome = "refused"
         }
-        effects.tally.add("rampart_actions_total", ["action": "rule", "outcome": outcome])
+        effects.tally.add(.actions, ["action": "rule", "outcome": outcome])
     }
 }

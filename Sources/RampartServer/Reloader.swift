@@ -43,17 +43,17 @@ public final class Reloader: Sendable {
                 let result = try await self.load(by: by)
                 switch result {
                 case .success(let count):
-                    self.metrics.count("rampart_reloads_total", ["outcome": "reloaded"])
+                    self.metrics.count(.reloads, ["outcome": "reloaded"])
                     self.notifier.ready(status: "ready: reloaded, \(count) playbooks in force")
                 case .failure(let problems):
-                    self.metrics.count("rampart_reloads_total", ["outcome": "refused"])
+                    self.metrics.count(.reloads, ["outcome": "refused"])
                     let first = problems.items.first.map(\.description) ?? ""
                     self.notifier.ready(
                         status: "ready: reload refused (\(problems.items.count) errors, the first: \(first)); the previous set stays in force")
                 }
                 return result
             } catch {
-                self.metrics.count("rampart_reloads_total", ["outcome": "failed"])
+                self.metrics.count(.reloads, ["outcome": "failed"])
                 self.notifier.ready(status: "ready: reload failed (\(error)); the previous set stays in force")
                 throw error
             }

@@ -496,3 +496,22 @@ public struct AuditDetail: Sendable {
         digest = AuditChain.digest(json)
     }
 }
+
+extension Tally {
+    static let blockCreated = Key(.actions, ["action": "block", "outcome": "created"])
+    static let blockExtended = Key(.actions, ["action": "block", "outcome": "extended"])
+    static let blockMerged = Key(.actions, ["action": "block", "outcome": "merged"])
+    static let blockRefused = Key(.actions, ["action": "block", "outcome": "refused"])
+
+    /// What a block did, by outcome, and why it was refused.
+    public mutating func add(_ outcome: BlockOutcome) {
+        switch outcome {
+        case .created: add(Self.blockCreated)
+        case .extended: add(Self.blockExtended)
+        case .unchanged: add(Self.blockMerged)
+        case .refused(let refusal):
+            add(Self.blockRefused)
+            add(.blocksRefused, ["code": refusal.code])
+        }
+    }
+}

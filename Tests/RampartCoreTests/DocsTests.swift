@@ -33,18 +33,28 @@ import Yams
     }
 }
 
-/// The operations guide's table of audit events names every event the code records, and only those.
-@Suite struct AuditEventDocsTests {
-    @Test func theTableNamesEveryEvent() throws {
+/// The operations guide's tables of audit events and of metrics name every event the code records
+/// and every metric it serves, and only those.
+@Suite struct OperationsTableTests {
+    /// The names in backquotes in the first column of the table under `heading`.
+    static func names(under heading: String) throws -> Set<String> {
         let doc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/operations.md")
         let text = try String(contentsOf: doc, encoding: .utf8)
-        let section = try #require(text.components(separatedBy: "## Audit events").dropFirst().first?.components(separatedBy: "\n## ").first)
+        let section = try #require(text.components(separatedBy: "\n## \(heading)\n").dropFirst().first?.components(separatedBy: "\n## ").first)
         var named: Set<String> = []
         for row in section.split(separator: "\n") where row.hasPrefix("| `") {
             let first = row.split(separator: "|")[0]
             for name in first.split(separator: "`").enumerated() where name.offset % 2 == 1 { named.insert(String(name.element)) }
         }
-        #expect(named == Set(AuditEvent.allCases.map(\.rawValue)))
+        return named
+    }
+
+    @Test func auditEvents() throws {
+        #expect(try Self.names(under: "Audit events") == Set(AuditEvent.allCases.map(\.rawValue)))
+    }
+
+    @Test func metrics() throws {
+        #expect(try Self.names(under: "Metrics") == Set(Metric.allCases.map(\.rawValue)))
     }
 }
 

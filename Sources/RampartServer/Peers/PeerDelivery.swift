@@ -252,7 +252,7 @@ public final class PeerDelivery: Service, Sendable {
                 try tx.markWithheld(peer: name, seq: entry.seq, item: entry.item, code: entry.code, reason: entry.reason, at: at)
             }
         }
-        metrics.count("rampart_peer_withheld_total", ["peer": name], withheld.count)
+        metrics.count(.peerWithheld, ["peer": name], withheld.count)
     }
 
     /// Posts a plan's batch, signed, and records the outcome the machine makes of the answer.
@@ -327,7 +327,7 @@ public final class PeerDelivery: Service, Sendable {
                 state.lastError = refused.last.map { "\(refused.count) refused by the peer, the last: \($0.code): \($0.reason)" }
             }
             if let first = refused.first {
-                metrics.count("rampart_peer_refused_by_peer_total", ["peer": name], refused.count)
+                metrics.count(.peerRefusedByPeer, ["peer": name], refused.count)
                 logger.warning(
                     "peer.entries_refused",
                     metadata: [

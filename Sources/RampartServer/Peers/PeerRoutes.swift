@@ -35,11 +35,11 @@ struct PeerRoutes {
             )
         } catch {
             let (code, detail) = PeerRoutes.explain(error)
-            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": code])
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": code])
             throw Problem(.unauthorized, code: code, detail: detail)
         }
         if peer.hasExpired(at: at) {
-            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "peer-expired"])
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "peer-expired"])
             throw Problem(.forbidden, code: "peer-expired", detail: "this node's entry for \(peer.name) expired; nothing from it is accepted")
         }
         let message: PeerMessage
@@ -49,11 +49,11 @@ struct PeerRoutes {
                 throw ValueError(.invalidField, "'data.path' must end with the sender's node id, \(peer.nodeID)")
             }
         } catch {
-            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "invalid-body"])
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "invalid-body"])
             throw Problem.badRequest("invalid-body", error.message)
         }
         if let rate = peer.accept.rate, let wait = rates.take(message.entries.count, from: peer.name, rate: rate, now: at) {
-            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "rate-limited"])
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "rate-limited"])
             throw Problem(
                 .tooManyRequests, code: "rate-limited", detail: "\(peer.name) may send \(rate.count) items per \(rate.per.text) (accept.rate)",
                 headers: [.retryAfter: String(max(1, Int((wait + 0.999).rounded(.down))))]
@@ -63,7 +63,7 @@ struct PeerRoutes {
         do {
             received = try await pipeline.receive(message, webhookID: id ?? "", from: peer)
         } catch is Pipeline.Replayed {
-            pipeline.metrics.count("rampart_peer_requests_refused_total", ["reason": "replayed"])
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "replayed"])
             throw Problem(.conflict, code: "replayed", detail: "a request with webhook-id \(id ?? "") was already accepted; nothing was applied")
         }
         delivery.noteReceived(from: peer.name, received)

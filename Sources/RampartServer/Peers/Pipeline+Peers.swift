@@ -46,7 +46,7 @@ extension Pipeline {
             case .failure(let error):
                 chunk.append(.refused(position: index, error, raw: (try? entry.get())?.id))
                 received.refused.append(Problem.ItemError(positionName: "index", position: index, code: error.code.rawValue, message: error.message))
-                counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "refused"])
+                counted.add(.peerItems, ["peer": peer.name, "outcome": "refused"])
             case .success(.item(let item)):
                 if case .item(let sent)? = try? entry.get() { received.suggestionsDropped += sent.suggested.count - item.suggested.count }
                 chunk.append(.accepted(item, inForce.playbooks, context.planning))
@@ -74,8 +74,8 @@ extension Pipeline {
         }
         received.accepted = effects.stored
         received.duplicates = candidates - effects.stored
-        counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "accepted"], received.accepted)
-        counted.add("rampart_peer_items_total", ["peer": peer.name, "outcome": "duplicate"], received.duplicates)
+        counted.add(.peerItems, ["peer": peer.name, "outcome": "accepted"], received.accepted)
+        counted.add(.peerItems, ["peer": peer.name, "outcome": "duplicate"], received.duplicates)
         metrics.add(counted)
         carryOut(effects)
         return received
@@ -121,7 +121,7 @@ extension Pipeline {
             Intent.propagate(propagation).describe(to: &w)
         }
         effects.peers.formUnion(propagation.queued)
-        effects.tally.add("rampart_actions_total", ["action": "propagate", "outcome": propagation.outcome.rawValue])
+        effects.tally.add(.actions, ["action": "propagate", "outcome": propagation.outcome.rawValue])
     }
 
     /// A peer withdraws an item it sent: the decisions that item caused are revoked, and the
@@ -135,7 +135,7 @@ extension Pipeline {
                 w.field("via", context.via)
                 w.field("reason", via == nil ? "no such item here" : "the item did not come from this peer")
             }
-            effects.tally.add("rampart_revocations_total", ["outcome": "refused"])
+            effects.tally.add(.revocations, ["outcome": "refused"])
             return
         }
         let (_, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
@@ -147,7 +147,7 @@ extension Pipeline {
                 w.field("reason", "other items or requests support these decisions too")
             }
         }
-        effects.tally.add("rampart_revocations_total", ["outcome": "applied"])
+        effects.tally.add(.revocations, ["outcome": "applied"])
         try forwardRevocation(
             of: revocation.item, reason: revocation.reason, path: path + [context.nodeID], peers: context.peers,
             at: context.at, in: &tx, effects: &effects
