@@ -6,17 +6,6 @@ import RampartStore
 import ServiceLifecycle
 import Synchronization
 
-/// A command an `exec` action runs once the item that caused it is committed.
-public struct ExecJob: Sendable {
-    public var item: String
-    public var playbook: String
-    public var argv: [String]
-    /// The item as JSON, for the command's standard input.
-    public var input: [UInt8]
-    public var environment: [String: String]
-    public var timeout: Duration
-}
-
 /// Runs `exec` actions: argv only (never a shell), a clean environment with `RAMPART_*`
 /// variables, the item as JSON on stdin, a timeout (SIGTERM, then SIGKILL a second later), at most
 /// `maxRunning` at once and `maxQueued` waiting; output is captured (the first 4 KiB of each
@@ -127,32 +116,5 @@ public final class ExecRunner: Service, Sendable {
                 metrics.count(.actions, ["action": "exec", "outcome": "succeeded"])
             }
         }
-    }
-
-    /// The environment of an `exec` command: nothing of the daemon's own (it may hold tokens).
-    public static func environment(for item: Item, playbook: String) -> [String: String] {
-        var environment = [
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "RAMPART_ITEM_ID": item.id, "RAMPART_PLAYBOOK": playbook,
-            "RAMPART_VIA": item.via, "RAMPART_ORIGIN": item.origin,
-        ]
-        switch item.payload {
-        case .indicator(let indicator):
-            environment["RAMPART_KIND"] = indicator.kind.rawValue
-            environment["RAMPART_VALUE"] = indicator.value
-            environment["RAMPART_CONFIDENCE"] = String(indicator.confidence)
-            environment["RAMPART_SEVERITY"] = indicator.severity.rawValue
-            environment["RAMPART_TLP"] = indicator.tlp.rawValue
-        case .rule(let rule):
-            environment["RAMPART_KIND"] = "rule"
-            environment["RAMPART_VALUE"] = rule.name
-            environment["RAMPART_CONFIDENCE"] = String(rule.confidence)
-            environment["RAMPART_SEVERITY"] = rule.severity.rawValue
-            environment["RAMPART_TLP"] = rule.tlp.rawValue
-            environment["RAMPART_RULE_FORMAT"] = rule.format.rawValue
-            environment["RAMPART_RULE_ID"] = rule.ruleID
-            // Relative to the state directory, where a `rule: {}` action earlier in the playbook installed it.
-            environment["RAMPART_RULE_PATH"] = rule.relativePath
-        }
-        return environment
     }
 }

@@ -33,7 +33,7 @@ extension Pipeline {
         let inForce = current
         let context = context(via: peer.via, positionName: "index", inForce: inForce, at: at, maxBlock: peer.accept.maxDuration)
         var received = Received()
-        var chunk: [Prepared] = []
+        var chunk: [Planned] = []
         var counted = Tally()
         let loop = message.path.contains(nodeID)
         for (index, entry) in message.entries.enumerated() {
@@ -57,27 +57,27 @@ extension Pipeline {
         }
         let candidates = chunk.count { if case .accepted = $0 { true } else { false } }
         let (summary, entries) = (received, chunk)
-        let effects = try await store.write { tx in
+        let outcomes = try await store.write { tx in
             guard try tx.recordPeerMessage(id: webhookID, peer: peer.name, at: at) else { throw Replayed() }
-            let effects = try Pipeline.commit(entries, context: context, in: &tx)
+            let outcomes = try tx.apply(entries, in: context)
             try tx.audit(.peerReceived, subject: peer.name, at: at) { w in
                 w.field("webhook_id", webhookID)
                 w.field("path", message.path)
                 w.field("entries", message.entries.count)
-                w.field("accepted", effects.stored)
-                w.field("duplicates", candidates - effects.stored)
+                w.field("accepted", outcomes.stored)
+                w.field("duplicates", candidates - outcomes.stored)
                 w.field("revocations", summary.revocations)
                 w.field("refused", summary.refused.count)
                 w.field("suggestions_dropped", summary.suggestionsDropped)
             }
-            return effects
+            return outcomes
         }
-        received.accepted = effects.stored
-        received.duplicates = candidates - effects.stored
+        received.accepted = outcomes.stored
+        received.duplicates = candidates - outcomes.stored
         counted.add(.peerItems, ["peer": peer.name, "outcome": "accepted"], received.accepted)
         counted.add(.peerItems, ["peer": peer.name, "outcome": "duplicate"], received.duplicates)
         metrics.add(counted)
-        carryOut(effects)
+        carryOut(outcomes)
         return received
     }
 
@@ -109,86 +109,15 @@ extension Pipeline {
         }
     }
 
-    /// Queues an item for the peers its `propagate` intent planned, and records what went where.
-    static func propagate(
-        _ item: Item, _ propagation: Propagation, playbook: String, at: Date, in tx: inout StoreTransaction, effects: inout Effects
-    ) throws {
-        for peer in propagation.queued {
-            try tx.enqueue(peer: peer, item: item.id, path: propagation.path, hopsLeft: propagation.hopsLeft, suggest: propagation.suggest, at: at)
-        }
-        try tx.audit(.actionPropagate, subject: item.id, at: at) { w in
-            w.field("playbook", playbook)
-            Intent.propagate(propagation).describe(to: &w)
-        }
-        effects.peers.formUnion(propagation.queued)
-        effects.tally.add(.actions, ["action": "propagate", "outcome": propagation.outcome.rawValue])
-    }
-
-    /// A peer withdraws an item it sent: the decisions that item caused are revoked, and the
-    /// peers this node passed the item to hear of it. Only the peer an item came from may withdraw it.
-    static func applyRevocation(
-        _ revocation: PeerMessage.Revocation, path: [String], context: Context, in tx: inout StoreTransaction, effects: inout Effects
-    ) throws {
-        let via = try tx.via(ofItem: revocation.item)
-        guard via == context.via else {
-            try tx.audit(.revocationRefused, subject: revocation.item, at: context.at) { w in
-                w.field("via", context.via)
-                w.field("reason", via == nil ? "no such item here" : "the item did not come from this peer")
-            }
-            effects.tally.add(.revocations, ["outcome": "refused"])
-            return
-        }
-        let (_, kept) = try tx.revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
-        effects.removedRules += try tx.uninstallRules(ofItem: revocation.item, reason: revocation.reason, by: context.via, now: context.at)
-        if !kept.isEmpty {
-            try tx.audit(.revocationKept, subject: revocation.item, at: context.at) { w in
-                w.field("via", context.via)
-                w.field("decisions", kept)
-                w.field("reason", "other items or requests support these decisions too")
-            }
-        }
-        effects.tally.add(.revocations, ["outcome": "applied"])
-        try forwardRevocation(
-            of: revocation.item, reason: revocation.reason, path: path + [context.nodeID], peers: context.peers,
-            at: context.at, in: &tx, effects: &effects
-        )
-    }
-
-    /// Queues a revocation of `item` for every peer it was queued for or sent to, except those in `path`.
-    static func forwardRevocation(
-        of item: String, reason: String, path: [String], peers: [Peer], at: Date, in tx: inout StoreTransaction,
-        effects: inout Effects
-    ) throws {
-        for name in try tx.recipients(of: item) {
-            if let peer = peers.first(where: { $0.name == name }), path.contains(peer.nodeID) { continue }
-            let revocation = PeerMessage.Revocation(id: IDGenerator.shared.next(), item: item, reason: reason)
-            try tx.enqueue(peer: name, item: item, body: revocation.json, path: path, hopsLeft: 0, suggest: [], at: at)
-            effects.peers.insert(name)
-        }
-    }
-
-    /// What decisions revoked here cause besides their elements leaving the firewall (which the
-    /// store hands to the enforcer): the peers that got the items behind them hear of it.
-    static func revoked(
-        _ decisions: [Decision], reason: String, nodeID: String, peers: [Peer], at: Date, in tx: inout StoreTransaction
-    ) throws -> Effects {
-        var effects = Effects()
-        for decision in decisions {
-            guard let item = decision.item else { continue }
-            try forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
-        }
-        return effects
-    }
-
     /// Revokes decisions (by id or value) and sends the revocation to every peer that got the
     /// items behind them. Returns the decisions revoked, once durable.
     func revoke(id: String?, value: String?, reason: String, by: String) async throws -> [Decision] {
         let (at, peers, nodeID) = (now(), peers, nodeID)
-        let (revoked, effects) = try await store.write { tx in
+        let (revoked, outcomes) = try await store.write { tx in
             let revoked = try tx.revoke(id: id, value: value, reason: reason, by: by, now: at)
-            return (revoked, try Pipeline.revoked(revoked, reason: reason, nodeID: nodeID, peers: peers, at: at, in: &tx))
+            return (revoked, try tx.forwardRevocations(of: revoked, reason: reason, nodeID: nodeID, peers: peers, at: at))
         }
-        carryOut(effects)
+        carryOut(outcomes)
         return revoked
     }
 
@@ -197,19 +126,19 @@ extension Pipeline {
     func purge(peer: Peer, by: String) async throws -> (revoked: [Decision], removed: [RuleFile]) {
         let (at, peers, nodeID) = (now(), peers, nodeID)
         let reason = "purge of what \(peer.name) sent, by \(by)"
-        let (revoked, effects) = try await store.write { tx in
+        let (revoked, outcomes) = try await store.write { tx in
             let revoked = try tx.revokeDecisions(from: peer.via, reason: reason, by: by, now: at)
-            var effects = try Pipeline.revoked(revoked, reason: reason, nodeID: nodeID, peers: peers, at: at, in: &tx)
-            effects.removedRules = try tx.uninstallRules(from: peer.via, reason: reason, by: by, now: at)
+            var outcomes = try tx.forwardRevocations(of: revoked, reason: reason, nodeID: nodeID, peers: peers, at: at)
+            outcomes.removedRules = try tx.uninstallRules(from: peer.via, reason: reason, by: by, now: at)
             try tx.audit(.peerPurged, subject: peer.name, at: at) { w in
                 w.field("by", by)
                 w.field("revoked", revoked.count)
-                w.field("rules_removed", effects.removedRules.count)
+                w.field("rules_removed", outcomes.removedRules.count)
             }
-            return (revoked, effects)
+            return (revoked, outcomes)
         }
-        carryOut(effects)
-        return (revoked, effects.removedRules)
+        carryOut(outcomes)
+        return (revoked, outcomes.removedRules)
     }
 
     /// Withdraws a rule item: removes what it installed here and sends the revocation to every
@@ -217,20 +146,20 @@ extension Pipeline {
     func revokeRule(item: String, reason: String, by: String) async throws -> [RuleFile]? {
         let (at, peers, nodeID) = (now(), peers, nodeID)
         guard
-            let (removed, effects) = try await store.write({ tx -> ([RuleFile], Effects)? in
+            let (removed, outcomes) = try await store.write({ tx -> ([RuleFile], Outcomes)? in
                 guard try tx.itemType(of: item) == "rule" else { return nil }
-                var effects = Effects()
-                effects.removedRules = try tx.uninstallRules(ofItem: item, reason: reason, by: by, now: at)
+                var outcomes = Outcomes()
+                outcomes.removedRules = try tx.uninstallRules(ofItem: item, reason: reason, by: by, now: at)
                 try tx.audit(.ruleRevoked, subject: item, at: at) { w in
                     w.field("by", by)
                     w.field("reason", reason)
-                    w.field("removed", effects.removedRules.map(\.relativePath))
+                    w.field("removed", outcomes.removedRules.map(\.relativePath))
                 }
-                try Pipeline.forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, in: &tx, effects: &effects)
-                return (effects.removedRules, effects)
+                try tx.forwardRevocation(of: item, reason: reason, path: [nodeID], peers: peers, at: at, outcomes: &outcomes)
+                return (outcomes.removedRules, outcomes)
             })
         else { return nil }
-        carryOut(effects)
+        carryOut(outcomes)
         return removed
     }
 }
