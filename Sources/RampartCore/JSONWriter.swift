@@ -87,6 +87,10 @@ public struct JSONWriter: Sendable {
         value(text)
     }
 
+    public mutating func field(_ name: String, _ code: ErrorCode) {
+        field(name, code.rawValue)
+    }
+
     public mutating func field(_ name: String, _ number: Int) {
         key(name)
         value(number)

@@ -174,7 +174,7 @@ public struct RuleError: Error, Sendable, CustomStringConvertible {
 }
 
 extension ValueError.Code {
-    public static let invalidRule = ValueError.Code(rawValue: "invalid_rule")
+    public static let invalidRule = ErrorCode("invalid_rule")
 }
 
 extension UInt8 {

@@ -13,11 +13,11 @@ public struct SafetyPolicy: Sendable {
     }
 
     public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
-        public var code: String
+        public var code: ErrorCode
         public var message: String
         public var description: String { message }
 
-        public init(code: String, message: String) {
+        public init(code: ErrorCode, message: String) {
             self.code = code
             self.message = message
         }

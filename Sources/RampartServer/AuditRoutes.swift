@@ -17,22 +17,22 @@ struct AuditRoutes {
                 switch name {
                 case "after":
                     guard let parsed = Int64(value), parsed >= 0 else {
-                        throw Problem.badRequest("invalid-parameter", "after must be a sequence number (0 or more)")
+                        throw Problem.badRequest("invalid_parameter", "after must be a sequence number (0 or more)")
                     }
                     after = parsed
                 case "limit":
                     guard let parsed = Int(value), (1...1000).contains(parsed) else {
-                        throw Problem.badRequest("invalid-parameter", "limit must be a number from 1 to 1000")
+                        throw Problem.badRequest("invalid_parameter", "limit must be a number from 1 to 1000")
                     }
                     limit = parsed
                 case "item", "decision":
-                    guard selection == .all else { throw Problem.badRequest("invalid-parameter", "give item or decision, not both") }
+                    guard selection == .all else { throw Problem.badRequest("invalid_parameter", "give item or decision, not both") }
                     guard !value.isEmpty, value.utf8.count <= 64 else {
-                        throw Problem.badRequest("invalid-parameter", "\(name) must be an id (1 to 64 characters)")
+                        throw Problem.badRequest("invalid_parameter", "\(name) must be an id (1 to 64 characters)")
                     }
                     selection = name == "item" ? .item(String(value)) : .decision(String(value))
                 default:
-                    throw Problem.badRequest("invalid-parameter", "unknown parameter '\(name)'; expected after, limit, item or decision")
+                    throw Problem.badRequest("invalid_parameter", "unknown parameter '\(name)'; expected after, limit, item or decision")
                 }
             }
             let entries = try await store.audit(selection, after: after, limit: limit)

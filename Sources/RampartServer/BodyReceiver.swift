@@ -11,16 +11,16 @@ struct BodyReceiver: Sendable {
     func receive(_ request: Request, upTo limit: Int? = nil) async throws -> ByteBuffer {
         let limit = min(limit ?? maxBytes, maxBytes)
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
-            throw Problem(.contentTooLarge, code: "body-too-large", detail: "the body has \(length) bytes; this endpoint takes at most \(limit)")
+            throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body has \(length) bytes; this endpoint takes at most \(limit)")
         }
         let deadline = ContinuousClock.now + timeout
         var received = ByteBuffer()
         for try await part in request.body {
             guard received.readableBytes + part.readableBytes <= limit else {
-                throw Problem(.contentTooLarge, code: "body-too-large", detail: "the body is larger than this endpoint takes (\(limit) bytes)")
+                throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body is larger than this endpoint takes (\(limit) bytes)")
             }
             guard ContinuousClock.now <= deadline else {
-                throw Problem(.requestTimeout, code: "body-timeout", detail: "the body did not arrive within http.body_timeout (\(timeout))")
+                throw Problem(.requestTimeout, code: "body_timeout", detail: "the body did not arrive within http.body_timeout (\(timeout))")
             }
             if received.readableBytes == 0 {
                 received = part

@@ -30,22 +30,22 @@ struct DecisionRoutes {
                 do {
                     filter.containing = try IPAddress(parsing: value)
                 } catch {
-                    throw Problem.badRequest("invalid-parameter", "value must be an IP address: \(error.message)")
+                    throw Problem.badRequest("invalid_parameter", "value must be an IP address: \(error.message)")
                 }
             case "playbook": filter.playbook = value
             case "origin": filter.origin = value
             case "active":
-                guard value == "true" || value == "false" else { throw Problem.badRequest("invalid-parameter", "active must be true or false") }
+                guard value == "true" || value == "false" else { throw Problem.badRequest("invalid_parameter", "active must be true or false") }
                 filter.active = value == "true"
             case "limit":
                 guard let limit = Int(value), (1...1000).contains(limit) else {
-                    throw Problem.badRequest("invalid-parameter", "limit must be a number from 1 to 1000")
+                    throw Problem.badRequest("invalid_parameter", "limit must be a number from 1 to 1000")
                 }
                 filter.limit = limit
             case "cursor": filter.after = value
             default:
                 throw Problem.badRequest(
-                    "invalid-parameter", "unknown parameter '\(name)'; expected value, playbook, origin, active, limit or cursor")
+                    "invalid_parameter", "unknown parameter '\(name)'; expected value, playbook, origin, active, limit or cursor")
             }
         }
         let at = now()
@@ -78,7 +78,7 @@ struct DecisionRoutes {
         do {
             blockRequest = try DecisionRoutes.parseManualBlock(JSONValue.parse(body.readableBytesView), by: key.name, origin: nodeID)
         } catch {
-            throw Problem.badRequest(error.code == .invalidJSON ? "invalid-json" : "invalid-decision", error.message)
+            throw Problem.badRequest(error.code == .invalidJSON ? "invalid_json" : "invalid_decision", error.message)
         }
         let at = now()
         let outcome = try await pipeline.block(blockRequest)
@@ -86,7 +86,7 @@ struct DecisionRoutes {
         let outcomeName: String
         switch outcome {
         case .refused(let refusal):
-            throw Problem(.unprocessableContent, code: "refused-\(refusal.code.replacingOccurrences(of: "_", with: "-"))", detail: refusal.message)
+            throw Problem(.unprocessableContent, code: refusal.code, detail: refusal.message)
         case .created: (status, outcomeName) = (.created, "created")
         case .extended: (status, outcomeName) = (.ok, "extended")
         case .unchanged: (status, outcomeName) = (.ok, "unchanged")
@@ -114,14 +114,14 @@ struct DecisionRoutes {
                 do {
                     value = try IPNetwork(parsing: String(parameter), allowBareAddress: true).description
                 } catch {
-                    throw Problem.badRequest("invalid-parameter", "value must be an IP address or CIDR: \(error.message)")
+                    throw Problem.badRequest("invalid_parameter", "value must be an IP address or CIDR: \(error.message)")
                 }
             case "reason": reason = try DecisionRoutes.revocationReason(String(parameter))
-            default: throw Problem.badRequest("invalid-parameter", "unknown parameter '\(name)'")
+            default: throw Problem.badRequest("invalid_parameter", "unknown parameter '\(name)'")
             }
         }
         guard id != nil || value != nil else {
-            throw Problem.badRequest("missing-parameter", "name the decision: DELETE /v1/decisions/{id} or DELETE /v1/decisions?value=ADDRESS")
+            throw Problem.badRequest("missing_parameter", "name the decision: DELETE /v1/decisions/{id} or DELETE /v1/decisions?value=ADDRESS")
         }
         let at = now()
         let revoked = try await pipeline.revoke(id: id, value: value, reason: reason, by: "api:\(key.name)")
@@ -143,7 +143,7 @@ struct DecisionRoutes {
         do {
             return try PeerMessage.Revocation.checkedReason(text)
         } catch {
-            throw Problem.badRequest("invalid-parameter", error.message)
+            throw Problem.badRequest("invalid_parameter", error.message)
         }
     }
 

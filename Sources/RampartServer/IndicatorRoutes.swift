@@ -19,7 +19,7 @@ struct IndicatorRoutes {
         do {
             defaults = try IndicatorDefaults(parameters: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
         } catch {
-            throw Problem.badRequest("invalid-parameter", error.message)
+            throw Problem.badRequest("invalid_parameter", error.message)
         }
         let body = try await bodies.receive(request)
         let summary: Pipeline.Summary
@@ -27,15 +27,15 @@ struct IndicatorRoutes {
             summary = try await pipeline.ingest(body, format: format, defaults: defaults, via: "api:\(key.name)")
         } catch let error as IngestParser.BodyError {
             switch error.kind {
-            case .invalid: throw Problem.badRequest("invalid-body", error.message)
-            case .tooManyItems: throw Problem(.contentTooLarge, code: "too-many-items", detail: error.message)
-            case .unsupported: throw Problem(.unsupportedMediaType, code: "unsupported-media-type", detail: error.message)
+            case .invalid: throw Problem.badRequest("invalid_body", error.message)
+            case .tooManyItems: throw Problem(.contentTooLarge, code: "too_many_items", detail: error.message)
+            case .unsupported: throw Problem(.unsupportedMediaType, code: "unsupported_media_type", detail: error.message)
             }
         }
         if summary.ids.isEmpty {
-            if summary.rejected.isEmpty { throw Problem.badRequest("empty-body", "the body holds no indicators") }
+            if summary.rejected.isEmpty { throw Problem.badRequest("empty_body", "the body holds no indicators") }
             throw Problem(
-                .unprocessableContent, code: "all-items-refused",
+                .unprocessableContent, code: "all_items_refused",
                 detail: "none of the \(summary.rejected.count) items was accepted; each error says why", errors: summary.rejected
             )
         }
@@ -67,11 +67,11 @@ struct IndicatorRoutes {
         if let mediaType, let format = mediaTypes[mediaType] { return format }
         if mediaType == "application/stix+json" {
             throw Problem(
-                .unsupportedMediaType, code: "unsupported-media-type",
+                .unsupportedMediaType, code: "unsupported_media_type",
                 detail: "STIX bundles are not supported yet; post indicators as JSON, NDJSON or text")
         }
         throw Problem(
-            .unsupportedMediaType, code: "unsupported-media-type",
+            .unsupportedMediaType, code: "unsupported_media_type",
             detail:
                 "Content-Type \(mediaType.map { "'\($0)'" } ?? "missing"); send application/json, application/x-ndjson or text/plain (with curl: -H 'Content-Type: text/plain' --data-binary @file)"
         )

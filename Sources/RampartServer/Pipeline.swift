@@ -120,7 +120,7 @@ public final class Pipeline: Sendable {
                     chunk.append(.accepted(item, playbooks, context.planning))
                 case .failure(let error):
                     summary.rejected.append(
-                        Problem.ItemError(positionName: positionName, position: entry.position, code: error.code.rawValue, message: error.message))
+                        Problem.ItemError(positionName: positionName, position: entry.position, code: error.code, message: error.message))
                     chunk.append(.refused(position: entry.position, error, raw: entry.raw))
                     rejections[error.code.rawValue, default: 0] += 1
                 }

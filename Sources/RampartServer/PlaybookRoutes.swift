@@ -46,7 +46,7 @@ struct PlaybookRoutes {
                 return Response.json(.ok, w)
             case .failure(let problems):
                 throw Problem(
-                    .unprocessableContent, code: "reload-failed",
+                    .unprocessableContent, code: "reload_failed",
                     detail: "the new configuration or playbooks are invalid; the ones in force stay in force",
                     errors: problems.items.map {
                         Problem.ItemError(positionName: "line", position: $0.line, code: "invalid", message: $0.description)
@@ -106,7 +106,7 @@ struct PlaybookRoutes {
                 }
             }
         } catch let error as IngestParser.BodyError {
-            throw Problem.badRequest("invalid-body", error.message)
+            throw Problem.badRequest("invalid_body", error.message)
         }
         w.endArray()
         w.endObject()

@@ -6,8 +6,8 @@ import RampartCore
 /// An RFC 9457 problem: the body of every error answer (`application/problem+json`).
 public struct Problem: Error, HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
-    /// Stable, machine-readable: `body-too-large`, `forbidden`, `invalid-json`, ...
-    public var code: String
+    /// Stable, machine-readable: `body_too_large`, `forbidden`, `invalid-json`, ...
+    public var code: ErrorCode
     public var title: String
     public var detail: String
     /// Per-item errors, for requests that carried several items.
@@ -18,7 +18,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         /// `index` (JSON arrays) or `line` (line-oriented bodies).
         public var positionName: String
         public var position: Int
-        public var code: String
+        public var code: ErrorCode
         public var message: String
 
         func write(to w: inout JSONWriter) {
@@ -31,7 +31,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     }
 
     public init(
-        _ status: HTTPResponse.Status, code: String, title: String? = nil, detail: String, errors: [ItemError] = [],
+        _ status: HTTPResponse.Status, code: ErrorCode, title: String? = nil, detail: String, errors: [ItemError] = [],
         headers: HTTPFields = [:]
     ) {
         self.status = status
@@ -65,12 +65,12 @@ public struct Problem: Error, HTTPResponseError, Sendable {
 }
 
 extension Problem {
-    static func badRequest(_ code: String, _ detail: String) -> Problem {
+    static func badRequest(_ code: ErrorCode, _ detail: String) -> Problem {
         Problem(.badRequest, code: code, detail: detail)
     }
 
     static func notFound(_ detail: String) -> Problem {
-        Problem(.notFound, code: "not-found", detail: detail)
+        Problem(.notFound, code: "not_found", detail: detail)
     }
 }
 
@@ -90,8 +90,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             case .methodNotAllowed: detail = "\(request.method) is not allowed on \(request.uri.path)"
             default: detail = error.body ?? error.status.reasonPhrase
             }
-            let code = error.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "-")
-            return try Problem(error.status, code: code, detail: detail, headers: error.headers).response(from: request, context: context)
+            let code = String(error.status.reasonPhrase.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
+            return try Problem(error.status, code: ErrorCode(code), detail: detail, headers: error.headers).response(from: request, context: context)
         } catch {
             context.logger.error("http.internal_error", metadata: ["rampart.error": "\(error)", "rampart.path": "\(request.uri.path)"])
             return try Problem(.internalServerError, code: "internal", detail: "the request failed; the daemon's log says why")

@@ -45,7 +45,7 @@ struct RuleRoutes {
             }
             defaults = try IndicatorDefaults(parameters: markings)
         } catch {
-            throw Problem.badRequest("invalid-parameter", "\(error)")
+            throw Problem.badRequest("invalid_parameter", "\(error)")
         }
         // Without ?severity=, a Sigma rule's level says.
         let severity = markings.contains { $0.0 == "severity" } ? defaults.severity : nil
@@ -53,7 +53,7 @@ struct RuleRoutes {
         if format == nil, let mediaType { format = RuleRoutes.mediaTypes[mediaType] }
         guard let format else {
             throw Problem(
-                .unsupportedMediaType, code: "unknown-rule-format",
+                .unsupportedMediaType, code: "unknown_rule_format",
                 detail:
                     "say the rule's format: ?format=sigma|suricata|snort|yara, or Content-Type \(RuleRoutes.mediaTypes.keys.sorted().joined(separator: ", "))"
             )
@@ -61,7 +61,7 @@ struct RuleRoutes {
         let maxBytes = pipeline.limits.maxRuleBytes
         let body = try await bodies.receive(request, upTo: maxBytes)
         guard let content = String(validating: body.readableBytesView, as: UTF8.self) else {
-            throw Problem.badRequest("invalid-body", "the rule is not UTF-8 text")
+            throw Problem.badRequest("invalid_body", "the rule is not UTF-8 text")
         }
         let rule: Rule
         do {
@@ -72,11 +72,11 @@ struct RuleRoutes {
             )
         } catch {
             throw Problem(
-                .unprocessableContent, code: error.code == .tooLong ? "rule-too-large" : "invalid-rule",
+                .unprocessableContent, code: error.code == .tooLong ? "rule_too_large" : "invalid_rule",
                 detail:
                     "the \(format.rawValue) rule is refused: \(error.problems.count == 1 ? error.problems[0].message : "\(error.problems.count) problems; each error says where")",
                 errors: error.problems.map {
-                    Problem.ItemError(positionName: "line", position: $0.line, code: error.code.rawValue, message: $0.description)
+                    Problem.ItemError(positionName: "line", position: $0.line, code: error.code, message: $0.description)
                 }
             )
         }

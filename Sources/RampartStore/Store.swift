@@ -295,7 +295,7 @@ public final class Store: Sendable {
 }
 
 public struct StoreError: Error, Sendable, CustomStringConvertible {
-    public var code: String
+    public var code: ErrorCode
     public var message: String
     public var description: String { message }
 }

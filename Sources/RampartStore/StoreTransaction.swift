@@ -380,7 +380,7 @@ public struct StoreTransaction {
         if decision.item != item { try execute("INSERT OR IGNORE INTO audit_ref(ref, seq) VALUES (?, ?)", [decision.id, seq]) }
     }
 
-    private mutating func auditRefusal(_ request: BlockRequest, code: String, message: String, now: Date) throws {
+    private mutating func auditRefusal(_ request: BlockRequest, code: ErrorCode, message: String, now: Date) throws {
         guard isOpen(request.item), let item = request.item else {
             try audit(.decisionRefused, subject: request.target.description, at: now) { w in
                 w.field("code", code)
@@ -511,7 +511,7 @@ extension Tally {
         case .unchanged: add(Self.blockMerged)
         case .refused(let refusal):
             add(Self.blockRefused)
-            add(.blocksRefused, ["code": refusal.code])
+            add(.blocksRefused, ["code": refusal.code.rawValue])
         }
     }
 }

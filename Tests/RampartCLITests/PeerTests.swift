@@ -294,7 +294,7 @@ final class MeshNode {
         #expect(try b.acceptedFromPeers().count == 1)
         #expect(try b.activeValues() == ["198.18.5.1"])
         let metrics = try run("/usr/bin/curl", ["-sS", b.url + "/metrics"]).stdout
-        for (reason, count) in [("replayed", 1), ("stale-timestamp", 1), ("bad-signature", 2), ("invalid-body", 1)] {
+        for (reason, count) in [("replayed", 1), ("stale_timestamp", 1), ("bad_signature", 2), ("invalid_body", 1)] {
             #expect(metrics.contains("rampart_peer_requests_refused_total{reason=\"\(reason)\"} \(count)"), "\(reason)")
         }
     }
@@ -474,7 +474,7 @@ final class MeshNode {
             #expect(try eventually(5) { try b.activeValues().contains(value) }, "\(value)")
         }
         let metrics = try run("/usr/bin/curl", ["-sS", b.url + "/metrics"]).stdout
-        #expect(metrics.contains(#"rampart_peer_requests_refused_total{reason="rate-limited"}"#), "the third request was not limited")
+        #expect(metrics.contains(#"rampart_peer_requests_refused_total{reason="rate_limited"}"#), "the third request was not limited")
         #expect(try b.acceptedFromPeers().count == 3)
     }
 

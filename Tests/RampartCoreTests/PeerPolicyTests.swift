@@ -132,7 +132,7 @@ import Yams
         policy.kinds = [.ipv4]  // indicator kinds: they do not hold rules back
         policy.regions = ["eu"]
         policy.redact = ["tags", "description"]
-        func withheld(_ item: Item) -> String? {
+        func withheld(_ item: Item) -> ErrorCode? {
             if case .failure(let reason) = policy.share(item) { reason.code } else { nil }
         }
         #expect(try withheld(ruleItem(tlp: .red)) == "tlp_red")

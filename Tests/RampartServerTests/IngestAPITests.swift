@@ -68,7 +68,7 @@ import Testing
             let answer = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "999.1.1.1\nnot a value\n")
             #expect(answer.status == .unprocessableContent)
             #expect(answer.headers[.contentType] == "application/problem+json")
-            #expect(answer.problemCode == "all-items-refused")
+            #expect(answer.problemCode == "all_items_refused")
             #expect((answer["errors"] as? [[String: Any]])?.count == 2)
             #expect(try await parts.store.itemCount() == 0)
             // Refusals are audited all the same.
@@ -82,7 +82,7 @@ import Testing
         try await TestNode(extraYAML: "http: {max_body: 1 KiB, max_items: 3, max_json_depth: 4}").run { client, parts in
             let unsupported = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/xml", body: "<x/>")
             #expect(unsupported.status == .unsupportedMediaType)
-            #expect(unsupported["type"] as? String == "urn:rampart:problem:unsupported-media-type")
+            #expect(unsupported["type"] as? String == "urn:rampart:problem:unsupported_media_type")
             #expect(unsupported["status"] as? Int == 415)
             #expect(unsupported["instance"] as? String == "/v1/indicators")
 
@@ -92,20 +92,20 @@ import Testing
             let large = try await client.call(
                 .post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: String(repeating: "8.8.8.8\n", count: 200))
             #expect(large.status == .contentTooLarge)
-            #expect(large.problemCode == "body-too-large")
+            #expect(large.problemCode == "body_too_large")
 
             let many = try await client.call(
                 .post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "1.1.1.1\n1.1.1.2\n1.1.1.3\n1.1.1.4\n")
             #expect(many.status == .contentTooLarge)
-            #expect(many.problemCode == "too-many-items")
+            #expect(many.problemCode == "too_many_items")
             // Exactly the limit, ending in a newline, is not one too many.
             let exact = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "not-valid\n1\n2\n")
-            #expect(exact.status.code == 422 && exact.problemCode != "too-many-items")
+            #expect(exact.status.code == 422 && exact.problemCode != "too_many_items")
 
             let deep = try await client.call(
                 .post, "/v1/indicators", as: "ingest", contentType: "application/json", body: #"[{"value":"1.1.1.1","tags":[[[["x"]]]]}]"#)
             #expect(deep.status == .badRequest)
-            #expect(deep.problemCode == "invalid-body")
+            #expect(deep.problemCode == "invalid_body")
             #expect((deep["detail"] as? String)?.contains("nested deeper than 4") == true)
 
             let broken = try await client.call(
@@ -114,11 +114,11 @@ import Testing
 
             let parameter = try await client.call(.post, "/v1/indicators?confidence=300", as: "ingest", contentType: "text/plain", body: "1.1.1.1")
             #expect(parameter.status == .badRequest)
-            #expect(parameter.problemCode == "invalid-parameter")
+            #expect(parameter.problemCode == "invalid_parameter")
 
             let empty = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: "# nothing\n")
             #expect(empty.status == .badRequest)
-            #expect(empty.problemCode == "empty-body")
+            #expect(empty.problemCode == "empty_body")
 
             // None of these stored anything.
             #expect(try await parts.store.itemCount() == 0)

@@ -68,7 +68,7 @@ import Testing
             let byItem = try await client.call(.get, "/v1/audit?item=\(ids[1])", as: "read")
             #expect((byItem["entries"] as? [[String: Any]])?.map { $0["seq"] as? Int } == [entries[1]["seq"] as? Int])
             let both = try await client.call(.get, "/v1/audit?item=\(ids[1])&decision=\(id)", as: "read")
-            #expect(both.problemCode == "invalid-parameter")
+            #expect(both.problemCode == "invalid_parameter")
         }
     }
 
@@ -140,7 +140,7 @@ import Testing
                 .write(to: directory.appendingPathComponent("broken.yaml"), atomically: true, encoding: .utf8)
             let refused = try await client.call(.post, "/v1/reload")
             #expect(refused.status == .unprocessableContent)
-            #expect(refused.problemCode == "reload-failed")
+            #expect(refused.problemCode == "reload_failed")
             let errors = try #require(refused["errors"] as? [[String: Any]])
             #expect((errors.first?["error"] as? String)?.contains("broken.yaml:2:21: unknown key 'confidense'") == true)
             #expect((try await client.call(.get, "/v1/playbooks", as: "read")["playbooks"] as? [Any])?.count == 2)

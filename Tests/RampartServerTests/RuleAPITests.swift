@@ -90,7 +90,7 @@ import Testing
         try await node.run { client, _ in
             let broken = try Self.sigma("proxy_telegram_api.yml").replacingOccurrences(of: "level: medium", with: "level: urgent")
             let refused = try await client.call(.post, "/v1/rules?format=sigma", as: "ingest", body: broken)
-            #expect(refused.status == .unprocessableContent && refused.problemCode == "invalid-rule")
+            #expect(refused.status == .unprocessableContent && refused.problemCode == "invalid_rule")
             let errors = refused["errors"] as? [[String: Any]] ?? []
             #expect(
                 errors.count == 1 && errors[0]["line"] as? Int == 29
@@ -99,13 +99,13 @@ import Testing
             let tooBig = try await client.call(.post, "/v1/rules?format=sigma", as: "ingest", body: big)
             #expect(tooBig.status == .contentTooLarge)
             let unknown = try await client.call(.post, "/v1/rules", as: "ingest", contentType: "text/plain", body: "rule x { condition: true }")
-            #expect(unknown.status == .unsupportedMediaType && unknown.problemCode == "unknown-rule-format")
+            #expect(unknown.status == .unsupportedMediaType && unknown.problemCode == "unknown_rule_format")
             #expect(
                 try await client.call(.post, "/v1/rules?format=yara&colour=red", as: "ingest", body: "rule x { condition: true }").problemCode
-                    == "invalid-parameter")
+                    == "invalid_parameter")
             #expect(
                 try await client.call(.post, "/v1/rules?format=yara&name=../x", as: "ingest", body: "rule x { condition: true }").problemCode
-                    == "invalid-rule")
+                    == "invalid_rule")
             #expect(try await client.call(.post, "/v1/rules?format=yara", as: "read", body: "rule x { condition: true }").status == .forbidden)
             // Nothing refused was stored.
             #expect((try await client.call(.get, "/v1/rules", as: "read")["rules"] as? [[String: Any]])?.isEmpty == true)

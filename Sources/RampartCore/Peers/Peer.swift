@@ -91,10 +91,10 @@ public struct SharingPolicy: Sendable {
     }
 
     public struct Withheld: Error, Sendable, Equatable {
-        public let code: String
+        public let code: ErrorCode
         public let message: String
 
-        init(_ code: String, _ message: String) {
+        init(_ code: ErrorCode, _ message: String) {
             self.code = code
             self.message = message
         }

@@ -134,7 +134,7 @@ struct DeliveryMachine: Sendable {
                     batch.append(entry)
                     bodies.append(shared.wireJSON)
                 case .failure(let reason):
-                    withhold(entry, reason.code, reason.message)
+                    withhold(entry, reason.code.rawValue, reason.message)
                 }
             } catch {
                 withhold(entry, "invalid", error.message)

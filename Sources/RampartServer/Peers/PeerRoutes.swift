@@ -35,12 +35,12 @@ struct PeerRoutes {
             )
         } catch {
             let (code, detail) = PeerRoutes.explain(error)
-            pipeline.metrics.count(.peerRequestsRefused, ["reason": code])
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": code.rawValue])
             throw Problem(.unauthorized, code: code, detail: detail)
         }
         if peer.hasExpired(at: at) {
-            pipeline.metrics.count(.peerRequestsRefused, ["reason": "peer-expired"])
-            throw Problem(.forbidden, code: "peer-expired", detail: "this node's entry for \(peer.name) expired; nothing from it is accepted")
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "peer_expired"])
+            throw Problem(.forbidden, code: "peer_expired", detail: "this node's entry for \(peer.name) expired; nothing from it is accepted")
         }
         let message: PeerMessage
         do throws(ValueError) {
@@ -49,13 +49,13 @@ struct PeerRoutes {
                 throw ValueError(.invalidField, "'data.path' must end with the sender's node id, \(peer.nodeID)")
             }
         } catch {
-            pipeline.metrics.count(.peerRequestsRefused, ["reason": "invalid-body"])
-            throw Problem.badRequest("invalid-body", error.message)
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "invalid_body"])
+            throw Problem.badRequest("invalid_body", error.message)
         }
         if let rate = peer.accept.rate, let wait = rates.take(message.entries.count, from: peer.name, rate: rate, now: at) {
-            pipeline.metrics.count(.peerRequestsRefused, ["reason": "rate-limited"])
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "rate_limited"])
             throw Problem(
-                .tooManyRequests, code: "rate-limited", detail: "\(peer.name) may send \(rate.count) items per \(rate.per.text) (accept.rate)",
+                .tooManyRequests, code: "rate_limited", detail: "\(peer.name) may send \(rate.count) items per \(rate.per.text) (accept.rate)",
                 headers: [.retryAfter: String(max(1, Int((wait + 0.999).rounded(.down))))]
             )
         }
@@ -101,12 +101,12 @@ struct PeerRoutes {
         throw .noValidSignature
     }
 
-    static func explain(_ failure: WebhookSignature.Failure) -> (String, String) {
+    static func explain(_ failure: WebhookSignature.Failure) -> (ErrorCode, String) {
         switch failure {
-        case .missingHeaders: ("missing-signature", "webhook-id, webhook-timestamp and webhook-signature headers are required")
-        case .badTimestamp: ("bad-timestamp", "webhook-timestamp must be seconds since 1970")
-        case .outsideTolerance: ("stale-timestamp", "webhook-timestamp is more than 5 minutes from this node's clock")
-        case .noValidSignature: ("bad-signature", "no signature matches a configured peer's key or secret")
+        case .missingHeaders: ("missing_signature", "webhook-id, webhook-timestamp and webhook-signature headers are required")
+        case .badTimestamp: ("bad_timestamp", "webhook-timestamp must be seconds since 1970")
+        case .outsideTolerance: ("stale_timestamp", "webhook-timestamp is more than 5 minutes from this node's clock")
+        case .noValidSignature: ("bad_signature", "no signature matches a configured peer's key or secret")
         }
     }
 

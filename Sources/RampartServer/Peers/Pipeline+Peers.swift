@@ -3,9 +3,9 @@ import RampartCore
 import RampartStore
 
 extension ValueError.Code {
-    static let notAccepted = ValueError.Code(rawValue: "not_accepted")
-    static let lowConfidence = ValueError.Code(rawValue: "low_confidence")
-    static let loop = ValueError.Code(rawValue: "loop")
+    static let notAccepted = ErrorCode("not_accepted")
+    static let lowConfidence = ErrorCode("low_confidence")
+    static let loop = ErrorCode("loop")
 }
 
 /// Items between peers: what a peer sends runs through its trust policy and the local playbooks;
@@ -45,7 +45,7 @@ extension Pipeline {
             switch checked {
             case .failure(let error):
                 chunk.append(.refused(position: index, error, raw: (try? entry.get())?.id))
-                received.refused.append(Problem.ItemError(positionName: "index", position: index, code: error.code.rawValue, message: error.message))
+                received.refused.append(Problem.ItemError(positionName: "index", position: index, code: error.code, message: error.message))
                 counted.add(.peerItems, ["peer": peer.name, "outcome": "refused"])
             case .success(.item(let item)):
                 if case .item(let sent)? = try? entry.get() { received.suggestionsDropped += sent.suggested.count - item.suggested.count }

@@ -89,7 +89,7 @@ public struct Propagation: Sendable {
 
     public var outcome: Outcome
     public var queued: [String] = []
-    public var withheld: [(peer: String, code: String)] = []
+    public var withheld: [(peer: String, code: ErrorCode)] = []
     /// The route the entries carry: node ids, origin first, this node last.
     public var path: [String]
     public var hopsLeft: Int
