@@ -30,6 +30,20 @@ public struct OutboxEntry: Sendable {
         self.suggest = suggest
         self.createdAt = createdAt
     }
+
+    /// A list column (`path`, `suggest`): a JSON array of strings.
+    static func list(_ values: [String]) -> [UInt8] {
+        var w = JSONWriter(capacity: 16 * values.count + 2)
+        w.beginArray()
+        for value in values { w.value(value) }
+        w.endArray()
+        return w.bytes
+    }
+
+    static func list(_ text: String) -> [String] {
+        guard case .array(let values)? = try? JSONValue.parse(Array(text.utf8)) else { return [] }
+        return values.compactMap { if case .string(let s) = $0 { s } else { nil } }
+    }
 }
 
 /// What the store knows of a peer's outbox, for `GET /v1/peers`.
@@ -58,9 +72,9 @@ extension StoreTransaction {
         binder.bind(peer)
         binder.bind(item)
         if let body { binder.bind(blob: body) } else { binder.bind(nil as String?) }
-        binder.bind(path.joined(separator: ","))
+        binder.bind(text: OutboxEntry.list(path))
         binder.bind(Int64(hopsLeft))
-        binder.bind(suggest.joined(separator: ","))
+        binder.bind(text: OutboxEntry.list(suggest))
         binder.bind(now.milliseconds)
         try binder.step(db)
     }
@@ -219,15 +233,13 @@ extension Store {
             )
             var entries: [OutboxEntry] = []
             while let row = try rows.next() {
-                let path: String = row[3]
-                let suggest: String = row[5]
+                let (path, suggest) = (OutboxEntry.list(row[3] as String), OutboxEntry.list(row[5] as String))
                 let body = row[2] as Data?
                 let detail = row[7] as String?
                 entries.append(
                     OutboxEntry(
                         seq: row[0], item: row[1], body: body.map { Array($0) }, storedItem: detail.map { Array($0.utf8) },
-                        path: path.split(separator: ",").map(String.init), hopsLeft: row[4],
-                        suggest: suggest.split(separator: ",").map(String.init), createdAt: Date(milliseconds: row[6])
+                        path: path, hopsLeft: row[4], suggest: suggest, createdAt: Date(milliseconds: row[6])
                     )
                 )
             }

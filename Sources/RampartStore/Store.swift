@@ -210,9 +210,9 @@ public final class Store: Sendable {
                         peer TEXT NOT NULL,
                         item TEXT NOT NULL,           -- the item sent, or the item a revocation withdraws
                         body BLOB,                    -- made when queued: a revocation's JSON, a notification's request body; NULL for an item
-                        path TEXT NOT NULL,           -- node ids, comma-separated, origin first, this node last
+                        path TEXT NOT NULL,           -- node ids, origin first, this node last (a JSON array since v8)
                         hops_left INTEGER NOT NULL,
-                        suggest TEXT NOT NULL,        -- suggested actions, comma-separated
+                        suggest TEXT NOT NULL,        -- suggested actions (a JSON array since v8)
                         state TEXT NOT NULL,          -- pending | delivered | dead | withheld | refused (by the peer)
                         attempts INTEGER NOT NULL DEFAULT 0,
                         created_at INTEGER NOT NULL,
@@ -289,6 +289,18 @@ public final class Store: Sendable {
                     ) WITHOUT ROWID;
                     """
             )
+        }
+        migrator.registerMigration("v8-outbox-lists") { db in
+            // `path` and `suggest` were comma-joined; they are JSON arrays now.
+            let rows = try Row.fetchAll(db, sql: "SELECT seq, path, suggest FROM outbox WHERE path NOT LIKE '[%'")
+            for row in rows {
+                func list(_ text: String) -> String {
+                    String(decoding: OutboxEntry.list(text.split(separator: ",").map(String.init)), as: UTF8.self)
+                }
+                try db.execute(
+                    sql: "UPDATE outbox SET path = ?, suggest = ? WHERE seq = ?",
+                    arguments: [list(row["path"]), list(row["suggest"]), row["seq"] as Int64])
+            }
         }
         return migrator
     }

@@ -278,4 +278,33 @@ struct StoreTests {
         }
         #expect(released == nil)
     }
+
+    /// Outbox rows written when `path` and `suggest` were comma-joined read back as the same lists
+    /// once the store is opened (migration `v8-outbox-lists`); new rows are JSON arrays.
+    @Test func commaJoinedOutboxListsAreMigrated() async throws {
+        let path = directory + "/v7.sqlite"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let old = try DatabaseQueue(path: path)
+        try Store.migrator.migrate(old, upTo: "v7-one-entry-per-item")
+        try await old.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO outbox(peer, item, body, path, hops_left, suggest, state, created_at)
+                    VALUES ('b', 'i1', x'7B7D', 'node-a,node-b', 1, 'block,rule', 'pending', 1), ('b', 'i2', x'7B7D', 'node-a', 0, '', 'pending', 2)
+                    """)
+        }
+        try old.close()
+        let migrated = try Store(path: path)
+        migrated.start()
+        let at = now
+        _ = try await migrated.write { tx in
+            try tx.enqueue(peer: "b", item: "i3", body: [0x7B, 0x7D], path: ["x,y"], hopsLeft: 0, suggest: [], at: at)
+        }
+        let entries = try await migrated.pendingOutbox(peer: "b", limit: 10)
+        #expect(entries.map(\.path) == [["node-a", "node-b"], ["node-a"], ["x,y"]])
+        #expect(entries.map(\.suggest) == [["block", "rule"], [], []])
+        let stored = try await migrated.pool.read { db in try String.fetchAll(db, sql: "SELECT path FROM outbox ORDER BY seq") }
+        #expect(stored == [#"["node-a","node-b"]"#, #"["node-a"]"#, #"["x,y"]"#])
+        await migrated.close()
+    }
 }
