@@ -27,13 +27,18 @@ public enum FirewallChange: Sendable, Hashable {
 
 /// The capability of enforcing blocks in a packet filter. Implementations: `DryRunFirewall`
 /// (records only), and the kernel backends.
+///
+/// Calls block for as long as the packet filter takes (the enforcer makes them on the thread pool
+/// for blocking work, never on the cooperative pool), and run one at a time: an implementation
+/// holds its state's lock for the whole of a call, so that a batch's plan, run and commit can
+/// never interleave with a reconcile, whoever calls.
 public protocol Firewall: Sendable {
     /// A short name for logs and status (`dry-run`, `nftables`).
     var name: String { get }
     /// Applies the changes as one batch.
-    func apply(_ changes: [FirewallChange]) async throws
+    func apply(_ changes: [FirewallChange]) throws
     /// Makes the firewall hold exactly `blocks`: adds what is missing, removes what is stale.
-    func reconcile(_ blocks: [FirewallBlock]) async throws
+    func reconcile(_ blocks: [FirewallBlock]) throws
 }
 
 extension Decision {

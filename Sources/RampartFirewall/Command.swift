@@ -45,7 +45,10 @@ public enum Command {
         }
     }
 
-    static func runBlocking(_ argv: [String], environment: [String: String], input: [UInt8], timeout: Duration, outputLimit: Int) -> Outcome {
+    /// `run`, on the calling thread, which it blocks until the command is done.
+    public static func runBlocking(
+        _ argv: [String], environment: [String: String], input: [UInt8], timeout: Duration, outputLimit: Int = defaultOutputLimit
+    ) -> Outcome {
         _ = ignoreSIGPIPE
         let start = ContinuousClock.now
         let child: Child
@@ -54,22 +57,23 @@ public enum Command {
         } catch {
             return .notRun("could not start \(argv[0]): \(error)")
         }
+        // The watchdog and the two readers are threads of their own: on Dispatch's global queues
+        // they could wait behind other blocked work (another command's output) and fire late.
         let timedOut = Atomic<Bool>(false)
-        let exited = Atomic<Bool>(false)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
-            guard !exited.load(ordering: .acquiring) else { return }
+        let watchdog = Watchdog()
+        Thread.detachNewThread {
+            guard !watchdog.waitForExit(until: Date().addingTimeInterval(Double(timeout.milliseconds) / 1000)) else { return }
             timedOut.store(true, ordering: .releasing)
             child.signalGroup(SIGTERM)
-            DispatchQueue.global().asyncAfter(deadline: .now() + 1) {
-                if !exited.load(ordering: .acquiring) { child.signalGroup(SIGKILL) }
-            }
+            if !watchdog.waitForExit(until: Date().addingTimeInterval(1)) { child.signalGroup(SIGKILL) }
         }
         let captured = Mutex<(stdout: Data, stderr: Data)>((Data(), Data()))
-        let readers = DispatchGroup()
+        let readers = DispatchSemaphore(value: 0)
         for (fd, isOutput) in [(child.stdout, true), (child.stderr, false)] {
-            DispatchQueue.global().async(group: readers) {
+            Thread.detachNewThread {
                 let data = readCapped(FileHandle(fileDescriptor: fd, closeOnDealloc: true), limit: outputLimit)
                 captured.withLock { if isOutput { $0.stdout = data } else { $0.stderr = data } }
+                readers.signal()
             }
         }
         // A command that exits without reading its input makes this write fail with EPIPE
@@ -78,7 +82,8 @@ public enum Command {
         try? stdin.write(contentsOf: Data(input))
         try? stdin.close()
         let status = child.wait()
-        exited.store(true, ordering: .releasing)
+        watchdog.exited()
+        readers.wait()
         readers.wait()
         let elapsed = ContinuousClock.now - start
         let (stdout, stderr) = captured.withLock { ($0.stdout, $0.stderr) }
@@ -87,6 +92,27 @@ public enum Command {
             stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self),
             milliseconds: Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
         )
+    }
+
+    /// Tells a command's watchdog thread that it exited.
+    final class Watchdog: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var done = false
+
+        func exited() {
+            condition.lock()
+            done = true
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        /// Whether the command exited before `deadline`.
+        func waitForExit(until deadline: Date) -> Bool {
+            condition.lock()
+            defer { condition.unlock() }
+            while !done && condition.wait(until: deadline) {}
+            return done
+        }
     }
 
     /// Reads to the end, keeping the first `limit` bytes (the rest is drained so the command never blocks).

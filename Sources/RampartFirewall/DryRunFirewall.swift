@@ -14,7 +14,7 @@ public final class DryRunFirewall: Firewall, @unchecked Sendable {
         self.logger = logger
     }
 
-    public func apply(_ changes: [FirewallChange]) async throws {
+    public func apply(_ changes: [FirewallChange]) throws {
         lock.withLock {
             batches += 1
             for change in changes {
@@ -27,7 +27,7 @@ public final class DryRunFirewall: Firewall, @unchecked Sendable {
         logger.debug("firewall.batch", metadata: ["rampart.firewall.changes": "\(changes.count)", "rampart.firewall.backend": "dry-run"])
     }
 
-    public func reconcile(_ wanted: [FirewallBlock]) async throws {
+    public func reconcile(_ wanted: [FirewallBlock]) throws {
         lock.withLock {
             blocks = Dictionary(wanted.map { ($0.target, $0) }, uniquingKeysWith: { _, last in last })
         }

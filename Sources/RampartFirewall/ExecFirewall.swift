@@ -1,14 +1,16 @@
 import Foundation
 import Logging
 import RampartCore
+import Synchronization
 
 /// Hands every batch to an operator's command (argv, never a shell) as JSON on stdin, for packet
 /// filters Rampart has no backend for. A batch is
 /// `{"type":"batch","changes":[{"op":"add","value":"198.51.100.7","direction":"inbound","expires_at":"..."},{"op":"remove","value":"..."}]}`;
 /// a reconcile is `{"type":"reconcile","blocks":[{"value":...,"direction":...,"expires_at":...}]}`
 /// (the complete set that must be in force). A non-zero exit or a timeout fails the batch.
-public struct ExecFirewall: Firewall {
+public final class ExecFirewall: Firewall {
     public let name = "exec"
+    private let serial = Mutex(())
     let command: [String]
     let timeout: Duration
 
@@ -17,7 +19,7 @@ public struct ExecFirewall: Firewall {
         self.timeout = timeout
     }
 
-    public func apply(_ changes: [FirewallChange]) async throws {
+    public func apply(_ changes: [FirewallChange]) throws {
         var w = JSONWriter(capacity: 64 + changes.count * 96)
         w.beginObject()
         w.field("type", "batch")
@@ -37,10 +39,10 @@ public struct ExecFirewall: Firewall {
         }
         w.endArray()
         w.endObject()
-        try await run(w.bytes)
+        try run(w.bytes)
     }
 
-    public func reconcile(_ blocks: [FirewallBlock]) async throws {
+    public func reconcile(_ blocks: [FirewallBlock]) throws {
         var w = JSONWriter(capacity: 64 + blocks.count * 96)
         w.beginObject()
         w.field("type", "reconcile")
@@ -53,7 +55,7 @@ public struct ExecFirewall: Firewall {
         }
         w.endArray()
         w.endObject()
-        try await run(w.bytes)
+        try run(w.bytes)
     }
 
     static func write(_ block: FirewallBlock, to w: inout JSONWriter) {
@@ -62,8 +64,11 @@ public struct ExecFirewall: Firewall {
         w.field("expires_at", block.expiresAt)
     }
 
-    private func run(_ input: [UInt8]) async throws {
+    /// One command at a time: a batch never runs beside a reconcile.
+    private func run(_ input: [UInt8]) throws {
         let environment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-        _ = try await Command.run(command, environment: environment, input: input, timeout: timeout).output(of: command[0], timeout: timeout)
+        try serial.withLock { _ in
+            _ = try Command.runBlocking(command, environment: environment, input: input, timeout: timeout).output(of: command[0], timeout: timeout)
+        }
     }
 }

@@ -1,20 +1,22 @@
 import Foundation
 import Logging
 import RampartCore
+import Synchronization
 
 /// Enforces blocks in the kernel through nftables: one table `inet NAME` that Rampart owns, with
 /// address and interval sets (per-element timeouts equal to the decisions' expiry) and drop rules
 /// in input, forward and output chains at a configurable priority. Every change is one `nft -f -`
-/// transaction; the sets' layout is `NFTablesLayout`.
-public actor NFTablesFirewall: Firewall {
-    public nonisolated let name = "nftables"
+/// transaction; the sets' layout is `NFTablesLayout`, held under a lock for the whole of each
+/// call (plan, `nft` run, commit), so a batch and a reconcile never interleave.
+public final class NFTablesFirewall: Firewall {
+    public let name = "nftables"
     let table: String
     let priority: Int
     let nft: String
     let timeout: Duration
     let logger: Logger
     let now: @Sendable () -> Date
-    private var layout = NFTablesLayout()
+    private let state = Mutex(NFTablesLayout())
 
     public init(table: String, priority: Int, nft: String, timeout: Duration, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
         self.table = table
@@ -25,27 +27,34 @@ public actor NFTablesFirewall: Firewall {
         self.now = now
     }
 
-    public func apply(_ changes: [FirewallChange]) async throws {
-        var batch = layout.plan(changes, now: now())
-        report(unplaced: batch.unplaced)
-        batch.unplaced = []
-        guard !batch.isEmpty else { return }
-        do {
-            try await run(batch.script(table: table))
-            layout.committed()
-        } catch {
-            // The transaction changed nothing; what this backend believed it was about to hold is
-            // wrong, so it learns the kernel's state again. The next reconcile restores the rest.
-            layout = NFTablesLayout.placing(try await kernelBlocks(), kernelLayers: [:], now: now()).0
-            throw error
+    public func apply(_ changes: [FirewallChange]) throws {
+        try state.withLock { layout in
+            var batch = layout.plan(changes, now: now())
+            report(unplaced: batch.unplaced)
+            batch.unplaced = []
+            guard !batch.isEmpty else { return }
+            do {
+                try run(batch.script(table: table))
+                layout.committed()
+            } catch {
+                // The transaction changed nothing; what this backend believed it was about to hold
+                // is wrong, so it learns the kernel's state again. The next reconcile restores the rest.
+                layout = NFTablesLayout.placing(try kernelBlocks(), kernelLayers: [:], now: now()).0
+                throw error
+            }
         }
     }
 
     /// Creates the table, sets and chains if missing (never touching elements already in the
     /// sets: a restart re-bans nothing), then brings the sets to `blocks`.
-    public func reconcile(_ blocks: [FirewallBlock]) async throws {
-        try await run(setUpScript)
-        let kernel = try await kernelElements()
+    public func reconcile(_ blocks: [FirewallBlock]) throws {
+        try state.withLock { layout in layout = try reconciled(to: blocks) }
+    }
+
+    /// Brings the kernel to `blocks` and returns the layout it then holds.
+    private func reconciled(to blocks: [FirewallBlock]) throws -> NFTablesLayout {
+        try run(setUpScript)
+        let kernel = try kernelElements()
         var kernelLayers: [IPNetwork: Int] = [:]
         for (set, elements) in kernel {
             guard let layer = set.layer else { continue }
@@ -74,9 +83,8 @@ public actor NFTablesFirewall: Firewall {
         }
         // Stale elements go first, in a transaction of their own: nft checks a transaction's
         // interval adds against the sets as they were before it.
-        if !stale.isEmpty { try await run(stale.script(table: table)) }
-        if !missing.isEmpty { try await run(missing.script(table: table)) }
-        layout = wanted
+        if !stale.isEmpty { try run(stale.script(table: table)) }
+        if !missing.isEmpty { try run(missing.script(table: table)) }
         logger.info(
             "firewall.reconciled",
             metadata: [
@@ -84,6 +92,7 @@ public actor NFTablesFirewall: Firewall {
                 "rampart.firewall.added": "\(missing.add.values.map(\.count).reduce(0, +))",
             ]
         )
+        return wanted
     }
 
     /// The table, its sets and chains. Chains are re-created in the same transaction (so a changed
@@ -117,8 +126,8 @@ public actor NFTablesFirewall: Firewall {
 
     /// What the table's sets hold now: element text (as this backend writes it) and expiry. Read
     /// with Rampart's own JSON parser: Foundation's took 0.7 s and 600 MB for 100k elements.
-    func kernelElements() async throws -> [NFTablesLayout.SetName: [String: Date]] {
-        let json = try await run(arguments: ["-j", "list", "table", "inet", table], input: "", outputLimit: 1 << 30)
+    func kernelElements() throws -> [NFTablesLayout.SetName: [String: Date]] {
+        let json = try run(arguments: ["-j", "list", "table", "inet", table], input: "", outputLimit: 1 << 30)
         let at = now()
         guard case .array(let objects)? = try JSONValue.parse(Array(json.utf8), maxDepth: 16)["nftables"] else {
             throw Command.Failure(description: "nft -j list table printed no nftables document")
@@ -144,9 +153,9 @@ public actor NFTablesFirewall: Firewall {
     }
 
     /// The blocks the kernel holds, for relearning after a failed transaction.
-    func kernelBlocks() async throws -> [FirewallBlock] {
+    func kernelBlocks() throws -> [FirewallBlock] {
         var blocks: [IPNetwork: FirewallBlock] = [:]
-        for (set, elements) in try await kernelElements() {
+        for (set, elements) in try kernelElements() {
             for (text, expiresAt) in elements {
                 guard let target = try? IPNetwork(parsing: text, allowBareAddress: true) else { continue }
                 let direction: Direction = set.side == .inbound ? .inbound : .outbound
@@ -189,12 +198,12 @@ public actor NFTablesFirewall: Firewall {
         )
     }
 
-    private func run(_ script: String) async throws {
-        _ = try await run(arguments: ["-f", "-"], input: script, outputLimit: Command.defaultOutputLimit)
+    private func run(_ script: String) throws {
+        _ = try run(arguments: ["-f", "-"], input: script, outputLimit: Command.defaultOutputLimit)
     }
 
-    private func run(arguments: [String], input: String, outputLimit: Int) async throws -> String {
-        let outcome = await Command.run(
+    private func run(arguments: [String], input: String, outputLimit: Int) throws -> String {
+        let outcome = Command.runBlocking(
             [nft] + arguments, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], input: Array(input.utf8), timeout: timeout,
             outputLimit: outputLimit
         )

@@ -131,7 +131,7 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
         guard let callers else { return }
         do {
             let blocks = try await decisions()
-            try await firewall.reconcile(blocks)
+            try await Blocking.run { [firewall] in try firewall.reconcile(blocks) }
             logger.debug(
                 "firewall.reconciled", metadata: ["rampart.firewall.backend": "\(firewall.name)", "rampart.firewall.blocks": "\(blocks.count)"])
             for caller in callers { caller.resume() }
@@ -151,7 +151,7 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
         guard !batch.isEmpty else { return }
         let started = ContinuousClock.now
         do {
-            try await firewall.apply(batch)
+            try await Blocking.run { [firewall] in try firewall.apply(batch) }
             metrics.firewallBatch(size: batch.count, took: .now - started, failed: false)
         } catch {
             metrics.firewallBatch(size: batch.count, took: .now - started, failed: true)

@@ -71,7 +71,7 @@ struct EnforcerTests {
     /// brought to the store as soon as it has passed, with no real waiting.
     @Test func theReconcileIntervalRunsOnTheInjectedClock() async throws {
         let firewall = DryRunFirewall(logger: Logger(label: "test"))
-        try await firewall.apply([add("77.90.185.9")])  // behind the store's back
+        try firewall.apply([add("77.90.185.9")])  // behind the store's back
         let clock = ManualClock()
         let enforcer = Enforcer(
             firewall: firewall, decisions: { [] }, reconcileInterval: .seconds(60), clock: clock, logger: Logger(label: "test"))
