@@ -53,13 +53,19 @@ public enum Daemon {
             store: store, nodeID: config.node.id, signingKey: signingKey, peers: config.peers, notifyURLs: playbooks.notifyURLs, metrics: metrics,
             logger: logger, clock: clock, now: now
         )
+        let reloader = Reloader(
+            configPath: config.path,
+            inForce: InForce(
+                playbooks: playbooks, policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)),
+                peers: config.peers),
+            store: store, delivery: delivery, enforcer: enforcer, notifier: notifier, metrics: metrics, logger: logger, now: now
+        )
         let pipeline = Pipeline(
-            store: store, enforcer: enforcer, execRunner: execRunner, rules: rules, delivery: delivery, metrics: metrics, nodeID: config.node.id,
+            store: store, execRunner: execRunner, rules: rules, delivery: delivery, metrics: metrics, nodeID: config.node.id,
             limits: IngestParser.Limits(
                 maxItems: config.http.maxItemsPerRequest, maxDepth: config.http.maxJSONDepth, maxRuleBytes: config.http.maxRuleBytes
             ),
-            policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)), playbooks: playbooks,
-            peers: config.peers, now: now
+            inForce: { reloader.inForce }, now: now
         )
         let readiness = Readiness()
 
@@ -72,9 +78,6 @@ public enum Daemon {
         IndicatorRoutes(pipeline: pipeline, bodies: bodies).register(on: router)
         RuleRoutes(pipeline: pipeline, store: store, bodies: bodies).register(on: router)
         DecisionRoutes(store: store, pipeline: pipeline, bodies: bodies, nodeID: config.node.id, now: now).register(on: router)
-        let reloader = Reloader(
-            configPath: config.path, pipeline: pipeline, store: store, notifier: notifier, metrics: metrics, logger: logger, now: now
-        )
         PlaybookRoutes(pipeline: pipeline, reloader: reloader, bodies: bodies, now: now).register(on: router)
         AuditRoutes(store: store).register(on: router)
         PeerRoutes(pipeline: pipeline, delivery: delivery, store: store, bodies: bodies, maxItems: config.http.maxItemsPerRequest, now: now)
@@ -86,10 +89,10 @@ public enum Daemon {
             execRunner,
             delivery,
             ExpiryService(
-                store: store, sightingWindow: { pipeline.playbooks.sightingWindow }, interval: .seconds(1), clock: clock, now: now,
+                store: store, sightingWindow: { reloader.inForce.playbooks.sightingWindow }, interval: .seconds(1), clock: clock, now: now,
                 logger: logger
             ),
-            ReloadOnHangup(reloader: reloader),
+            reloader,
             // Last, so that it is the first told of a shutdown: STOPPING=1 goes out at once.
             SystemdService(notifier: notifier, store: store, logger: logger),
         ]

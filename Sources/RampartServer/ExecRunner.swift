@@ -17,7 +17,8 @@ public final class ExecRunner: Service, Sendable {
     let maxRunning: Int
     let maxQueued: Int
     let now: @Sendable () -> Date
-    private let queue = Mutex<[ExecJob]>([])
+    /// Jobs waiting to run, and jobs dropped because the queue was full, waiting to be audited.
+    private let queue = Mutex<(waiting: [ExecJob], dropped: [ExecJob])>(([], []))
     private let running = Atomic<Int>(0)
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
@@ -38,15 +39,13 @@ public final class ExecRunner: Service, Sendable {
     /// Queues jobs; what does not fit is audited as dropped.
     public func submit(_ jobs: [ExecJob]) {
         guard !jobs.isEmpty else { return }
-        let overflow: [ExecJob] = queue.withLock { queue in
-            let room = max(0, maxQueued - queue.count)
-            queue += jobs.prefix(room)
-            return Array(jobs.dropFirst(room))
+        let overflow: Int = queue.withLock { queue in
+            let room = max(0, maxQueued - queue.waiting.count)
+            queue.waiting += jobs.prefix(room)
+            queue.dropped += jobs.dropFirst(room)
+            return jobs.count - min(room, jobs.count)
         }
-        if !overflow.isEmpty {
-            logger.error("exec.dropped", metadata: ["rampart.jobs": "\(overflow.count)", "rampart.reason": "queue full"])
-            Task { try? await self.record(overflow.map { ($0, Outcome.notRun("dropped: \(self.maxQueued) exec actions were already waiting")) }) }
-        }
+        if overflow > 0 { logger.error("exec.dropped", metadata: ["rampart.jobs": "\(overflow)", "rampart.reason": "queue full"]) }
         wake.yield()
     }
 
@@ -54,7 +53,16 @@ public final class ExecRunner: Service, Sendable {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for await _ in wakeups {
-                    while running.load(ordering: .acquiring) < maxRunning, let job = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+                    let dropped = queue.withLock { queue in
+                        defer { queue.dropped = [] }
+                        return queue.dropped
+                    }
+                    if !dropped.isEmpty {
+                        try? await record(dropped.map { ($0, Outcome.notRun("dropped: \(maxQueued) exec actions were already waiting")) })
+                    }
+                    while running.load(ordering: .acquiring) < maxRunning,
+                        let job = queue.withLock({ $0.waiting.isEmpty ? nil : $0.waiting.removeFirst() })
+                    {
                         running.add(1, ordering: .acquiringAndReleasing)
                         group.addTask {
                             let outcome = await Command.run(job.argv, environment: job.environment, input: job.input, timeout: job.timeout)
@@ -66,10 +74,14 @@ public final class ExecRunner: Service, Sendable {
                 }
             }
             // Shutting down: what never started is recorded as such.
-            let left = queue.withLock { queue in
-                defer { queue.removeAll() }; return queue
+            let (left, dropped) = queue.withLock { queue in
+                defer { queue = ([], []) }
+                return queue
             }
-            if !left.isEmpty { try? await record(left.map { ($0, Outcome.notRun("not run: the daemon stopped first")) }) }
+            let unrun =
+                left.map { ($0, Outcome.notRun("not run: the daemon stopped first")) }
+                + dropped.map { ($0, Outcome.notRun("dropped: \(maxQueued) exec actions were already waiting")) }
+            if !unrun.isEmpty { try? await record(unrun) }
         } onGracefulShutdown: {
             self.wake.finish()
         }

@@ -63,7 +63,11 @@ struct StoreService: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await clock.sleep(for: .milliseconds(250)) }
             do {
-                try store.checkpointIfDue()
+                // Checkpoints and freeing cached pages block for as long as their I/O takes.
+                try await Blocking.run { [store] in
+                    try store.checkpointIfDue()
+                    if store.releaseMemoryIfDue() { FreeMemory.release() }
+                }
             } catch {
                 logger.warning("store.checkpoint_failed", metadata: ["rampart.error": "\(error)"])
             }

@@ -1,5 +1,3 @@
-import RampartStore
-
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -17,17 +15,6 @@ enum FreeMemory {
             return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
         }()
     #endif
-
-    /// After a bulk request: in a second, once its answer and the firewall's batches are freed
-    /// too, SQLite's connections drop their cached pages (they fill again as needed) and the heap
-    /// is trimmed.
-    static func releaseSoon(_ store: Store) {
-        Task.detached {
-            try? await Task.sleep(for: .seconds(1))
-            store.releaseMemory()
-            release()
-        }
-    }
 
     static func release() {
         #if canImport(Glibc)

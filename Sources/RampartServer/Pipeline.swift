@@ -3,7 +3,6 @@ import Logging
 import NIOCore
 import RampartCore
 import RampartStore
-import Synchronization
 
 /// The ingest path: parse a request body into items, run each through the playbooks, and commit
 /// them with what they caused (decisions, audit entries) in chunks that pipeline with parsing:
@@ -12,7 +11,6 @@ import Synchronization
 /// at each chunk's commit, before its log sync.
 public final class Pipeline: Sendable {
     let store: Store
-    let enforcer: Enforcer
     let execRunner: ExecRunner
     let ruleDirectory: RuleDirectory
     let delivery: PeerDelivery
@@ -21,25 +19,18 @@ public final class Pipeline: Sendable {
     let ids: IDGenerator
     let now: @Sendable () -> Date
     let limits: IngestParser.Limits
-    private let inForce: Mutex<InForce>
+    /// What is in force (the reloader replaces it).
+    let inForce: @Sendable () -> InForce
     static let chunkSize = 2048
     static let chunksInFlight = 4
 
-    /// What reloads replace, all at once.
-    struct InForce: Sendable {
-        var playbooks: PlaybookSet
-        var policy: SafetyPolicy
-        var peers: [Peer]
-    }
-
     public init(
-        store: Store, enforcer: Enforcer, execRunner: ExecRunner, rules: RuleDirectory, delivery: PeerDelivery,
+        store: Store, execRunner: ExecRunner, rules: RuleDirectory, delivery: PeerDelivery,
         metrics: RampartMetrics = RampartMetrics(),
-        nodeID: String, limits: IngestParser.Limits, policy: SafetyPolicy, playbooks: PlaybookSet, peers: [Peer], ids: IDGenerator = .shared,
+        nodeID: String, limits: IngestParser.Limits, inForce: @escaping @Sendable () -> InForce, ids: IDGenerator = .shared,
         now: @escaping @Sendable () -> Date = Date.init
     ) {
         self.store = store
-        self.enforcer = enforcer
         self.execRunner = execRunner
         self.ruleDirectory = rules
         self.delivery = delivery
@@ -48,25 +39,19 @@ public final class Pipeline: Sendable {
         self.ids = ids
         self.now = now
         self.limits = limits
-        self.inForce = Mutex(InForce(playbooks: playbooks, policy: policy, peers: peers))
+        self.inForce = inForce
     }
 
-    var current: InForce { inForce.withLock { $0 } }
+    var current: InForce { inForce() }
 
     /// The playbooks in force. A request uses the set that was in force when it started.
-    public var playbooks: PlaybookSet { inForce.withLock { $0.playbooks } }
+    public var playbooks: PlaybookSet { inForce().playbooks }
 
     /// The safety policy in force, for every block whatever its source.
-    public var policy: SafetyPolicy { inForce.withLock { $0.policy } }
+    public var policy: SafetyPolicy { inForce().policy }
 
     /// The peers configured now.
-    public var peers: [Peer] { inForce.withLock { $0.peers } }
-
-    /// Puts new playbooks, safety policy and peers in force, at once, for the requests that start after.
-    public func replace(playbooks: PlaybookSet, policy: SafetyPolicy, peers: [Peer]) {
-        inForce.withLock { $0 = InForce(playbooks: playbooks, policy: policy, peers: peers) }
-        delivery.update(peers: peers, notifyURLs: playbooks.notifyURLs)
-    }
+    public var peers: [Peer] { inForce().peers }
 
     public struct Summary: Sendable {
         public var ids: [String] = []
@@ -90,7 +75,7 @@ public final class Pipeline: Sendable {
         var inFlight: [(chunk: [Planned], counted: Tally, commit: PendingWrite<Outcomes>)] = []
         func finishOldest() async throws {
             let (_, counted, commit) = inFlight.removeFirst()
-            carryOut(try await commit.value())
+            await carryOut(try await commit.value())
             metrics.add(counted)
         }
         var kinds: [IndicatorKind: Int] = [:]
@@ -138,7 +123,7 @@ public final class Pipeline: Sendable {
             while !inFlight.isEmpty { try? await finishOldest() }
             throw error
         }
-        if summary.ids.count + summary.rejected.count >= FreeMemory.bulk { FreeMemory.releaseSoon(store) }
+        if summary.ids.count + summary.rejected.count >= FreeMemory.bulk { store.releaseMemoryWhenQuiet() }
         return summary
     }
 
@@ -160,7 +145,7 @@ public final class Pipeline: Sendable {
         let item = Item(id: ids.next(), payload: .rule(rule), via: via, origin: nodeID, receivedAt: at)
         let context = context(via: via, positionName: "rule", inForce: inForce, at: at)
         let planned = [Planned.accepted(item, inForce.playbooks, context.planning)]
-        carryOut(try await store.write { tx in try tx.apply(planned, in: context) })
+        await carryOut(try await store.write { tx in try tx.apply(planned, in: context) })
         var counted = Tally()
         counted.add(.itemsIngested, ["kind": "rule", "via": via])
         metrics.add(counted)
@@ -178,15 +163,25 @@ public final class Pipeline: Sendable {
             outcomes.tally.add(outcome)
             return (outcome, outcomes)
         }
-        carryOut(outcomes)
+        await carryOut(outcomes)
         return outcome
     }
 
     /// Hands what a durable commit caused to the exec runner, the rules directory and the peers'
     /// dispatchers.
-    func carryOut(_ outcomes: Outcomes) {
-        ruleDirectory.remove(outcomes.removedRules)
-        ruleDirectory.write(outcomes.rules)
+    func carryOut(_ outcomes: Outcomes) async {
+        if !outcomes.rules.isEmpty || !outcomes.removedRules.isEmpty {
+            let (directory, rules, removed) = (ruleDirectory, outcomes.rules, outcomes.removedRules)
+            do {
+                try await Blocking.run {
+                    directory.remove(removed)
+                    directory.write(rules)
+                }
+            } catch {
+                // The pool stopped (the daemon is shutting down): the rules directory follows
+                // the store at the next start.
+            }
+        }
         execRunner.submit(outcomes.execs)
         delivery.wake(outcomes.destinations)
         metrics.add(outcomes.tally)

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Logging
 import RampartCore
+import Synchronization
 
 /// Rampart's durable state: one SQLite database in WAL mode under the state directory.
 ///
@@ -15,6 +16,7 @@ public final class Store: Sendable {
     private let committer: GroupCommitter
     /// A connection of its own for WAL checkpoints, so that they never run on the commit path.
     private let checkpointer: DatabaseQueue?
+    private let memoryReleaseWanted = Atomic<Bool>(false)
 
     /// Opens (creating and migrating when needed) the database at `path`.
     public init(path: String, readOnly: Bool = false) throws {
@@ -107,6 +109,20 @@ public final class Store: Sendable {
     /// Has every connection free the memory it can (cached pages), after a bulk load.
     public func releaseMemory() {
         pool.releaseMemory()
+    }
+
+    /// Asks for `releaseMemory` once writes pause (`releaseMemoryIfDue`), after a bulk request.
+    public func releaseMemoryWhenQuiet() {
+        memoryReleaseWanted.store(true, ordering: .relaxed)
+    }
+
+    /// Releases memory when it was asked for and writes have paused for `quiet`; returns whether it did.
+    @discardableResult
+    public func releaseMemoryIfDue(quiet: Duration = .seconds(1)) -> Bool {
+        guard memoryReleaseWanted.load(ordering: .relaxed), committer.idleTime >= quiet else { return false }
+        memoryReleaseWanted.store(false, ordering: .relaxed)
+        releaseMemory()
+        return true
     }
 
     /// Starts the writer and sync threads (once; a read-only store has none). `observer` hears

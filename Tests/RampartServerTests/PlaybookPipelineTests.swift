@@ -1,7 +1,9 @@
 import Foundation
 import HummingbirdTesting
+import Logging
 import RampartCore
 import RampartServer
+import RampartStore
 import RampartTesting
 import Testing
 
@@ -153,6 +155,23 @@ import Testing
     }
 }
 
+/// Reloads run one at a time in the reloader's service, each answered; once the daemon has
+/// stopped, a reload is refused rather than left waiting.
+@Suite struct ReloaderTests {
+    @Test func concurrentReloadsAreEachAnsweredAndAudited() async throws {
+        let node = try TestNode()
+        let reloader = try await node.runReturningParts { client, _ in
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<4 { group.addTask { Int(try await client.call(.post, "/v1/reload").status.code) } }
+                for try await status in group { #expect(status == 200) }
+            }
+            let events = try await client.auditEvents().compactMap { $0["event"] as? String }
+            #expect(events.filter { $0 == "config.reloaded" }.count == 4)
+        }.reloader
+        await #expect(throws: Reloader.Stopped.self) { _ = try await reloader.reload(by: "test") }
+    }
+}
+
 @Suite struct EscalationTests {
     @Test func repeatOffendersAreBlockedLongerUpToTheCap() async throws {
         let clock = ManualClock()
@@ -225,6 +244,32 @@ import Testing
             #expect(slow["signal"] as? Int == Int(SIGTERM))
             #expect((slow["duration_ms"] as? Int ?? 0) < 2000)
         }
+    }
+
+    /// Jobs that do not fit in the queue are audited as dropped by the runner's own loop, and
+    /// those it holds still run.
+    @Test func jobsBeyondTheQueueAreAuditedAsDropped() async throws {
+        let store = try Store(path: NSTemporaryDirectory() + "rampart-exec-\(UUID().uuidString)/rampart.sqlite")
+        store.start()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let runner = ExecRunner(store: store, logger: logger, maxRunning: 1, maxQueued: 1, now: Date.init)
+        let item = Item(
+            id: "item-1", payload: .indicator(Indicator(kind: .ipv4, value: "45.9.148.3")), via: "api:test", origin: "here", receivedAt: Date())
+        runner.submit((0..<3).map { _ in ExecJob(item: item, input: [], playbook: "p", argv: ["/bin/true"], timeout: .seconds(5)) })
+        let running = Task { try await runner.run() }
+        func details() throws -> [[String: Any]] {
+            try store.auditEntries(.all, limit: 100).filter { $0.event == "action.exec" }.compactMap {
+                try JSONSerialization.jsonObject(with: Data($0.detail.utf8)) as? [String: Any]
+            }
+        }
+        try await waitUntil(seconds: 30) { try details().count == 3 }
+        let entries = try details()
+        #expect(entries.compactMap { $0["error"] as? String } == Array(repeating: "dropped: 1 exec actions were already waiting", count: 2))
+        #expect(entries.compactMap { $0["exit_status"] as? Int } == [0])
+        running.cancel()
+        try? await running.value
+        await store.close()
     }
 
     @Test func simulatedExecIsRecordedNotRun() async throws {

@@ -52,6 +52,16 @@ struct TestNode {
             config: config, logger: logger, firewall: firewall, clock: clock ?? ContinuousClock(), now: { clock?.wallTime ?? Date() })
         try await app.test(.live) { client in try await body(client, parts) }
     }
+
+    /// `run`, returning the daemon's parts once it has shut down.
+    func runReturningParts(_ body: @Sendable (TestClientProtocol, Daemon.Parts) async throws -> Void) async throws -> Daemon.Parts {
+        let parts = Mutex<Daemon.Parts?>(nil)
+        try await run { client, running in
+            parts.withLock { $0 = running }
+            try await body(client, running)
+        }
+        return parts.withLock { $0! }
+    }
 }
 
 /// A decoded answer: status, headers and JSON body.

@@ -77,7 +77,7 @@ extension Pipeline {
         counted.add(.peerItems, ["peer": peer.name, "outcome": "accepted"], received.accepted)
         counted.add(.peerItems, ["peer": peer.name, "outcome": "duplicate"], received.duplicates)
         metrics.add(counted)
-        carryOut(outcomes)
+        await carryOut(outcomes)
         return received
     }
 
@@ -117,7 +117,7 @@ extension Pipeline {
             let revoked = try tx.revoke(id: id, value: value, reason: reason, by: by, now: at)
             return (revoked, try tx.forwardRevocations(of: revoked, reason: reason, nodeID: nodeID, peers: peers, at: at))
         }
-        carryOut(outcomes)
+        await carryOut(outcomes)
         return revoked
     }
 
@@ -137,7 +137,7 @@ extension Pipeline {
             }
             return (revoked, outcomes)
         }
-        carryOut(outcomes)
+        await carryOut(outcomes)
         return (revoked, outcomes.removedRules)
     }
 
@@ -159,7 +159,7 @@ extension Pipeline {
                 return (outcomes.removedRules, outcomes)
             })
         else { return nil }
-        carryOut(outcomes)
+        await carryOut(outcomes)
         return removed
     }
 }
