@@ -122,22 +122,92 @@ public struct Config: Sendable {
     }
 
     /// Every key the configuration accepts, by section (`""` is the top level, `api_keys` each
-    /// entry of that list). The parser allows exactly these; a test checks that
-    /// `deploy/rampart.example.yaml` documents each one.
+    /// entry of that list): a type per section, through which the parser reads it, so that it
+    /// allows exactly the keys it reads. A test checks that `deploy/rampart.example.yaml`
+    /// documents each one.
+    public enum Keys {
+        /// The keys of the top level.
+        public enum Top: String, ConfigKey {
+            case node, listen, tls, stateDir = "state_dir", playbooks, lists, firewall, safety, apiKeys = "api_keys", http, log, signing, peers
+        }
+
+        /// The keys of `tls`.
+        public enum TLS: String, ConfigKey {
+            case cert, key, clientCA = "client_ca"
+        }
+
+        /// The keys of `node`.
+        public enum Node: String, ConfigKey {
+            case id, region
+        }
+
+        /// The keys of `firewall`.
+        public enum Firewall: String, ConfigKey {
+            case backend, table, priority, nft, command, timeout, reconcileInterval = "reconcile_interval"
+        }
+
+        /// The keys of `safety`.
+        public enum Safety: String, ConfigKey {
+            case neverBlock = "never_block", allowNonGlobal = "allow_non_global", maxPrefix = "max_prefix", maxActiveBlocks = "max_active_blocks"
+        }
+
+        /// The keys of `safety.max_prefix`.
+        public enum MaxPrefix: String, ConfigKey {
+            case ipv4, ipv6
+        }
+
+        /// The keys of `api_keys`.
+        public enum APIKey: String, ConfigKey {
+            case name, roles, tokenSHA256 = "token_sha256"
+        }
+
+        /// The keys of `http`.
+        public enum HTTP: String, ConfigKey {
+            case maxBody = "max_body", maxItems = "max_items", maxJSONDepth = "max_json_depth", idleTimeout = "idle_timeout", maxHeaderBytes =
+                "max_header_bytes", bodyTimeout = "body_timeout", maxRule = "max_rule"
+        }
+
+        /// The keys of `log`.
+        public enum Log: String, ConfigKey {
+            case level, format
+        }
+
+        /// The keys of `signing`.
+        public enum Signing: String, ConfigKey {
+            case keyFile = "key_file"
+        }
+
+        /// The keys of `peers`.
+        public enum Peer: String, ConfigKey {
+            case name, nodeId = "node_id", url, publicKey = "public_key", secret, share, accept, expires
+        }
+
+        /// The keys of `peers.share`.
+        public enum Share: String, ConfigKey {
+            case maxTlp = "max_tlp", items, kinds, actions, regions, redact
+        }
+
+        /// The keys of `peers.accept`.
+        public enum Accept: String, ConfigKey {
+            case items, suggested, maxDuration = "max_duration", minConfidence = "min_confidence", rate
+        }
+    }
+
+    /// The key names of every section, by section.
     public static let keys: [String: [String]] = [
-        "": ["node", "listen", "tls", "state_dir", "playbooks", "lists", "firewall", "safety", "api_keys", "http", "log", "signing", "peers"],
-        "tls": ["cert", "key", "client_ca"],
-        "node": ["id", "region"],
-        "firewall": ["backend", "table", "priority", "nft", "command", "timeout", "reconcile_interval"],
-        "safety": ["never_block", "allow_non_global", "max_prefix", "max_active_blocks"],
-        "safety.max_prefix": ["ipv4", "ipv6"],
-        "api_keys": ["name", "roles", "token_sha256"],
-        "http": ["max_body", "max_items", "max_json_depth", "idle_timeout", "max_header_bytes", "body_timeout", "max_rule"],
-        "log": ["level", "format"],
-        "signing": ["key_file"],
-        "peers": ["name", "node_id", "url", "public_key", "secret", "share", "accept", "expires"],
-        "peers.share": ["max_tlp", "items", "kinds", "actions", "regions", "redact"],
-        "peers.accept": ["items", "suggested", "max_duration", "min_confidence", "rate"],
+        "": Keys.Top.names,
+        "tls": Keys.TLS.names,
+        "node": Keys.Node.names,
+        "firewall": Keys.Firewall.names,
+        "safety": Keys.Safety.names,
+        "safety.max_prefix": Keys.MaxPrefix.names,
+        "api_keys": Keys.APIKey.names,
+        "http": Keys.HTTP.names,
+        "log": Keys.Log.names,
+        "signing": Keys.Signing.names,
+        "peers": Keys.Peer.names,
+        "peers.share": Keys.Share.names,
+        "peers.accept": Keys.Accept.names,
     ]
 
     /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
@@ -157,50 +227,50 @@ public struct Config: Sendable {
             }
             return URL(fileURLWithPath: text, relativeTo: base).standardizedFileURL.path
         }
-        guard let top = reader.fields(root, allowed: keys[""]!, what: "the configuration") else {
+        guard let top = reader.section(root, Keys.Top.self, what: "the configuration") else {
             throw Diagnostics(reader.diagnostics)
         }
         var node = Node(id: "", region: nil)
-        if let n = top.required("node"), let fields = reader.fields(n, allowed: keys["node"]!, what: "node") {
-            if let idNode = fields.required("id"), let id = reader.string(idNode, "node.id") {
+        if let n = top.required(.node), let fields = reader.section(n, Keys.Node.self, what: "node") {
+            if let idNode = fields.required(.id), let id = reader.string(idNode, "node.id") {
                 if isName(id) { node.id = id } else { reader.error(idNode, "node.id must be 1-64 letters, digits, '-', '_' or '.'") }
             }
-            if let r = fields["region"] { node.region = reader.string(r, "node.region") }
+            if let r = fields[.region] { node.region = reader.string(r, "node.region") }
         }
         var listen = Listen(host: "127.0.0.1", port: 8470)
-        if let n = top["listen"], let text = reader.string(n, "listen") {
+        if let n = top[.listen], let text = reader.string(n, "listen") {
             if let parsed = parseListen(text) {
                 listen = parsed
             } else {
                 reader.error(n, "listen must be host:port, such as 127.0.0.1:8470 or [::1]:8470")
             }
         }
-        let stateDirectory = top.required("state_dir").flatMap { resolve($0, "state_dir") } ?? ""
-        let playbooks = top.required("playbooks").flatMap { resolve($0, "playbooks") } ?? ""
-        let lists = top["lists"].flatMap { resolve($0, "lists") }
+        let stateDirectory = top.required(.stateDir).flatMap { resolve($0, "state_dir") } ?? ""
+        let playbooks = top.required(.playbooks).flatMap { resolve($0, "playbooks") } ?? ""
+        let lists = top[.lists].flatMap { resolve($0, "lists") }
         var config = Config(
             path: path, node: node, listen: listen, stateDirectory: stateDirectory, playbooksDirectory: playbooks,
             listsDirectory: lists
         )
-        if let n = top["tls"], let fields = reader.fields(n, allowed: keys["tls"]!, what: "tls") {
-            func file(_ key: String) -> String? {
-                guard let node = fields[key], let path = resolve(node, "tls.\(key)") else { return nil }
+        if let n = top[.tls], let fields = reader.section(n, Keys.TLS.self, what: "tls") {
+            func file(_ key: Keys.TLS) -> String? {
+                guard let node = fields[key], let path = resolve(node, "tls.\(key.rawValue)") else { return nil }
                 guard FileManager.default.isReadableFile(atPath: path) else {
-                    reader.error(node, "tls.\(key): cannot read \(path)")
+                    reader.error(node, "tls.\(key.rawValue): cannot read \(path)")
                     return nil
                 }
                 return path
             }
-            _ = fields.required("cert")
-            _ = fields.required("key")
-            if let certificate = file("cert"), let key = file("key") {
-                config.tls = TLS(certificate: certificate, key: key, clientCA: file("client_ca"))
+            _ = fields.required(.cert)
+            _ = fields.required(.key)
+            if let certificate = file(.cert), let key = file(.key) {
+                config.tls = TLS(certificate: certificate, key: key, clientCA: file(.clientCA))
             }
         }
-        if let n = top["firewall"],
-            let fields = reader.fields(n, allowed: keys["firewall"]!, what: "firewall")
+        if let n = top[.firewall],
+            let fields = reader.section(n, Keys.Firewall.self, what: "firewall")
         {
-            if let b = fields["backend"] {
+            if let b = fields[.backend] {
                 config.firewall.backend =
                     reader.word(b, "firewall.backend") { (text) throws(ValueError) -> FirewallBackend in
                         guard let backend = FirewallBackend(rawValue: text) else {
@@ -212,38 +282,38 @@ public struct Config: Sendable {
                         return backend
                     } ?? .dryRun
             }
-            if let t = fields["table"], let table = reader.string(t, "firewall.table") {
+            if let t = fields[.table], let table = reader.string(t, "firewall.table") {
                 if isName(table) && !table.contains(".") && !table.contains("-") && table.first!.isLetter {
                     config.firewall.table = table
                 } else {
                     reader.error(t, "firewall.table must be 1-64 letters, digits or '_', starting with a letter")
                 }
             }
-            if let v = fields["priority"], let priority = reader.int(v, "firewall.priority", in: -400...400) {
+            if let v = fields[.priority], let priority = reader.int(v, "firewall.priority", in: -400...400) {
                 config.firewall.priority = priority
             }
-            if let v = fields["nft"], let nft = reader.string(v, "firewall.nft") {
+            if let v = fields[.nft], let nft = reader.string(v, "firewall.nft") {
                 if nft.hasPrefix("/") { config.firewall.nft = nft } else { reader.error(v, "firewall.nft must be an absolute path") }
             }
-            if let v = fields["command"], let argv = reader.strings(v, "firewall.command", allowSingle: false) {
+            if let v = fields[.command], let argv = reader.strings(v, "firewall.command", allowSingle: false) {
                 if let program = argv.first, program.hasPrefix("/") {
                     config.firewall.command = argv
                 } else {
                     reader.error(v, "firewall.command must be a list whose first element is an absolute path (argv, never a shell line)")
                 }
             }
-            if let v = fields["timeout"], let timeout = reader.duration(v, "firewall.timeout") { config.firewall.timeout = timeout }
-            if let v = fields["reconcile_interval"], let interval = reader.duration(v, "firewall.reconcile_interval") {
+            if let v = fields[.timeout], let timeout = reader.duration(v, "firewall.timeout") { config.firewall.timeout = timeout }
+            if let v = fields[.reconcileInterval], let interval = reader.duration(v, "firewall.reconcile_interval") {
                 config.firewall.reconcileInterval = interval
             }
             if config.firewall.backend == .exec && config.firewall.command.isEmpty {
                 reader.error(n, "firewall.command is required with backend exec")
             }
         }
-        if let n = top["safety"] {
+        if let n = top[.safety] {
             config.safety = parseSafety(n, reader)
         }
-        if let n = top["api_keys"], let entries = reader.list(n, "api_keys", allowSingle: false) {
+        if let n = top[.apiKeys], let entries = reader.list(n, "api_keys", allowSingle: false) {
             var names: Set<String> = []
             for entry in entries {
                 guard let key = parseAPIKey(entry, reader) else { continue }
@@ -251,11 +321,11 @@ public struct Config: Sendable {
                 config.apiKeys.append(key)
             }
         }
-        if let n = top["http"] {
+        if let n = top[.http] {
             config.http = parseHTTP(n, reader)
         }
-        if let n = top["log"], let fields = reader.fields(n, allowed: keys["log"]!, what: "log") {
-            if let l = fields["level"], let level = reader.string(l, "log.level") {
+        if let n = top[.log], let fields = reader.section(n, Keys.Log.self, what: "log") {
+            if let l = fields[.level], let level = reader.string(l, "log.level") {
                 let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
                 if levels.contains(level) {
                     config.log.level = level
@@ -263,7 +333,7 @@ public struct Config: Sendable {
                     reader.error(l, "log.level must be one of: \(levels.joined(separator: ", "))")
                 }
             }
-            if let f = fields["format"] {
+            if let f = fields[.format] {
                 config.log.format =
                     reader.word(f, "log.format") { (text) throws(ValueError) -> LogFormat in
                         guard let format = LogFormat(rawValue: text) else { throw ValueError(.invalidField, "expected logfmt or json") }
@@ -271,10 +341,10 @@ public struct Config: Sendable {
                     } ?? .logfmt
             }
         }
-        if let n = top["signing"], let fields = reader.fields(n, allowed: keys["signing"]!, what: "signing") {
-            if let k = fields.required("key_file") { config.signingKeyFile = resolve(k, "signing.key_file") }
+        if let n = top[.signing], let fields = reader.section(n, Keys.Signing.self, what: "signing") {
+            if let k = fields.required(.keyFile) { config.signingKeyFile = resolve(k, "signing.key_file") }
         }
-        if let n = top["peers"] {
+        if let n = top[.peers] {
             config.peers = parsePeers(n, reader: reader, nodeID: config.node.id)
             if config.signingKeyFile == nil, let unsigned = config.peers.first(where: { $0.secret == nil }) {
                 reader.error(
@@ -303,34 +373,34 @@ public struct Config: Sendable {
 
     static func parseSafety(_ node: Yams.Node, _ reader: YAMLReader) -> Safety {
         var safety = Safety()
-        guard let fields = reader.fields(node, allowed: keys["safety"]!, what: "safety") else {
+        guard let fields = reader.section(node, Keys.Safety.self, what: "safety") else {
             return safety
         }
-        func networks(_ key: String) -> [IPNetwork] {
-            guard let n = fields[key], let items = reader.list(n, "safety.\(key)", allowSingle: false) else { return [] }
+        func networks(_ key: Keys.Safety) -> [IPNetwork] {
+            guard let n = fields[key], let items = reader.list(n, "safety.\(key.rawValue)", allowSingle: false) else { return [] }
             return items.compactMap { item in
-                reader.word(item, "safety.\(key)") { (text) throws(ValueError) -> IPNetwork in
+                reader.word(item, "safety.\(key.rawValue)") { (text) throws(ValueError) -> IPNetwork in
                     try IPNetwork(parsing: text, allowBareAddress: true)
                 }
             }
         }
-        safety.neverBlock = networks("never_block")
-        safety.allowNonGlobal = networks("allow_non_global")
-        if let n = fields["max_prefix"], let prefix = reader.fields(n, allowed: keys["safety.max_prefix"]!, what: "safety.max_prefix") {
-            if let v = prefix["ipv4"], let value = reader.int(v, "safety.max_prefix.ipv4", in: 8...32) { safety.maxPrefixV4 = value }
-            if let v = prefix["ipv6"], let value = reader.int(v, "safety.max_prefix.ipv6", in: 16...128) { safety.maxPrefixV6 = value }
+        safety.neverBlock = networks(.neverBlock)
+        safety.allowNonGlobal = networks(.allowNonGlobal)
+        if let n = fields[.maxPrefix], let prefix = reader.section(n, Keys.MaxPrefix.self, what: "safety.max_prefix") {
+            if let v = prefix[.ipv4], let value = reader.int(v, "safety.max_prefix.ipv4", in: 8...32) { safety.maxPrefixV4 = value }
+            if let v = prefix[.ipv6], let value = reader.int(v, "safety.max_prefix.ipv6", in: 16...128) { safety.maxPrefixV6 = value }
         }
-        if let n = fields["max_active_blocks"], let value = reader.int(n, "safety.max_active_blocks", in: 1...100_000_000) {
+        if let n = fields[.maxActiveBlocks], let value = reader.int(n, "safety.max_active_blocks", in: 1...100_000_000) {
             safety.maxActiveBlocks = value
         }
         return safety
     }
 
     static func parseAPIKey(_ node: Yams.Node, _ reader: YAMLReader) -> APIKey? {
-        guard let fields = reader.fields(node, allowed: keys["api_keys"]!, what: "an api key") else { return nil }
-        guard let nameNode = fields.required("name"), let name = reader.string(nameNode, "api_keys.name"),
-            let rolesNode = fields.required("roles"), let roleNames = reader.strings(rolesNode, "api_keys.roles"),
-            let hashNode = fields.required("token_sha256"), let hashText = reader.string(hashNode, "api_keys.token_sha256")
+        guard let fields = reader.section(node, Keys.APIKey.self, what: "an api key") else { return nil }
+        guard let nameNode = fields.required(.name), let name = reader.string(nameNode, "api_keys.name"),
+            let rolesNode = fields.required(.roles), let roleNames = reader.strings(rolesNode, "api_keys.roles"),
+            let hashNode = fields.required(.tokenSHA256), let hashText = reader.string(hashNode, "api_keys.token_sha256")
         else { return nil }
         guard isName(name) else {
             reader.error(nameNode, "api key names are 1-64 letters, digits, '-', '_' or '.'")
@@ -355,20 +425,20 @@ public struct Config: Sendable {
 
     static func parseHTTP(_ node: Yams.Node, _ reader: YAMLReader) -> HTTP {
         var http = HTTP()
-        guard let fields = reader.fields(node, allowed: keys["http"]!, what: "http") else { return http }
-        if let n = fields["max_body"], let size = reader.word(n, "http.max_body", Config.parseSize) { http.maxBodyBytes = size }
-        if let n = fields["max_items"], let v = reader.int(n, "http.max_items", in: 1...10_000_000) { http.maxItemsPerRequest = v }
-        if let n = fields["max_json_depth"], let v = reader.int(n, "http.max_json_depth", in: 4...256) { http.maxJSONDepth = v }
-        if let n = fields["idle_timeout"], let v = reader.duration(n, "http.idle_timeout") { http.idleTimeout = v }
-        if let n = fields["max_header_bytes"], let size = reader.word(n, "http.max_header_bytes", Config.parseSize) {
+        guard let fields = reader.section(node, Keys.HTTP.self, what: "http") else { return http }
+        if let n = fields[.maxBody], let size = reader.word(n, "http.max_body", Config.parseSize) { http.maxBodyBytes = size }
+        if let n = fields[.maxItems], let v = reader.int(n, "http.max_items", in: 1...10_000_000) { http.maxItemsPerRequest = v }
+        if let n = fields[.maxJSONDepth], let v = reader.int(n, "http.max_json_depth", in: 4...256) { http.maxJSONDepth = v }
+        if let n = fields[.idleTimeout], let v = reader.duration(n, "http.idle_timeout") { http.idleTimeout = v }
+        if let n = fields[.maxHeaderBytes], let size = reader.word(n, "http.max_header_bytes", Config.parseSize) {
             if (1 << 10...1 << 20).contains(size) {
                 http.maxHeaderBytes = size
             } else {
                 reader.error(n, "http.max_header_bytes must be between 1KiB and 1MiB")
             }
         }
-        if let n = fields["body_timeout"], let v = reader.duration(n, "http.body_timeout") { http.bodyTimeout = v }
-        if let n = fields["max_rule"], let size = reader.word(n, "http.max_rule", Config.parseSize) {
+        if let n = fields[.bodyTimeout], let v = reader.duration(n, "http.body_timeout") { http.bodyTimeout = v }
+        if let n = fields[.maxRule], let size = reader.word(n, "http.max_rule", Config.parseSize) {
             if (1 << 10...16 << 20).contains(size) {
                 http.maxRuleBytes = size
             } else {

@@ -55,6 +55,23 @@ public final class YAMLReader {
     }
 
     /// Reads a mapping whose keys must be among `allowed`; `what` names it in messages ("playbook", "match").
+    /// A mapping read through its key type: only those keys are allowed (others are reported),
+    /// and only those can be asked for.
+    public func section<Key: ConfigKey>(_ node: Node, _ keys: Key.Type, what: String) -> Section<Key>? {
+        fields(node, allowed: Key.names, what: what).map(Section.init)
+    }
+
+    public struct Section<Key: ConfigKey> {
+        public let fields: Fields
+
+        public var node: Node { fields.node }
+
+        public subscript(_ key: Key) -> Node? { fields[key.rawValue] }
+
+        /// The value of a key that must be present; reports it when missing.
+        public func required(_ key: Key) -> Node? { fields.required(key.rawValue) }
+    }
+
     public func fields(_ node: Node, allowed: [String], what: String) -> Fields? {
         guard case .mapping(let mapping) = node else {
             error(node, "\(what) must be a mapping of keys to values, found \(describe(node))")
@@ -189,4 +206,11 @@ public final class YAMLReader {
         guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= max(1, min(2, word.count / 3)) else { return nil }
         return best.0
     }
+}
+
+/// The keys of one section of a YAML document, such as `Config.FirewallKey`.
+public protocol ConfigKey: RawRepresentable, CaseIterable, Sendable where RawValue == String {}
+
+extension ConfigKey {
+    public static var names: [String] { allCases.map(\.rawValue) }
 }

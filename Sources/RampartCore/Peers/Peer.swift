@@ -138,9 +138,9 @@ extension Config {
     }
 
     static func parsePeer(_ node: Yams.Node, path: String, reader: YAMLReader) -> Peer? {
-        guard let fields = reader.fields(node, allowed: keys["peers"]!, what: "a peer") else { return nil }
-        guard let nameNode = fields.required("name"), let name = reader.string(nameNode, "\(path).name"),
-            let urlNode = fields.required("url"), let url = reader.string(urlNode, "\(path).url")
+        guard let fields = reader.section(node, Config.Keys.Peer.self, what: "a peer") else { return nil }
+        guard let nameNode = fields.required(.name), let name = reader.string(nameNode, "\(path).name"),
+            let urlNode = fields.required(.url), let url = reader.string(urlNode, "\(path).url")
         else { return nil }
         guard isName(name) else {
             reader.error(nameNode, "peer names are 1-64 letters, digits, '-', '_' or '.'")
@@ -156,28 +156,28 @@ extension Config {
                 urlNode,
                 "\(path).url must be an http:// or https:// URL without credentials, such as https://rampart.cert-fr.example:8470/v1/peer/events")
         }
-        if let n = fields["node_id"], let id = reader.string(n, "\(path).node_id") {
+        if let n = fields[.nodeId], let id = reader.string(n, "\(path).node_id") {
             if isName(id) { peer.nodeID = id } else { reader.error(n, "\(path).node_id must be 1-64 letters, digits, '-', '_' or '.'") }
         }
-        if let n = fields["public_key"], let entries = reader.list(n, "\(path).public_key") {
+        if let n = fields[.publicKey], let entries = reader.list(n, "\(path).public_key") {
             peer.publicKeys = entries.compactMap { entry in
                 reader.word(entry, "\(path).public_key") { (text) throws(ValueError) in
                     do { return try WebhookSignature.PublicKey(text: text) } catch { throw ValueError(.invalidField, "\(error)") }
                 }
             }
         }
-        if let n = fields["secret"] {
+        if let n = fields[.secret] {
             peer.secret = reader.word(n, "\(path).secret") { (text) throws(ValueError) in
                 do { return try WebhookSignature.Secret(text: text) } catch { throw ValueError(.invalidField, "\(error)") }
             }
         }
-        if fields["public_key"] == nil && fields["secret"] == nil {
+        if fields[.publicKey] == nil && fields[.secret] == nil {
             reader.error(
                 node, "peer '\(name)' needs a public_key (whpk_…, from its `rampart keygen`), a secret (whsec_…) or both, to verify what it sends")
         }
-        if let n = fields["share"] { peer.share = parseSharing(n, path: "\(path).share", reader: reader) }
-        if let n = fields["accept"] { peer.accept = parseTrust(n, path: "\(path).accept", reader: reader) }
-        if let n = fields["expires"] {
+        if let n = fields[.share] { peer.share = parseSharing(n, path: "\(path).share", reader: reader) }
+        if let n = fields[.accept] { peer.accept = parseTrust(n, path: "\(path).accept", reader: reader) }
+        if let n = fields[.expires] {
             peer.expires = reader.word(n, "\(path).expires") { (text) throws(ValueError) -> Date in
                 // A bare date means the start of that day, UTC.
                 try Timestamp.parse(text.count == 10 ? text + "T00:00:00Z" : text)
@@ -188,18 +188,18 @@ extension Config {
 
     static func parseSharing(_ node: Yams.Node, path: String, reader: YAMLReader) -> SharingPolicy {
         var share = SharingPolicy()
-        guard let fields = reader.fields(node, allowed: keys["peers.share"]!, what: path) else { return share }
-        if let n = fields["max_tlp"] {
+        guard let fields = reader.section(node, Config.Keys.Share.self, what: path) else { return share }
+        if let n = fields[.maxTlp] {
             share.maxTLP = reader.word(n, "\(path).max_tlp") { (text) throws(ValueError) in try TLP(name: text) } ?? .amber
             if share.maxTLP == .red { reader.error(n, "\(path).max_tlp cannot be red: TLP:RED never leaves this node; the most is amber+strict") }
         }
-        if let n = fields["items"], let names = reader.strings(n, "\(path).items") {
+        if let n = fields[.items], let names = reader.strings(n, "\(path).items") {
             share.items = Set(names)
             for name in names where !SharingPolicy.itemTypes.contains(name) {
                 reader.error(n, "\(path).items: unknown item type '\(name.preview)'; expected indicator or rule")
             }
         }
-        if let n = fields["kinds"], let names = reader.strings(n, "\(path).kinds") {
+        if let n = fields[.kinds], let names = reader.strings(n, "\(path).kinds") {
             share.kinds = KindSet(
                 names.compactMap { name in
                     do { return try IndicatorKind(name: name) } catch {
@@ -208,14 +208,14 @@ extension Config {
                     }
                 })
         }
-        if let n = fields["actions"], let names = reader.strings(n, "\(path).actions") {
+        if let n = fields[.actions], let names = reader.strings(n, "\(path).actions") {
             share.actions = Set(names)
             for name in names where !PeerMessage.suggestible.contains(name) {
                 reader.error(n, "\(path).actions: unknown action '\(name.preview)'; expected \(PeerMessage.suggestible.joined(separator: ", "))")
             }
         }
-        if let n = fields["regions"], let names = reader.strings(n, "\(path).regions") { share.regions = Set(names) }
-        if let n = fields["redact"], let names = reader.strings(n, "\(path).redact") {
+        if let n = fields[.regions], let names = reader.strings(n, "\(path).regions") { share.regions = Set(names) }
+        if let n = fields[.redact], let names = reader.strings(n, "\(path).redact") {
             for name in names where !SharingPolicy.redactable.contains(name) {
                 reader.error(n, "\(path).redact: '\(name.preview)' cannot be redacted; expected \(SharingPolicy.redactable.joined(separator: ", "))")
             }
@@ -226,8 +226,8 @@ extension Config {
 
     static func parseTrust(_ node: Yams.Node, path: String, reader: YAMLReader) -> TrustPolicy {
         var accept = TrustPolicy()
-        guard let fields = reader.fields(node, allowed: keys["peers.accept"]!, what: path) else { return accept }
-        if let n = fields["items"], let names = reader.strings(n, "\(path).items") {
+        guard let fields = reader.section(node, Config.Keys.Accept.self, what: path) else { return accept }
+        if let n = fields[.items], let names = reader.strings(n, "\(path).items") {
             accept.items = []
             for name in names {
                 if let type = TrustPolicy.ItemType(rawValue: name) {
@@ -237,15 +237,15 @@ extension Config {
                 }
             }
         }
-        if let n = fields["suggested"], let names = reader.strings(n, "\(path).suggested") {
+        if let n = fields[.suggested], let names = reader.strings(n, "\(path).suggested") {
             for name in names where !PeerMessage.suggestible.contains(name) {
                 reader.error(n, "\(path).suggested: unknown action '\(name.preview)'; expected \(PeerMessage.suggestible.joined(separator: ", "))")
             }
             accept.suggested = Set(names)
         }
-        if let n = fields["max_duration"] { accept.maxDuration = reader.duration(n, "\(path).max_duration") }
-        if let n = fields["min_confidence"], let value = reader.int(n, "\(path).min_confidence", in: 0...100) { accept.minConfidence = value }
-        if let n = fields["rate"] {
+        if let n = fields[.maxDuration] { accept.maxDuration = reader.duration(n, "\(path).max_duration") }
+        if let n = fields[.minConfidence], let value = reader.int(n, "\(path).min_confidence", in: 0...100) { accept.minConfidence = value }
+        if let n = fields[.rate] {
             accept.rate = reader.word(n, "\(path).rate") { (text) throws(ValueError) -> (Int, Duration) in
                 let parts = text.split(separator: "/")
                 let units: [String: Duration] = ["s": .seconds(1), "min": .seconds(60), "h": .seconds(3600)]
