@@ -26,6 +26,8 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
     /// Unblocks committed but not yet on disk: the commit of each target's latest.
     private var held: [IPNetwork: UInt64] = [:]
     private var reconcileWanted = false
+    /// Changes applied since the heap was last trimmed (read and written by the run loop only).
+    private var appliedSinceRelease = 0
     private var waiting: [CheckedContinuation<Void, any Error>] = []
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
@@ -147,8 +149,16 @@ public final class Enforcer: Service, CommitObserver, @unchecked Sendable {
             defer { pending.removeAll(keepingCapacity: pending.count < FreeMemory.bulk) }
             return pending
         }
-        defer { if batch.count >= FreeMemory.bulk { FreeMemory.release() } }
         guard !batch.isEmpty else { return }
+        // After a bulk load's batches, once nothing waits: what their scripts and nft's answers
+        // took goes back to the system.
+        appliedSinceRelease += batch.count
+        defer {
+            if appliedSinceRelease >= FreeMemory.bulk, lock.withLock({ pending.isEmpty }) {
+                appliedSinceRelease = 0
+                FreeMemory.release()
+            }
+        }
         let started = ContinuousClock.now
         do {
             try await Blocking.run { [firewall] in try firewall.apply(batch) }

@@ -116,9 +116,10 @@ public final class Store: Sendable {
         memoryReleaseWanted.store(true, ordering: .relaxed)
     }
 
-    /// Releases memory when it was asked for and writes have paused for `quiet`; returns whether it did.
+    /// Releases memory when it was asked for and writes have paused for `quiet` (the expiry sweep
+    /// writes every second); returns whether it did.
     @discardableResult
-    public func releaseMemoryIfDue(quiet: Duration = .seconds(1)) -> Bool {
+    public func releaseMemoryIfDue(quiet: Duration = .milliseconds(500)) -> Bool {
         guard memoryReleaseWanted.load(ordering: .relaxed), committer.idleTime >= quiet else { return false }
         memoryReleaseWanted.store(false, ordering: .relaxed)
         releaseMemory()
