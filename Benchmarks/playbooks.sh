@@ -6,7 +6,9 @@
 #      the ratios);
 #   2. a reload of 1,000 generated playbooks (POST /v1/reload), timed, while the feed is posted:
 #      both finish, and the ingest answer shows it went on during the reload.
-# Usage: [RUNS=5] Benchmarks/playbooks.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
+#   With ACTIONS=none the playbooks have no actions: what matching costs, without the blocks
+#   the matches create (about one item in eight), which the writer pays for.
+# Usage: [RUNS=5] [ACTIONS=none] Benchmarks/playbooks.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FEED=${1:-Benchmarks/fixtures/ipsum-10k.txt}
@@ -24,8 +26,8 @@ LINES=$(grep -cv '^#' "$FEED" || true)
 
 generate() { # COUNT DIR [unindexed]: playbooks like an operator's: networks, suffixes, tags, some regex
     rm -rf "$2"; mkdir -p "$2"
-    python3 - "$1" "$2" "$FEED" "${3:-}" <<'PY'
-import random, sys
+    ACTIONS=${ACTIONS:-} python3 - "$1" "$2" "$FEED" "${3:-}" <<'PY'
+import os, random, sys
 count, out, feed, unindexed = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "unindexed"
 rng = random.Random(42)
 ips = [l.split()[0] for l in open(feed) if l.strip() and not l.startswith("#")]
@@ -55,6 +57,8 @@ for i in range(count):
         match = f"  kind: domain\n  value: {{suffix: [site{rng.randint(0, 5000)}.top], regex: '^[a-z0-9]{{12,}}\\\\.top$'}}\n"
         actions = ""
     with open(f"{out}/p{i:05d}.yaml", "w") as f:
+        if os.environ.get("ACTIONS") == "none":
+            actions = ""
         actions = actions or "  []\n"
         f.write(f"name: p{i:05d}\npriority: {rng.randint(1, 1000)}\nmatch:\n{match}actions:\n{actions}")
 PY
