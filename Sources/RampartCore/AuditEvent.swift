@@ -23,6 +23,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
     case decisionExpired = "decision.expired"
     // Entries of their own.
     case itemRefused = "item.refused"
+    case itemsRefused = "items.refused"
     case ruleRemoved = "rule.removed"
     case ruleRevoked = "rule.revoked"
     case configReloaded = "config.reloaded"

@@ -36,7 +36,10 @@ struct IndicatorRoutes {
             if summary.rejected.isEmpty { throw Problem.badRequest("empty_body", "the body holds no indicators") }
             throw Problem(
                 .unprocessableContent, code: "all_items_refused",
-                detail: "none of the \(summary.rejected.count) items was accepted; each error says why", errors: summary.rejected
+                detail: summary.rejectedCount > summary.rejected.count
+                    ? "none of the \(summary.rejectedCount) items was accepted; the first \(summary.rejected.count) errors say why"
+                    : "none of the \(summary.rejectedCount) items was accepted; each error says why",
+                errors: summary.rejected
             )
         }
         var w = JSONWriter(capacity: 64 + summary.ids.count * 39)
@@ -46,6 +49,7 @@ struct IndicatorRoutes {
         w.beginArray()
         for error in summary.rejected { error.write(to: &w) }
         w.endArray()
+        w.field("rejected_count", summary.rejectedCount)
         w.field("ids", summary.ids)
         w.endObject()
         return Response.json(.accepted, w)

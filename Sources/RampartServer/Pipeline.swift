@@ -55,8 +55,15 @@ public final class Pipeline: Sendable {
 
     public struct Summary: Sendable {
         public var ids: [String] = []
+        /// The first `Pipeline.refusalsListed` refusals.
         public var rejected: [Problem.ItemError] = []
+        /// Every refusal.
+        public var rejectedCount = 0
     }
+
+    /// Refusals listed one by one in an answer and in the audit log; past these a request's
+    /// refusals are only counted (by code), so that a body of bad lines costs little.
+    public static let refusalsListed = 100
 
     /// Parses and commits a body. Throws `IngestParser.BodyError` when the body as a whole is refused
     /// (nothing is then written), or the store's error if a commit fails.
@@ -95,6 +102,7 @@ public final class Pipeline: Sendable {
         }
         var chunk: [Planned] = []
         chunk.reserveCapacity(Pipeline.chunkSize)
+        var unlisted: [String: Int] = [:]
         do {
             while let entry = reader.next() {
                 switch entry.result {
@@ -104,10 +112,15 @@ public final class Pipeline: Sendable {
                     kinds[indicator.kind, default: 0] += 1
                     chunk.append(.accepted(item, playbooks, context.planning))
                 case .failure(let error):
+                    summary.rejectedCount += 1
+                    rejections[error.code.rawValue, default: 0] += 1
+                    guard summary.rejectedCount <= Pipeline.refusalsListed else {
+                        unlisted[error.code.rawValue, default: 0] += 1
+                        continue
+                    }
                     summary.rejected.append(
                         Problem.ItemError(positionName: positionName, position: entry.position, code: error.code, message: error.message))
                     chunk.append(.refused(position: entry.position, error, raw: entry.raw))
-                    rejections[error.code.rawValue, default: 0] += 1
                 }
                 guard chunk.count >= Pipeline.chunkSize else { continue }
                 if inFlight.count >= Pipeline.chunksInFlight { try await finishOldest() }
@@ -115,6 +128,7 @@ public final class Pipeline: Sendable {
                 chunk = []
                 chunk.reserveCapacity(Pipeline.chunkSize)
             }
+            if !unlisted.isEmpty { chunk.append(.refusedBeyond(listed: Pipeline.refusalsListed, counts: unlisted)) }
             if !chunk.isEmpty { send(chunk) }
             while !inFlight.isEmpty { try await finishOldest() }
         } catch {
@@ -123,7 +137,7 @@ public final class Pipeline: Sendable {
             while !inFlight.isEmpty { try? await finishOldest() }
             throw error
         }
-        if summary.ids.count + summary.rejected.count >= FreeMemory.bulk { store.releaseMemoryWhenQuiet() }
+        if summary.ids.count + summary.rejectedCount >= FreeMemory.bulk { store.releaseMemoryWhenQuiet() }
         return summary
     }
 

@@ -8,6 +8,8 @@ public enum Planned: Sendable {
     case refused(position: Int, ValueError, raw: String?)
     /// A peer withdraws an item it sent.
     case revocation(PeerMessage.Revocation, path: [String])
+    /// Refusals of a request beyond those listed one by one: how many, by code.
+    case refusedBeyond(listed: Int, counts: [String: Int])
 
     /// An accepted item, encoded, matched against the playbooks and planned, off the writer's thread.
     public static func accepted(_ item: Item, _ playbooks: PlaybookSet, _ planning: PlanContext) -> Planned {
@@ -107,6 +109,15 @@ extension StoreTransaction {
                 try refuse(via: context.via, position: context.positionName, index: position, error: error, raw: raw, at: at)
             case .revocation(let revocation, let path):
                 try apply(revocation, path: path, context: context, outcomes: &outcomes)
+            case .refusedBeyond(let listed, let counts):
+                try audit(.itemsRefused, subject: context.via, at: at) { w in
+                    w.field("listed", listed)
+                    w.field("more", counts.values.reduce(0, +))
+                    w.key("codes")
+                    w.beginObject()
+                    for (code, count) in counts.sorted(by: { $0.key < $1.key }) { w.field(code, count) }
+                    w.endObject()
+                }
             }
         }
         return outcomes

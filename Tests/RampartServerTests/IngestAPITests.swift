@@ -78,6 +78,33 @@ import Testing
         }
     }
 
+    /// A body of bad lines costs little: the first 100 refusals are listed (in the answer and with
+    /// an audit entry each), the rest only counted, by code, in one entry.
+    @Test func refusalsPastTheFirstHundredAreCountedNotListed() async throws {
+        try await TestNode().run { client, _ in
+            let body = (0..<250).map { "999.0.0.\($0)" }.joined(separator: "\n") + "\nnot a value\n45.9.148.3\n"
+            let answer = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: body)
+            #expect(answer.status == .accepted)
+            #expect(answer["accepted"] as? Int == 1)
+            #expect(answer["rejected_count"] as? Int == 251)
+            let rejected = try #require(answer["rejected"] as? [[String: Any]])
+            #expect(rejected.count == 100)
+            #expect(rejected.last?["line"] as? Int == 100)
+            let events = try await client.auditEvents()
+            #expect(events.filter { $0["event"] as? String == "item.refused" }.count == 100)
+            let beyond = try #require(events.first { $0["event"] as? String == "items.refused" }?["detail"] as? [String: Any])
+            #expect(beyond["listed"] as? Int == 100)
+            #expect(beyond["more"] as? Int == 151)
+            #expect(beyond["codes"] as? [String: Int] == ["invalid_ipv4": 150, "invalid_domain": 1])
+
+            let none = try await client.call(
+                .post, "/v1/indicators", as: "ingest", contentType: "text/plain", body: body.replacingOccurrences(of: "45.9.148.3", with: "x"))
+            #expect(none.status == .unprocessableContent)
+            #expect((none["errors"] as? [Any])?.count == 100)
+            #expect((none["detail"] as? String)?.contains("none of the 252 items was accepted; the first 100 errors say why") == true)
+        }
+    }
+
     @Test func problemsForBadRequests() async throws {
         try await TestNode(extraYAML: "http: {max_body: 1 KiB, max_items: 3, max_json_depth: 4}").run { client, parts in
             let unsupported = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/xml", body: "<x/>")
