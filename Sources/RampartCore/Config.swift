@@ -179,7 +179,7 @@ public struct Config: Sendable {
 
         /// The keys of `peers`.
         public enum Peer: String, ConfigKey {
-            case name, nodeId = "node_id", url, publicKey = "public_key", secret, share, accept, expires
+            case name, nodeID = "node_id", url, publicKey = "public_key", secret, share, accept, expires, timeout
         }
 
         /// The keys of `peers.share`.

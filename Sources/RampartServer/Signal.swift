@@ -62,3 +62,24 @@ final class Signal: Sendable {
         }
     }
 }
+
+/// `body` did not finish within its deadline.
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    let timeout: Duration
+    var description: String { "no complete answer within \(timeout.text)" }
+}
+
+/// Runs `body`, cancelled (and `DeadlineExceeded` thrown) if it has not finished within `timeout`
+/// of real time: for network exchanges, whatever clock the caller's waits run on.
+func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded(timeout: timeout) }
+        return value
+    }
+}

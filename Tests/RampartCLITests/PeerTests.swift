@@ -344,6 +344,29 @@ final class MeshNode {
         #expect(try eventually(5) { try hits()["gone"]?.count == 2 })
     }
 
+    /// A peer that drips its answer's body fails the delivery at its `timeout`, which is retried,
+    /// and `GET /v1/peers` says so: the outbox is never held by one request.
+    @Test func aPeerDrippingItsAnswerTimesOutAndIsRetried() throws {
+        let server = try StandInServer()
+        let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
+        try a.configure(peers: "  - {name: drip, url: \"\(server.url("drip"))\", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, timeout: 1s}")
+        try a.start()
+        defer { a.stop() }
+        try a.ingest(["198.18.8.9"])
+        #expect(try eventually(10) { (try server.calls()["drip"]?.count ?? 0) >= 2 })
+        guard case .array(let peers)? = try a.api("GET", "/v1/peers").1?["peers"], let drip = peers.first else {
+            Issue.record("no peers listed")
+            return
+        }
+        #expect(drip["reachable"] == .bool(false))
+        #expect(drip["queue_depth"] == .number(1))
+        guard case .string(let error)? = drip["last_error"] else {
+            Issue.record("no last_error: \(drip)")
+            return
+        }
+        #expect(error.contains("no complete answer within 1s"), "\(error)")
+    }
+
     @Test func anExpiredPeerGetsNothingAndIsNotHeard() throws {
         let (a, b) = try Self.startedPair(entry: "expires: 2020-01-01")
         defer {
@@ -599,7 +622,8 @@ struct PeerNamespaceTests {
 
 /// A stand-in HTTP server (Python's http.server) for what peers and webhooks answer: POST /gone
 /// gets 410, /moved a 307 to /sink, /busy a 429 with Retry-After: 2 the first time and /flaky a
-/// 500 the first time, anything else 200. GET / tells every call: path, time and body.
+/// 500 the first time, /drip a 200 whose body comes a byte every 250 ms (for a minute), anything
+/// else 200. GET / tells every call: path, time and body.
 final class StandInServer {
     let port: Int
     private let process = Process()
@@ -623,6 +647,12 @@ final class StandInServer {
                     elif name == "moved": self.send_response(307); self.send_header("Location", "/sink")
                     elif name == "busy" and first: self.send_response(429); self.send_header("Retry-After", "2")
                     elif name == "flaky" and first: self.send_response(500)
+                    elif name == "drip":
+                        self.send_response(200); self.send_header("Content-Length", "240"); self.end_headers()
+                        try:
+                            for _ in range(240): self.wfile.write(b" "); self.wfile.flush(); time.sleep(0.25)
+                        except OSError: pass
+                        return
                     else: self.send_response(200)
                     self.send_header("Content-Length", "0"); self.end_headers()
                 def do_GET(self):

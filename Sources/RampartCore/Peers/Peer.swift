@@ -18,6 +18,8 @@ public struct Peer: Sendable {
     public var accept = TrustPolicy()
     /// After this instant nothing is sent to the peer or accepted from it.
     public var expires: Date?
+    /// The longest one delivery to the peer may take, answer and body included (`timeout`, default 30s).
+    public var timeout: Duration = .seconds(30)
 
     public init(name: String, url: String) {
         self.name = name
@@ -156,7 +158,7 @@ extension Config {
                 urlNode,
                 "\(path).url must be an http:// or https:// URL without credentials, such as https://rampart.cert-fr.example:8470/v1/peer/events")
         }
-        if let n = fields[.nodeId], let id = reader.string(n, "\(path).node_id") {
+        if let n = fields[.nodeID], let id = reader.string(n, "\(path).node_id") {
             if isName(id) { peer.nodeID = id } else { reader.error(n, "\(path).node_id must be 1-64 letters, digits, '-', '_' or '.'") }
         }
         if let n = fields[.publicKey], let entries = reader.list(n, "\(path).public_key") {
@@ -177,6 +179,13 @@ extension Config {
         }
         if let n = fields[.share] { peer.share = parseSharing(n, path: "\(path).share", reader: reader) }
         if let n = fields[.accept] { peer.accept = parseTrust(n, path: "\(path).accept", reader: reader) }
+        if let n = fields[.timeout], let timeout = reader.duration(n, "\(path).timeout") {
+            if timeout >= .seconds(1) && timeout <= .seconds(600) {
+                peer.timeout = timeout
+            } else {
+                reader.error(n, "\(path).timeout must be between 1s and 10m")
+            }
+        }
         if let n = fields[.expires] {
             peer.expires = reader.word(n, "\(path).expires") { (text) throws(ValueError) -> Date in
                 // A bare date means the start of that day, UTC.

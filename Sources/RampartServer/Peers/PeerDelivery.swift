@@ -281,8 +281,13 @@ public final class PeerDelivery: Service, Sendable {
         let started = ContinuousClock.now
         let answer: DeliveryMachine.Answer
         do {
-            let response = try await client.execute(request, timeout: .milliseconds(requestTimeout.milliseconds))
-            let body = try await response.body.collect(upTo: 1 << 20)
+            // The whole exchange within the peer's timeout: a peer that drips its answer's body
+            // would otherwise hold the outbox for as long as it likes.
+            let timeout = destination.peer?.timeout ?? requestTimeout
+            let (response, body) = try await withDeadline(timeout) { [client, request] in
+                let response = try await client.execute(request, timeout: .milliseconds(timeout.milliseconds))
+                return (response, try await response.body.collect(upTo: 1 << 20))
+            }
             answer = DeliveryMachine.answer(
                 status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"), body: body.readableBytesView,
                 listsRefusals: destination.peer != nil, at: now())
