@@ -44,6 +44,9 @@ import Testing
         try verify(both, keys: [new.publicKey])
         try verify(both, keys: [old.publicKey])
         try verify("v9,abc v1a,!!! " + both, keys: [new.publicKey])
+        // A header of many bogus entries is refused before any is checked, even with a good one in it.
+        let bogus = Array(repeating: "v1a," + Data(count: 64).base64EncodedString(), count: 150).joined(separator: " ")
+        #expect(throws: Signature.Failure.tooManySignatures) { try verify(bogus + " " + both, keys: [new.publicKey]) }
         #expect(throws: Signature.Failure.noValidSignature) { try verify(both, keys: [Signature.SigningKey().publicKey]) }
         #expect(throws: Signature.Failure.noValidSignature) { try verify(both, body: body + [0x20], keys: [new.publicKey]) }
         #expect(throws: Signature.Failure.outsideTolerance) { try verify(both, timestamp: String(stamp - 301), keys: [new.publicKey]) }

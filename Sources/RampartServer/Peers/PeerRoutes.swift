@@ -107,6 +107,7 @@ struct PeerRoutes {
         case .badTimestamp: ("bad_timestamp", "webhook-timestamp must be seconds since 1970")
         case .outsideTolerance: ("stale_timestamp", "webhook-timestamp is more than 5 minutes from this node's clock")
         case .noValidSignature: ("bad_signature", "no signature matches a configured peer's key or secret")
+        case .tooManySignatures: ("bad_signature", "webhook-signature holds more than \(WebhookSignature.maxEntries) signatures")
         }
     }
 
