@@ -80,6 +80,9 @@ public struct Config: Sendable {
         public var bodyTimeout: Duration = .seconds(60)
         /// The largest detection rule accepted (`POST /v1/rules`, or from a peer).
         public var maxRuleBytes = Rule.defaultMaxBytes
+        /// Connections open at once; one more is closed as soon as it is accepted, so that idle
+        /// clients can never take the descriptors the store needs.
+        public var maxConnections = 1024
     }
 
     public enum LogFormat: String, Sendable, CaseIterable {
@@ -164,7 +167,7 @@ public struct Config: Sendable {
         /// The keys of `http`.
         public enum HTTP: String, ConfigKey {
             case maxBody = "max_body", maxItems = "max_items", maxJSONDepth = "max_json_depth", idleTimeout = "idle_timeout", maxHeaderBytes =
-                "max_header_bytes", bodyTimeout = "body_timeout", maxRule = "max_rule"
+                "max_header_bytes", bodyTimeout = "body_timeout", maxRule = "max_rule", maxConnections = "max_connections"
         }
 
         /// The keys of `log`.
@@ -445,6 +448,7 @@ public struct Config: Sendable {
                 reader.error(n, "http.max_rule must be between 1KiB and 16MiB")
             }
         }
+        if let n = fields[.maxConnections], let v = reader.int(n, "http.max_connections", in: 8...1_000_000) { http.maxConnections = v }
         return http
     }
 

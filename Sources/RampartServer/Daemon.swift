@@ -131,9 +131,11 @@ public enum Daemon {
         let headers = HTTP1Channel.Configuration.DecoderConfiguration(
             maxHeaderFieldSize: config.http.maxHeaderBytes, maxHeaderListSize: config.http.maxHeaderBytes, maxHeaderFieldCount: 100
         )
+        let connections = ConnectionLimit(max: config.http.maxConnections)
         let http = HTTPServerBuilder.http1(
             configuration: .init(
-                additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds),
+                additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
+                idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds),
                 httpDecoderConfiguration: headers
             )
         )

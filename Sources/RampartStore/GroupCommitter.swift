@@ -50,6 +50,8 @@ final class GroupCommitter: @unchecked Sendable {
     /// they write.
     private let maxWeightPerTransaction = 4096
     private var lastActivity = ContinuousClock.now
+    /// The log's descriptor for syncs (the syncer's thread only); -1 until the first sync.
+    private var logDescriptor: Int32 = -1
 
     init(pool: DatabasePool, state: WriterState) {
         self.pool = pool
@@ -217,6 +219,8 @@ final class GroupCommitter: @unchecked Sendable {
             while unsynced.isEmpty && !writerDone { syncCondition.wait() }
             if unsynced.isEmpty {
                 syncCondition.unlock()
+                if logDescriptor >= 0 { close(logDescriptor) }
+                logDescriptor = -1
                 return
             }
             let batches = unsynced
@@ -236,14 +240,17 @@ final class GroupCommitter: @unchecked Sendable {
     }
 
     /// `fdatasync` of the write-ahead log, through a descriptor of its own (syncing a file syncs
-    /// it whoever wrote it), opened each time so that it is always the log SQLite writes now.
+    /// it whoever wrote it). The descriptor is opened at the first sync and kept: SQLite keeps the
+    /// same log file while the database is open (checkpoints reuse or truncate it, never replace
+    /// it), and a sync must not need a new descriptor when clients have taken them all.
     private func syncLog() throws {
-        let fd = open(logPath, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StoreError(code: "sync_failed", message: "cannot open \(logPath) to sync it: \(String(cString: strerror(errno)))")
+        if logDescriptor < 0 {
+            logDescriptor = open(logPath, O_RDWR | O_CLOEXEC)
+            guard logDescriptor >= 0 else {
+                throw StoreError(code: "sync_failed", message: "cannot open \(logPath) to sync it: \(String(cString: strerror(errno)))")
+            }
         }
-        defer { close(fd) }
-        guard fdatasync(fd) == 0 else {
+        guard fdatasync(logDescriptor) == 0 else {
             throw StoreError(code: "sync_failed", message: "syncing \(logPath) failed: \(String(cString: strerror(errno)))")
         }
         syncCondition.lock()

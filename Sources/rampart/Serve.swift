@@ -14,6 +14,12 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         // exec actions write to pipes of commands that may exit early: EPIPE, not death by SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
+        // Descriptors up to the hard limit (systemd's unit sets 65536; its default soft limit is 1,024).
+        var files = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max {
+            files.rlim_cur = files.rlim_max
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        }
         let config = try options.load()
         LoggingSystem.bootstrap { label in
             LineLogHandler(label: label, level: Logger.Level(configName: config.log.level), format: config.log.format)

@@ -43,4 +43,44 @@ import Testing
         let fine = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(daemon.url)/healthz"])
         #expect(fine.stdout == "200")
     }
+
+    /// Idle connections past http.max_connections are closed as soon as they are accepted: they
+    /// cannot use up the daemon's descriptors, and once they go, everything works as before.
+    @Test func connectionsPastTheCapAreClosedAtOnce() throws {
+        let sandbox = try Sandbox(extra: "http: {max_connections: 16}")
+        let daemon = try DaemonProcess(sandbox)
+        defer { _ = daemon.stop() }
+        let probe = try run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import socket, time
+                def get():
+                    s = socket.create_connection(("127.0.0.1", \(daemon.port)), timeout=2)
+                    try:
+                        s.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                        return (s.recv(64).split(b"\\r\\n")[0].decode() or "closed")
+                    except OSError:
+                        return "closed"
+                    finally:
+                        s.close()
+                idle = [socket.create_connection(("127.0.0.1", \(daemon.port))) for _ in range(40)]
+                time.sleep(0.5)
+                print(get())
+                for s in idle: s.close()
+                time.sleep(0.5)
+                print(get())
+                """,
+            ]
+        )
+        #expect(probe.stdout.split(separator: "\n") == ["closed", "HTTP/1.1 200 OK"], "\(probe.stdout)\(probe.stderr)")
+        let ingest = try run(
+            "/usr/bin/curl",
+            [
+                "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(Sandbox.adminToken)", "-H", "Content-Type: text/plain",
+                "--data-binary", "198.51.100.77", "\(daemon.url)/v1/indicators",
+            ])
+        #expect(ingest.stdout == "202")
+    }
 }
