@@ -105,12 +105,12 @@ let package = Package(
         .executableTarget(name: "rampart-bench-matcher", dependencies: ["RampartCore"], path: "Benchmarks/Matcher"),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(
-            name: "RampartCoreTests", dependencies: ["RampartCore", .product(name: "Yams", package: "Yams")], exclude: ["Fixtures"]
+            name: "RampartCoreTests", dependencies: ["RampartCore", "RampartTesting", .product(name: "Yams", package: "Yams")], exclude: ["Fixtures"]
         ),
-        .testTarget(name: "RampartFirewallTests", dependencies: ["RampartFirewall"]),
+        .testTarget(name: "RampartFirewallTests", dependencies: ["RampartFirewall", "RampartTesting"]),
         .testTarget(
             name: "RampartStoreTests",
-            dependencies: ["RampartStore", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["RampartStore", "RampartTesting", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         // Runs the built `rampart` binary as users do: CLI commands, a daemon killed with SIGKILL.
         .testTarget(

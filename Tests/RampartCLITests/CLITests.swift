@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import GRDB
+import RampartTesting
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -177,7 +178,7 @@ import Testing
     /// keygen writes a whsk_ key readable by its owner only, prints the whpk_ key, and never
     /// overwrites a key.
     @Test func keygenWritesAPrivateKeyOnceAndPrintsThePublicOne() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-key-\(UUID().uuidString)").path
+        let path = Scratch.directory("rampart-key").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let made = try rampart("keygen", "--out", path)
         #expect(made.status == 0, "\(made.stderr)")
@@ -317,7 +318,7 @@ func postAsync(_ url: String, _ body: String) async throws -> (Int, [String: Any
         #expect(
             rule.stdout.contains("+ install-received-sigma") && rule.stdout.contains("install rules/sigma/cobalt_strike_dns_beaconing.yml"),
             "\(rule.stdout)")
-        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).rules").path
+        let broken = Scratch.directory("broken").appendingPathExtension("rules").path
         try #"alert ip any any -> any any (msg:"x"; rev:1;)"#.write(toFile: broken, atomically: true, encoding: .utf8)
         let refused = try rampart("test", "--playbooks", playbooks, "--rule", broken)
         #expect(refused.status == 1 && refused.stderr.contains("\(broken):1:29: a Suricata rule needs a sid option"), "\(refused.stderr)")

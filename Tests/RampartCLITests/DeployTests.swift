@@ -1,4 +1,5 @@
 import Foundation
+import RampartTesting
 import Testing
 
 /// The systemd unit and the install script, as an operator gets them.
@@ -13,7 +14,7 @@ import Testing
     /// programs it names exist.
     func unitCopy() throws -> String {
         let text = try String(contentsOf: Self.repository.appendingPathComponent("deploy/rampart.service"), encoding: .utf8)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-unit-\(UUID().uuidString)")
+        let directory = Scratch.directory("rampart-unit")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("rampart.service").path
         try text.replacingOccurrences(of: "/usr/local/bin/rampart", with: rampartBinary).write(toFile: path, atomically: true, encoding: .utf8)
@@ -46,7 +47,7 @@ import Testing
     /// Into a staging root: installs, keeps an edited configuration on a second install, removes
     /// what it added on --uninstall (keeping configuration and state) and everything with --purge.
     @Test func installScriptInstallsKeepsAndRemoves() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-install-\(UUID().uuidString)").path
+        let root = Scratch.directory("rampart-install").path
         let script = Self.repository.appendingPathComponent("deploy/install.sh").path
         func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: root + path) }
 

@@ -47,7 +47,7 @@ struct Sandbox {
     ///   - node: the node id.
     ///   - extra: more top-level configuration (YAML lines).
     init(node: String = "cli-test", listen: String = "127.0.0.1:0", extra: String = "") throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-cli-\(UUID().uuidString)")
+        directory = Scratch.directory("rampart-cli")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
         configPath = directory.appendingPathComponent("rampart.yaml").path
         try """

@@ -1,5 +1,6 @@
 import Foundation
 import RampartCore
+import RampartTesting
 import Testing
 
 /// Fixture folders under Fixtures/playbooks: each is a playbooks directory (with an optional
@@ -126,7 +127,7 @@ import Testing
     }
 
     @Test func duplicateNamesAcrossFiles() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-pb-\(UUID().uuidString)")
+        let dir = Scratch.directory("rampart-pb")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for file in ["a.yaml", "b.yaml"] {
             try "name: same\nmatch: {kind: ipv4}\nactions: []\n".write(to: dir.appendingPathComponent(file), atomically: true, encoding: .utf8)

@@ -203,7 +203,7 @@ import Testing
     }
 
     @Test func runsArgvWithTheItemOnStdinAndAuditsTheOutcome() async throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-exec-\(UUID().uuidString)").path
+        let out = Scratch.directory("rampart-exec").path
         let playbooks = [
             "ticket": """
             name: ticket
@@ -249,7 +249,7 @@ import Testing
     /// Jobs that do not fit in the queue are audited as dropped by the runner's own loop, and
     /// those it holds still run.
     @Test func jobsBeyondTheQueueAreAuditedAsDropped() async throws {
-        let store = try Store(path: NSTemporaryDirectory() + "rampart-exec-\(UUID().uuidString)/rampart.sqlite")
+        let store = try Store(path: Scratch.directory("rampart-exec").path + "/rampart.sqlite")
         store.start()
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -273,7 +273,7 @@ import Testing
     }
 
     @Test func simulatedExecIsRecordedNotRun() async throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-exec-\(UUID().uuidString)").path
+        let out = Scratch.directory("rampart-exec").path
         let node = try TestNode(playbooks: [
             "sim": "name: sim\nmode: simulate\nmatch: {kind: ipv4}\nactions:\n  - exec: {argv: [/usr/bin/touch, \(out)]}\n"
         ])

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import RampartCore
 import RampartServer
+import RampartTesting
 import Testing
 
 /// `POST /v1/rules`, `GET /v1/rules`, `DELETE /v1/rules/{item}` and the rule items that `rule`
@@ -113,7 +114,7 @@ import Testing
     }
 
     @Test func aRenderedRuleIsARuleItemOfItsOwnThatRulePlaybooksSeeAndRevocationRemoves() async throws {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("seen-\(UUID().uuidString)").path
+        let out = Scratch.directory("seen").path
         let node = try TestNode(playbooks: [
             "render": Self.render, "broken": Self.broken, "seen": Self.seen.replacingOccurrences(of: "OUT", with: out),
         ])

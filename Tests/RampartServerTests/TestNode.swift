@@ -21,7 +21,7 @@ struct TestNode {
     let clock: ManualClock?
 
     init(nodeID: String = "test-1", extraYAML: String = "", playbooks: [String: String] = [:], clock: ManualClock? = nil) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rampart-test-\(UUID().uuidString)")
+        let dir = Scratch.directory("rampart-test")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("playbooks"), withIntermediateDirectories: true)
         for (name, text) in playbooks {
             try text.write(to: dir.appendingPathComponent("playbooks/\(name).yaml"), atomically: true, encoding: .utf8)

@@ -1,6 +1,7 @@
 import Foundation
 import RampartCore
 import Synchronization
+import RampartTesting
 import Testing
 
 @testable import RampartStore
@@ -34,7 +35,7 @@ struct CommitObserverTests {
     }
 
     func withStore(_ body: (Store, Recorder) async throws -> Void) async throws {
-        let directory = NSTemporaryDirectory() + "rampart-observer-\(UUID().uuidString)"
+        let directory = Scratch.directory("rampart-observer").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try Store(path: directory + "/rampart.sqlite")
         let recorder = Recorder()

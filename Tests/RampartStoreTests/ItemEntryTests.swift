@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import RampartCore
+import RampartTesting
 import Testing
 
 @testable import RampartStore
@@ -8,7 +9,7 @@ import Testing
 /// One audit entry per item: the item, and what it caused, under one hash; found again by item
 /// and by decision.
 struct ItemEntryTests {
-    let directory = NSTemporaryDirectory() + "rampart-item-entry-\(UUID().uuidString)"
+    let directory = Scratch.directory("rampart-item-entry").path
     let store: Store
     let now = Date(milliseconds: 1_800_000_000_000)
     let policy = SafetyPolicy()

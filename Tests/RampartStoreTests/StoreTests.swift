@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import RampartCore
+import RampartTesting
 import Testing
 
 @testable import RampartStore
@@ -11,7 +12,7 @@ struct StoreTests {
     let now = Date(milliseconds: 1_800_000_000_000)
 
     init() throws {
-        directory = NSTemporaryDirectory() + "rampart-store-\(UUID().uuidString)"
+        directory = Scratch.directory("rampart-store").path
         store = try Store(path: directory + "/rampart.sqlite")
         store.start()
     }
