@@ -72,7 +72,7 @@ public enum Daemon {
         let router = Router(context: RampartRequestContext.self)
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: AuthMiddleware(keys: config.apiKeys))
-        HealthRoutes(readiness: readiness).register(on: router)
+        HealthRoutes(readiness: readiness, store: store).register(on: router)
         metrics.register(on: router, store: store, now: now)
         let bodies = BodyReceiver(maxBytes: config.http.maxBodyBytes, timeout: config.http.bodyTimeout)
         IndicatorRoutes(pipeline: pipeline, bodies: bodies).register(on: router)

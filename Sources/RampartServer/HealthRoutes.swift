@@ -1,5 +1,6 @@
 import Hummingbird
 import RampartCore
+import RampartStore
 import Synchronization
 
 /// Whether the daemon takes traffic: set once everything is started, cleared on shutdown.
@@ -15,9 +16,11 @@ public final class Readiness: Sendable {
     }
 }
 
-/// `/healthz` (the process answers) and `/readyz` (it takes traffic).
+/// `/healthz` (the process answers) and `/readyz` (it takes traffic: started, and its store can
+/// write; a full disk makes it not ready until a write succeeds again).
 struct HealthRoutes {
     let readiness: Readiness
+    let store: Store
 
     func register(on router: Router<RampartRequestContext>) {
         router.get("/healthz") { _, _ in
@@ -28,11 +31,14 @@ struct HealthRoutes {
             return Response.json(.ok, w)
         }
         router.get("/readyz") { _, _ in
+            let full = store.isStorageFull
+            let ready = readiness.isReady && !full
             var w = JSONWriter()
             w.beginObject()
-            w.field("status", readiness.isReady ? "ready" : "not ready")
+            w.field("status", ready ? "ready" : "not ready")
+            if full { w.field("reason", ErrorCode.storageFull) }
             w.endObject()
-            return Response.json(readiness.isReady ? .ok : .serviceUnavailable, w)
+            return Response.json(ready ? .ok : .serviceUnavailable, w)
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import RampartCore
+import RampartStore
 
 /// An RFC 9457 problem: the body of every error answer (`application/problem+json`).
 public struct Problem: Error, HTTPResponseError, Sendable {
@@ -83,6 +84,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let problem as Problem {
             return try problem.response(from: request, context: context)
+        } catch let error as StoreError where error.isStorageFull {
+            context.logger.error("store.storage_full", metadata: ["rampart.error": "\(error)", "rampart.path": "\(request.uri.path)"])
+            return try Problem(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), code: .storageFull, detail: error.message)
+                .response(from: request, context: context)
         } catch let error as HTTPError {
             let detail: String
             switch error.status {

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import RampartCore
+import Synchronization
 
 /// Runs write jobs on one dedicated thread, many jobs to a transaction: while one transaction
 /// commits, new jobs queue, and the next transaction takes them (up to a total weight, so that a
@@ -50,6 +51,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// they write.
     private let maxWeightPerTransaction = 4096
     private var lastActivity = ContinuousClock.now
+    /// Set when a write fails because the disk is full, cleared once one is durable again.
+    private let storageFull = Atomic<Bool>(false)
+    var isStorageFull: Bool { storageFull.load(ordering: .relaxed) }
     /// The log's descriptor for syncs (the syncer's thread only); -1 until the first sync.
     private var logDescriptor: Int32 = -1
 
@@ -192,6 +196,8 @@ final class GroupCommitter: @unchecked Sendable {
                             firewall += transaction.firewall
                         } else {
                             state = snapshot
+                            // A job that failed for want of space fails the batch: the commit would too.
+                            if job.failedForSpace { throw job.failure ?? CancellationError() }
                         }
                     }
                     return .commit
@@ -200,6 +206,7 @@ final class GroupCommitter: @unchecked Sendable {
         } catch {
             // Nothing of it reached the firewall: changes go out only after a commit.
             state = before
+            let error = classified(error)
             for job in batch { job.fail(error) }
             return
         }
@@ -229,6 +236,7 @@ final class GroupCommitter: @unchecked Sendable {
             let jobs = batches.flatMap(\.jobs)
             do {
                 try syncLog()
+                storageFull.store(false, ordering: .relaxed)
                 observer?.durable(through: batches[batches.count - 1].commit)
                 for job in jobs { job.complete() }
             } catch {
@@ -251,11 +259,28 @@ final class GroupCommitter: @unchecked Sendable {
             }
         }
         guard fdatasync(logDescriptor) == 0 else {
+            if errno == ENOSPC { throw classified(StoreError(code: .storageFull, message: "syncing \(logPath) failed: no space left on the disk")) }
             throw StoreError(code: "sync_failed", message: "syncing \(logPath) failed: \(String(cString: strerror(errno)))")
         }
         syncCondition.lock()
         syncs += 1
         syncCondition.unlock()
+    }
+}
+
+extension GroupCommitter {
+    /// A write's error as callers see it: SQLite's "database or disk is full" (and a sync's
+    /// ENOSPC) become `storage_full`, noted until a write is durable again.
+    fileprivate func classified(_ error: any Error) -> any Error {
+        let full: Bool =
+            if let store = error as? StoreError { store.isStorageFull } else {
+                (error as? DatabaseError)?.resultCode == .SQLITE_FULL
+            }
+        guard full else { return error }
+        storageFull.store(true, ordering: .relaxed)
+        if let error = error as? StoreError { return error }
+        return StoreError(
+            code: .storageFull, message: "the disk holding the database is full; nothing of this write was kept (free space, and retry)")
     }
 }
 
@@ -283,6 +308,9 @@ private protocol Job: AnyObject {
     func complete()
     /// The commit failed: resumes the caller with the error.
     func fail(_ error: any Error)
+    /// Whether the job's own work failed for want of space, and with what.
+    var failedForSpace: Bool { get }
+    var failure: (any Error)? { get }
 }
 
 private final class TypedJob<T: Sendable>: Job {
@@ -309,6 +337,15 @@ private final class TypedJob<T: Sendable>: Job {
 
     func complete() {
         pending.resolve(result ?? .failure(StoreError(code: "internal", message: "job did not run")))
+    }
+
+    var failure: (any Error)? {
+        if case .failure(let error)? = result { error } else { nil }
+    }
+
+    var failedForSpace: Bool {
+        guard let failure else { return false }
+        return (failure as? DatabaseError)?.resultCode == .SQLITE_FULL || (failure as? StoreError)?.isStorageFull == true
     }
 
     func fail(_ error: any Error) {

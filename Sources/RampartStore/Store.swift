@@ -103,6 +103,9 @@ public final class Store: Sendable {
         committer.enqueue(weight: weight, work)
     }
 
+    /// Whether the last write failed because the disk is full (until a write succeeds again).
+    public var isStorageFull: Bool { committer.isStorageFull }
+
     /// How many times the write-ahead log was synced since the store opened.
     var logSyncs: Int { committer.logSyncs }
 
@@ -327,6 +330,13 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var code: ErrorCode
     public var message: String
     public var description: String { message }
+
+    /// The disk holding the database is full: nothing of the write was kept.
+    public var isStorageFull: Bool { code == .storageFull }
+}
+
+extension ErrorCode {
+    public static let storageFull = ErrorCode("storage_full")
 }
 
 // MARK: - Reading
