@@ -45,7 +45,7 @@ public final class RampartMetrics: Sendable {
 
     /// The text a scrape gets; gauges read from the store are brought up to date first.
     func exposition(store: Store, now: Date) async throws -> [UInt8] {
-        Gauge(label: Metric.decisionsActive.rawValue, factory: factory).record(try await store.activeDecisionCount(now: now))
+        Gauge(label: Metric.decisionsActive.rawValue, factory: factory).record(store.activeDecisionCount)
         for (peer, outbox) in try await store.outboxStatus() {
             Gauge(label: Metric.peerOutboxDepth.rawValue, dimensions: [("peer", peer)], factory: factory).record(outbox.pending)
             Gauge(label: Metric.peerOutboxOldestSeconds.rawValue, dimensions: [("peer", peer)], factory: factory)

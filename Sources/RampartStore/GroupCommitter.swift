@@ -51,6 +51,10 @@ final class GroupCommitter: @unchecked Sendable {
     /// they write.
     private let maxWeightPerTransaction = 4096
     private var lastActivity = ContinuousClock.now
+    /// The writer's count of enforced decisions in force, as of the last commit, for readers: a
+    /// scrape reads it instead of counting 100k rows.
+    private let publishedActiveBlocks = Atomic<Int>(0)
+    var activeBlocks: Int { publishedActiveBlocks.load(ordering: .relaxed) }
     /// Set when a write fails because the disk is full, cleared once one is durable again.
     private let storageFull = Atomic<Bool>(false)
     var isStorageFull: Bool { storageFull.load(ordering: .relaxed) }
@@ -61,6 +65,7 @@ final class GroupCommitter: @unchecked Sendable {
         self.pool = pool
         self.logPath = pool.path + "-wal"
         self.state = state
+        publishedActiveBlocks.store(state.activeBlocks, ordering: .relaxed)
     }
 
     /// Starts the writer and sync threads; once only. `observer` hears of each commit's firewall
@@ -211,6 +216,7 @@ final class GroupCommitter: @unchecked Sendable {
             return
         }
         commits += 1
+        publishedActiveBlocks.store(state.activeBlocks, ordering: .relaxed)
         if !firewall.isEmpty { observer?.committed(commits, firewall: firewall) }
         syncCondition.lock()
         unsynced.append((commits, batch))

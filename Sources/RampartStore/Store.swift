@@ -394,13 +394,7 @@ extension Store {
     }
 
     /// How many decisions are in force (not simulated), for the metrics.
-    public func activeDecisionCount(now: Date) async throws -> Int {
-        try await pool.read { db in
-            try Int.fetchOne(
-                db, sql: "SELECT COUNT(*) FROM decision WHERE state = 'active' AND simulated = 0 AND expires_at > ?", arguments: [now.milliseconds]
-            ) ?? 0
-        }
-    }
+    public var activeDecisionCount: Int { committer.activeBlocks }
 
     /// What the firewall must hold: the decisions in force (not simulated), only the columns
     /// enforcement needs (a reconcile reads every one of them).
