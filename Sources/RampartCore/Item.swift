@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// What flows through the pipeline: an indicator or a detection rule, with its provenance.
@@ -168,7 +169,20 @@ public final class IDGenerator: @unchecked Sendable {
         lock.unlock()
         let high = UInt64(ms) << 16 | 0x7000 | UInt64(sequence)
         let low = random & 0x3fff_ffff_ffff_ffff | 0x8000_0000_0000_0000
-        return String(unsafeUninitializedCapacity: 36) { buffer in
+        return Self.text(high: high, low: low)
+    }
+
+    /// An id made from `parts` (a request's `Idempotency-Key`, who sent it, the item's place in
+    /// the body), the same each time: a retried request's items get the ids the first attempt
+    /// gave them, so those already stored are not stored again. A UUID of version 8.
+    public static func derived(_ parts: [String]) -> String {
+        let digest = Array(SHA256.hash(data: Array(parts.joined(separator: "\u{0}").utf8)))
+        let word = { (offset: Int) in digest[offset..<offset + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+        return text(high: word(0) & 0xffff_ffff_ffff_0fff | 0x8000, low: word(8) & 0x3fff_ffff_ffff_ffff | 0x8000_0000_0000_0000)
+    }
+
+    private static func text(high: UInt64, low: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 36) { buffer in
             let digits: StaticString = "0123456789abcdef"
             var n = 0
             for digit in 0..<32 {

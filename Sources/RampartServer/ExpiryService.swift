@@ -40,6 +40,7 @@ struct ExpiryService: Service {
             let expired = try await store.write { tx in
                 try tx.pruneSightings(before: forgetBefore)
                 try tx.prunePeerMessages(before: at.addingTimeInterval(-2 * WebhookSignature.tolerance))
+                try tx.pruneIdempotencyKeys(before: at.addingTimeInterval(-Pipeline.idempotencyWindow))
                 return try tx.expire(now: at)
             }
             total += expired.count

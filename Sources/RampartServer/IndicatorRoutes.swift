@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import RampartCore
 
@@ -22,9 +23,22 @@ struct IndicatorRoutes {
             throw Problem.badRequest("invalid_parameter", error.message)
         }
         let body = try await bodies.receive(request)
+        let idempotency = try request.headers[HTTPField.Name("Idempotency-Key")!].map { header in
+            guard (1...255).contains(header.utf8.count), header.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+                throw Problem.badRequest("invalid_parameter", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+            }
+            // What the items are made of: the body, its type, and the defaults from the query.
+            return Pipeline.IdempotencyKey(
+                key: header,
+                request: [Array(body.readableBytesView), Array((request.headers[.contentType] ?? "").utf8), Array((request.uri.query ?? "").utf8)])
+        }
         let summary: Pipeline.Summary
         do {
-            summary = try await pipeline.ingest(body, format: format, defaults: defaults, via: "api:\(key.name)")
+            summary = try await pipeline.ingest(body, format: format, defaults: defaults, via: "api:\(key.name)", idempotency: idempotency)
+        } catch is Pipeline.IdempotencyKeyReused {
+            throw Problem(
+                .unprocessableContent, code: "idempotency_key_reused",
+                detail: "this Idempotency-Key was used in the last 24 hours for another request; a retry must send the same body and parameters")
         } catch let error as IngestParser.BodyError {
             switch error.kind {
             case .invalid: throw Problem.badRequest("invalid_body", error.message)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import NIOCore
@@ -61,13 +62,43 @@ public final class Pipeline: Sendable {
         public var rejectedCount = 0
     }
 
+    /// How long an `Idempotency-Key` is remembered: a retry within it stores nothing twice.
+    public static let idempotencyWindow: TimeInterval = 24 * 3600
+
+    /// The request's `Idempotency-Key` was used before for another body (or other parameters).
+    public struct IdempotencyKeyReused: Error {}
+
+    /// A request's `Idempotency-Key`, and the digest of what the request sends under it.
+    public struct IdempotencyKey: Sendable {
+        public let key: String
+        public let digest: [UInt8]
+
+        public init(key: String, request parts: [[UInt8]]) {
+            self.key = key
+            var hash = SHA256()
+            for part in parts {
+                hash.update(data: withUnsafeBytes(of: UInt64(part.count).bigEndian, Array.init))
+                hash.update(data: part)
+            }
+            digest = Array(hash.finalize())
+        }
+    }
+
     /// Refusals listed one by one in an answer and in the audit log; past these a request's
     /// refusals are only counted (by code), so that a body of bad lines costs little.
     public static let refusalsListed = 100
 
     /// Parses and commits a body. Throws `IngestParser.BodyError` when the body as a whole is refused
     /// (nothing is then written), or the store's error if a commit fails.
-    public func ingest(_ body: ByteBuffer, format: IngestParser.Format, defaults: IndicatorDefaults, via: String) async throws -> Summary {
+    /// With an `idempotency` key, items' ids derive from the key and their place in the body, so
+    /// that a retry of a request that failed part way (or whose answer was lost) stores only
+    /// what is missing; the same key with another body throws `IdempotencyKeyReused`.
+    public func ingest(
+        _ body: ByteBuffer, format: IngestParser.Format, defaults: IndicatorDefaults, via: String, idempotency: IdempotencyKey? = nil
+    ) async throws -> Summary {
+        if let idempotency, let digest = try await store.idempotencyDigest(idempotency.key, via: via), digest != idempotency.digest {
+            throw IdempotencyKeyReused()
+        }
         let receivedAt = now()
         let positionName = IngestParser.positionName(format)
         var summary = Summary()
@@ -87,16 +118,23 @@ public final class Pipeline: Sendable {
         }
         var kinds: [IndicatorKind: Int] = [:]
         var rejections: [String: Int] = [:]
+        var keyUnrecorded = idempotency != nil
         func send(_ chunk: [Planned]) {
             var counted = Tally()
             for (kind, count) in kinds { counted.add(.itemsIngested, ["kind": kind.rawValue, "via": via], count) }
             for (reason, count) in rejections { counted.add(.itemsRejected, ["reason": reason], count) }
             (kinds, rejections) = ([:], [:])
+            // The key goes in with the first chunk: if that commit fails, nothing of the request is kept.
+            let recordKey = keyUnrecorded ? idempotency : nil
+            keyUnrecorded = false
             inFlight.append(
                 (
                     chunk, counted,
                     store.enqueue(weight: chunk.count) { tx in
-                        try tx.apply(chunk, in: context)
+                        if let recordKey, try !tx.recordIdempotencyKey(recordKey.key, via: via, digest: recordKey.digest, at: receivedAt) {
+                            throw IdempotencyKeyReused()
+                        }
+                        return try tx.apply(chunk, in: context)
                     }
                 ))
         }
@@ -107,7 +145,8 @@ public final class Pipeline: Sendable {
             while let entry = reader.next() {
                 switch entry.result {
                 case .success(let indicator):
-                    let item = Item(id: ids.next(), payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
+                    let id = idempotency.map { IDGenerator.derived([$0.key, via, String(entry.position)]) } ?? ids.next()
+                    let item = Item(id: id, payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
                     kinds[indicator.kind, default: 0] += 1
                     chunk.append(.accepted(item, playbooks, context.planning))

@@ -322,6 +322,22 @@ public final class Store: Sendable {
                     arguments: [list(row["path"]), list(row["suggest"]), row["seq"] as Int64])
             }
         }
+        migrator.registerMigration("v9-idempotency-keys") { db in
+            try db.execute(
+                sql: """
+                    -- Requests sent with an Idempotency-Key: the digest of what was sent, so that the
+                    -- same key with another body is refused. Forgotten after a day.
+                    CREATE TABLE idempotency_key (
+                        via TEXT NOT NULL,
+                        key TEXT NOT NULL,
+                        digest BLOB NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        PRIMARY KEY (via, key)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX idempotency_key_created ON idempotency_key(created_at);
+                    """
+            )
+        }
         return migrator
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import HTTPTypes
 import HummingbirdTesting
+import NIOCore
 import RampartCore
 import RampartServer
 import RampartStore
@@ -102,6 +104,44 @@ import Testing
             #expect(none.status == .unprocessableContent)
             #expect((none["errors"] as? [Any])?.count == 100)
             #expect((none["detail"] as? String)?.contains("none of the 252 items was accepted; the first 100 errors say why") == true)
+        }
+    }
+
+    /// With an Idempotency-Key, items' ids come from the key and their place in the body: a retry
+    /// gets the same ids and stores nothing twice (so a request that failed part way can be sent
+    /// again); the key with another body is refused.
+    @Test func anIdempotencyKeyMakesRetriesStoreNothingTwice() async throws {
+        try await TestNode(playbooks: ["block": "name: block\nmatch: {kind: ipv4}\nactions: [{block: {duration: 1h}}]\n"]).run { client, parts in
+            func post(_ body: String, key: String?) async throws -> Answer {
+                var headers: HTTPFields = [.authorization: "Bearer \(TestNode.tokens["ingest"]!)", .contentType: "text/plain"]
+                if let key { headers[HTTPField.Name("Idempotency-Key")!] = key }
+                return try await client.execute(uri: "/v1/indicators", method: .post, headers: headers, body: ByteBuffer(string: body)) { response in
+                    let json = (try? JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]) ?? [:]
+                    return Answer(status: response.status, headers: response.headers, json: json)
+                }
+            }
+            let body = "45.9.148.3\n203.0.113.300\n77.90.185.20\n"
+            let first = try await post(body, key: "batch-7")
+            #expect(first.status == .accepted)
+            let ids = try #require(first["ids"] as? [String])
+            #expect(ids.count == 2)
+            let again = try await post(body, key: "batch-7")
+            #expect(again.status == .accepted)
+            #expect(again["ids"] as? [String] == ids)
+            #expect(try await parts.store.itemCount() == 2)
+            let events = try await client.auditEvents().compactMap { $0["event"] as? String }
+            #expect(events.filter { $0 == "item.accepted" }.count == 2)
+            #expect(events.filter { $0 == "decision.created" }.count == 2)
+            #expect(!events.contains("decision.merged"))
+
+            let other = try await post("198.51.100.1\n", key: "batch-7")
+            #expect(other.status == .unprocessableContent)
+            #expect(other.problemCode == "idempotency_key_reused")
+            #expect(try await parts.store.itemCount() == 2)
+            let fresh = try await post(body, key: "batch-8")
+            #expect(fresh.status == .accepted)
+            #expect(Set(fresh["ids"] as? [String] ?? []).isDisjoint(with: ids))
+            #expect(try await post(body, key: "two words").problemCode == "invalid_parameter")
         }
     }
 
