@@ -91,7 +91,7 @@ import Testing
         ),
         (
             "name: a\nmatch: {kind: domain, value: {regex: '(unclosed'}}\nactions: []\n",
-            ["2:38: match.value.regex: '(unclosed' is not a valid regular expression"]
+            ["2:38: match.value.regex: '(unclosed' is not a regular expression playbooks take: a group is not closed"]
         ),
         (
             "name: a\nmatch: {kind: ipv4}\nactions: [{block: {duration: 1h}, exec: {argv: [x]}}]\n",

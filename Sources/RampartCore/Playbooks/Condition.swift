@@ -216,23 +216,18 @@ public struct SuffixSet: Sendable {
     }
 }
 
-/// A regular expression compiled once at load time.
-public struct CompiledRegex: @unchecked Sendable {
-    // NSRegularExpression is immutable and documented as safe to use from several threads.
-    private let regex: NSRegularExpression
+/// A regular expression compiled once at load time, matched in linear time (`LinearRegex`).
+public struct CompiledRegex: Sendable {
+    private let regex: LinearRegex
     public let pattern: String
 
     public init(_ pattern: String) throws(ValueError) {
-        do {
-            regex = try NSRegularExpression(pattern: pattern)
-        } catch {
-            throw ValueError(.invalidField, "'\(pattern.preview)' is not a valid regular expression")
-        }
+        regex = try LinearRegex(pattern)
         self.pattern = pattern
     }
 
     public func matches(_ text: String) -> Bool {
-        regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+        regex.matches(text)
     }
 }
 
