@@ -1,14 +1,18 @@
 import Hummingbird
+import NIOCore
 import RampartCore
 
 /// Per-request state: who the caller is, once the bearer token was checked.
-public struct RampartRequestContext: RequestContext {
+public struct RampartRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The API key the request authenticated with.
     public var apiKey: Config.APIKey?
+    /// Where the connection comes from.
+    public let remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 
     /// Throws 403 unless the caller's key has `role`.

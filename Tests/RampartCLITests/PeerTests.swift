@@ -367,6 +367,46 @@ final class MeshNode {
         #expect(error.contains("no complete answer within 1s"), "\(error)")
     }
 
+    /// Unauthenticated bodies cost little: headers that fail are refused before the body is read,
+    /// and one address has at most two bodies read and verified at once (a third gets 503).
+    @Test func unverifiedBodiesAreBoundedAndBadHeadersCostNoBody() throws {
+        let (a, b) = try Self.startedPair()
+        defer {
+            a.stop()
+            b.stop()
+        }
+        let probe = try run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import socket, time
+                def head(length, stamp=None):
+                    return (f"POST /v1/peer/events HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\n"
+                            f"webhook-id: msg_{time.time_ns()}\\r\\nwebhook-timestamp: {stamp or int(time.time())}\\r\\n"
+                            f"webhook-signature: v1,AAAA\\r\\nContent-Length: {length}\\r\\n\\r\\n").encode()
+                def status(s):
+                    s.settimeout(5)
+                    return s.recv(64).split(b"\\r\\n")[0].decode()
+                # A stale timestamp: refused with the body never sent.
+                s = socket.create_connection(("127.0.0.1", \(b.port))); s.sendall(head(1000000, stamp=1)); print(status(s)); s.close()
+                # Two bodies trickling in from this address, then a third request.
+                slow = []
+                for _ in range(2):
+                    c = socket.create_connection(("127.0.0.1", \(b.port))); c.sendall(head(1000) + b"{"); slow.append(c)
+                time.sleep(0.5)
+                s = socket.create_connection(("127.0.0.1", \(b.port))); s.sendall(head(2) + b"{}"); print(status(s)); s.close()
+                for c in slow: c.close()
+                time.sleep(0.5)
+                s = socket.create_connection(("127.0.0.1", \(b.port))); s.sendall(head(2) + b"{}"); print(status(s)); s.close()
+                """,
+            ]
+        )
+        #expect(
+            probe.stdout.split(separator: "\n") == ["HTTP/1.1 401 Unauthorized", "HTTP/1.1 503 Service Unavailable", "HTTP/1.1 401 Unauthorized"],
+            "\(probe.stdout)\(probe.stderr)")
+    }
+
     @Test func anExpiredPeerGetsNothingAndIsNotHeard() throws {
         let (a, b) = try Self.startedPair(entry: "expires: 2020-01-01")
         defer {

@@ -87,17 +87,28 @@ public enum WebhookSignature {
         return entries.joined(separator: " ")
     }
 
+    /// What can be checked before the body is read: the headers are there, the timestamp is
+    /// within `tolerance` of `now`, the signature holds at most `maxEntries` entries.
+    @discardableResult
+    public static func checkHeaders(
+        id: String?, timestamp: String?, signature: String?, now: Date
+    ) throws(Failure) -> (seconds: Int, entries: [Substring]) {
+        guard let id, !id.isEmpty, let timestamp, let signature else { throw .missingHeaders }
+        guard let seconds = Int(timestamp), timestamp.allSatisfy(\.isASCII) else { throw .badTimestamp }
+        guard abs(now.timeIntervalSince1970 - Double(seconds)) <= tolerance else { throw .outsideTolerance }
+        let entries = signature.split(separator: " ")
+        guard entries.count <= maxEntries else { throw .tooManySignatures }
+        return (seconds, entries)
+    }
+
     /// Accepts a request when its timestamp is within `tolerance` of `now` and one of the signature
     /// entries is valid for one of `publicKeys` (v1a) or `secrets` (v1); HMACs are compared in
     /// constant time. Entries of other versions are skipped.
     public static func verify(
         id: String?, timestamp: String?, signature: String?, body: [UInt8], now: Date, publicKeys: [PublicKey], secrets: [Secret]
     ) throws(Failure) {
-        guard let id, !id.isEmpty, let timestamp, let signature else { throw .missingHeaders }
-        guard let seconds = Int(timestamp), timestamp.allSatisfy(\.isASCII) else { throw .badTimestamp }
-        guard abs(now.timeIntervalSince1970 - Double(seconds)) <= tolerance else { throw .outsideTolerance }
-        let entries = signature.split(separator: " ")
-        guard entries.count <= maxEntries else { throw .tooManySignatures }
+        let (seconds, entries) = try checkHeaders(id: id, timestamp: timestamp, signature: signature, now: now)
+        guard let id else { throw .missingHeaders }
         let signed = content(id: id, timestamp: seconds, body: body)
         // Each secret's code is computed once, whatever the number of v1 entries, and compared in
         // constant time; entries of the wrong length are never checked.

@@ -15,6 +15,37 @@ struct PeerRoutes {
     let maxItems: Int
     let now: @Sendable () -> Date
     let rates = RateLimiter()
+    /// Bodies read but not yet verified: unauthenticated bodies of up to http.max_body each cost
+    /// memory and a signature check per key, so there are at most `maxUnverifiedPerAddress` from
+    /// one address (a slow sender holds up only its own) and `maxUnverified` in all.
+    let unverified = Gate()
+    static let maxUnverified = 16
+    static let maxUnverifiedPerAddress = 2
+
+    /// What is being verified, in all and by client address.
+    final class Gate: Sendable {
+        private let counts = Mutex<(total: Int, byAddress: [String: Int])>((0, [:]))
+
+        /// Enters when both limits allow; `leave(address)` once done.
+        func enter(_ address: String) -> Bool {
+            counts.withLock { counts in
+                guard counts.total < PeerRoutes.maxUnverified, counts.byAddress[address, default: 0] < PeerRoutes.maxUnverifiedPerAddress else {
+                    return false
+                }
+                counts.total += 1
+                counts.byAddress[address, default: 0] += 1
+                return true
+            }
+        }
+
+        func leave(_ address: String) {
+            counts.withLock { counts in
+                counts.total -= 1
+                counts.byAddress[address, default: 1] -= 1
+                if counts.byAddress[address] == 0 { counts.byAddress[address] = nil }
+            }
+        }
+    }
 
     func register(on router: Router<RampartRequestContext>) {
         router.post("/v1/peer/events") { request, context in try await receive(request, context) }
@@ -24,19 +55,37 @@ struct PeerRoutes {
     }
 
     func receive(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
-        let body = Array(try await bodies.receive(request).readableBytesView)
         let at = now()
         let id = request.headers[HTTPField.Name("webhook-id")!]
-        let peer: Peer
-        do throws(WebhookSignature.Failure) {
-            peer = try PeerRoutes.sender(
-                of: body, id: id, timestamp: request.headers[HTTPField.Name("webhook-timestamp")!],
-                signature: request.headers[HTTPField.Name("webhook-signature")!], peers: pipeline.peers, now: at
-            )
-        } catch {
+        let (timestamp, signature) = (request.headers[HTTPField.Name("webhook-timestamp")!], request.headers[HTTPField.Name("webhook-signature")!])
+        func refuse(_ error: WebhookSignature.Failure) -> Problem {
             let (code, detail) = PeerRoutes.explain(error)
             pipeline.metrics.count(.peerRequestsRefused, ["reason": code.rawValue])
-            throw Problem(.unauthorized, code: code, detail: detail)
+            return Problem(.unauthorized, code: code, detail: detail)
+        }
+        // Headers first: a request they refuse costs no body.
+        do throws(WebhookSignature.Failure) {
+            try WebhookSignature.checkHeaders(id: id, timestamp: timestamp, signature: signature, now: at)
+        } catch {
+            throw refuse(error)
+        }
+        let address = context.remoteAddress?.ipAddress ?? ""
+        guard unverified.enter(address) else {
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "busy"])
+            throw Problem(
+                .serviceUnavailable, code: "busy", detail: "too many requests from this address (or in all) are being verified; retry in a second",
+                headers: [.retryAfter: "1"])
+        }
+        let body: [UInt8]
+        let peer: Peer
+        do {
+            defer { unverified.leave(address) }
+            body = Array(try await bodies.receive(request).readableBytesView)
+            do throws(WebhookSignature.Failure) {
+                peer = try PeerRoutes.sender(of: body, id: id, timestamp: timestamp, signature: signature, peers: pipeline.peers, now: at)
+            } catch {
+                throw refuse(error)
+            }
         }
         if peer.hasExpired(at: at) {
             pipeline.metrics.count(.peerRequestsRefused, ["reason": "peer_expired"])
