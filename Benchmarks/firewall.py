@@ -10,12 +10,13 @@ namespace, as root.
 3. The daemon's RSS with the bulk blocks active: as the last element arrives, and 3 s later.
 4. The bytes the bulk request added to the write-ahead log, per blocked item.
 """
-import hashlib, json, os, subprocess, sys, tempfile, time, urllib.request
+import atexit, hashlib, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
 
 from nftprobe import ElementProbe
 
 binary, feed, count, trials = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 work = tempfile.mkdtemp(prefix="rampart-fw-bench-")
+atexit.register(shutil.rmtree, work, True)  # the database of a 100k run is hundreds of MB
 token = "rmp_bench_token"
 token_hash = hashlib.sha256(token.encode()).hexdigest()
 
