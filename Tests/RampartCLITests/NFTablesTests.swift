@@ -1,4 +1,5 @@
 import Foundation
+import RampartTesting
 import Testing
 
 /// Two network namespaces joined by a veth pair: `a` (198.18.0.1, 2001:2::1) runs the daemon with
@@ -101,7 +102,11 @@ struct NFTablesTests {
         return try pair.exec(pair.a, argv + ["http://127.0.0.1:\(daemon.port)\(path)"])
     }
 
-    @Test func blocksDropRealPacketsAndLiftOnRevocationAndExpiry() throws {
+    @Test func blocksDropRealPacketsAndLiftOnRevocationAndExpiry() async throws {
+        try await onOwnThread { [self] in try self.blocksDropRealPacketsAndLiftOnRevocationAndExpiryBody() }
+    }
+
+    func blocksDropRealPacketsAndLiftOnRevocationAndExpiryBody() throws {
         let pair = try NamespacePair()
         let sandbox = try Sandbox(listen: "\"[::]:0\"", extra: Self.config)
         let daemon = try DaemonProcess(sandbox, namespace: pair.a)
@@ -148,7 +153,11 @@ struct NFTablesTests {
         #expect(!daemon.log.contains("firewall.apply_failed"), "\(daemon.log)")
     }
 
-    @Test func hostileValuesNeverReachTheRuleset() throws {
+    @Test func hostileValuesNeverReachTheRuleset() async throws {
+        try await onOwnThread { [self] in try self.hostileValuesNeverReachTheRulesetBody() }
+    }
+
+    func hostileValuesNeverReachTheRulesetBody() throws {
         let pair = try NamespacePair()
         let sandbox = try Sandbox(extra: Self.config)
         let daemon = try DaemonProcess(sandbox, namespace: pair.a)
@@ -179,7 +188,11 @@ struct NFTablesTests {
         #expect(elements["in4"] == ["198.18.0.9"] && elements["out4"] == ["198.18.0.9"])
     }
 
-    @Test func aRestartedDaemonBringsTheKernelToTheStoreWithoutRebanning() throws {
+    @Test func aRestartedDaemonBringsTheKernelToTheStoreWithoutRebanning() async throws {
+        try await onOwnThread { [self] in try self.aRestartedDaemonBringsTheKernelToTheStoreWithoutRebanningBody() }
+    }
+
+    func aRestartedDaemonBringsTheKernelToTheStoreWithoutRebanningBody() throws {
         let pair = try NamespacePair()
         let sandbox = try Sandbox(extra: Self.config)
         var daemon = try DaemonProcess(sandbox, namespace: pair.a)

@@ -200,7 +200,11 @@ final class MeshNode {
         (base..<base + count).map { "198.18.\($0 / 256 % 256).\($0 % 256)" }
     }
 
-    @Test func triangleSharesAndAStoppedPeerGetsEverythingOnceOnReturn() throws {
+    @Test func triangleSharesAndAStoppedPeerGetsEverythingOnceOnReturn() async throws {
+        try await onOwnThread { [self] in try self.triangleSharesAndAStoppedPeerGetsEverythingOnceOnReturnBody() }
+    }
+
+    func triangleSharesAndAStoppedPeerGetsEverythingOnceOnReturnBody() throws {
         let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
         let b = try MeshNode("b", playbooks: ["block.yaml": Self.blockSuggested])
         let c = try MeshNode("c", playbooks: ["block.yaml": Self.blockSuggested])
@@ -240,7 +244,11 @@ final class MeshNode {
         }
     }
 
-    @Test func killDashNineDuringDeliveryLosesAndDoublesNothing() throws {
+    @Test func killDashNineDuringDeliveryLosesAndDoublesNothing() async throws {
+        try await onOwnThread { [self] in try self.killDashNineDuringDeliveryLosesAndDoublesNothingBody() }
+    }
+
+    func killDashNineDuringDeliveryLosesAndDoublesNothingBody() throws {
         let (a, b) = try Self.startedPair()
         defer {
             a.stop()
@@ -259,7 +267,11 @@ final class MeshNode {
         #expect(try b.activeValues().count == acknowledged.count)
     }
 
-    @Test func forgedReplayedStaleAndUnknownRequestsApplyNothing() throws {
+    @Test func forgedReplayedStaleAndUnknownRequestsApplyNothing() async throws {
+        try await onOwnThread { [self] in try self.forgedReplayedStaleAndUnknownRequestsApplyNothingBody() }
+    }
+
+    func forgedReplayedStaleAndUnknownRequestsApplyNothingBody() throws {
         let a = try MeshNode("a", playbooks: [:])
         let b = try MeshNode("b", playbooks: ["block.yaml": Self.blockSuggested])
         try b.connect([a])
@@ -301,7 +313,11 @@ final class MeshNode {
 
     /// A peer answering 410, one redirecting, one asking to retry later: a stand-in HTTP server
     /// (Python's http.server) records when each was called.
-    @Test func goneDisablesRedirectsAreNotFollowedAndRetryAfterIsHonoured() throws {
+    @Test func goneDisablesRedirectsAreNotFollowedAndRetryAfterIsHonoured() async throws {
+        try await onOwnThread { [self] in try self.goneDisablesRedirectsAreNotFollowedAndRetryAfterIsHonouredBody() }
+    }
+
+    func goneDisablesRedirectsAreNotFollowedAndRetryAfterIsHonouredBody() throws {
         let server = try StandInServer()
         let port = server.port
         let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
@@ -346,7 +362,11 @@ final class MeshNode {
 
     /// A peer that drips its answer's body fails the delivery at its `timeout`, which is retried,
     /// and `GET /v1/peers` says so: the outbox is never held by one request.
-    @Test func aPeerDrippingItsAnswerTimesOutAndIsRetried() throws {
+    @Test func aPeerDrippingItsAnswerTimesOutAndIsRetried() async throws {
+        try await onOwnThread { [self] in try self.aPeerDrippingItsAnswerTimesOutAndIsRetriedBody() }
+    }
+
+    func aPeerDrippingItsAnswerTimesOutAndIsRetriedBody() throws {
         let server = try StandInServer()
         let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
         try a.configure(peers: "  - {name: drip, url: \"\(server.url("drip"))\", secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, timeout: 1s}")
@@ -369,7 +389,11 @@ final class MeshNode {
 
     /// Unauthenticated bodies cost little: headers that fail are refused before the body is read,
     /// and one address has at most two bodies read and verified at once (a third gets 503).
-    @Test func unverifiedBodiesAreBoundedAndBadHeadersCostNoBody() throws {
+    @Test func unverifiedBodiesAreBoundedAndBadHeadersCostNoBody() async throws {
+        try await onOwnThread { [self] in try self.unverifiedBodiesAreBoundedAndBadHeadersCostNoBodyBody() }
+    }
+
+    func unverifiedBodiesAreBoundedAndBadHeadersCostNoBodyBody() throws {
         let (a, b) = try Self.startedPair()
         defer {
             a.stop()
@@ -407,7 +431,11 @@ final class MeshNode {
             "\(probe.stdout)\(probe.stderr)")
     }
 
-    @Test func anExpiredPeerGetsNothingAndIsNotHeard() throws {
+    @Test func anExpiredPeerGetsNothingAndIsNotHeard() async throws {
+        try await onOwnThread { [self] in try self.anExpiredPeerGetsNothingAndIsNotHeardBody() }
+    }
+
+    func anExpiredPeerGetsNothingAndIsNotHeardBody() throws {
         let (a, b) = try Self.startedPair(entry: "expires: 2020-01-01")
         defer {
             a.stop()
@@ -424,7 +452,11 @@ final class MeshNode {
 
     /// `notify` posts its rendered body (fields escaped as JSON strings) through the outbox, and a
     /// failed post is retried.
-    @Test func notifyPostsTheRenderedBodyAndRetries() throws {
+    @Test func notifyPostsTheRenderedBodyAndRetries() async throws {
+        try await onOwnThread { [self] in try self.notifyPostsTheRenderedBodyAndRetriesBody() }
+    }
+
+    func notifyPostsTheRenderedBodyAndRetriesBody() throws {
         let server = try StandInServer()
         let playbook = """
             name: tell-the-soc
@@ -451,7 +483,9 @@ final class MeshNode {
         #expect(try a.auditCount("action.notify") == 2)
     }
 
-    @Test func peersAddressesAreNeverBlocked() throws {
+    @Test func peersAddressesAreNeverBlocked() async throws { try await onOwnThread { [self] in try self.peersAddressesAreNeverBlockedBody() } }
+
+    func peersAddressesAreNeverBlockedBody() throws {
         let a = try MeshNode("a", playbooks: [:])
         try a.configure(
             peers: """
@@ -470,7 +504,11 @@ final class MeshNode {
         #expect(try a.api("POST", "/v1/decisions", #"{"value": "198.18.45.4", "duration": "1h"}"#).0 == 201)
     }
 
-    @Test func tlpRedReachesNoPeerAndPoliciesApply() throws {
+    @Test func tlpRedReachesNoPeerAndPoliciesApply() async throws {
+        try await onOwnThread { [self] in try self.tlpRedReachesNoPeerAndPoliciesApplyBody() }
+    }
+
+    func tlpRedReachesNoPeerAndPoliciesApplyBody() throws {
         let a = try MeshNode("a", playbooks: ["share.yaml": Self.share])
         let b = try MeshNode("b", playbooks: ["block.yaml": Self.blockSuggested])
         let c = try MeshNode("c", playbooks: ["block.yaml": Self.blockSuggested])
@@ -503,7 +541,11 @@ final class MeshNode {
         }
     }
 
-    @Test func revocationsFollowTheItemAndPurgeRemovesWhatAPeerSent() throws {
+    @Test func revocationsFollowTheItemAndPurgeRemovesWhatAPeerSent() async throws {
+        try await onOwnThread { [self] in try self.revocationsFollowTheItemAndPurgeRemovesWhatAPeerSentBody() }
+    }
+
+    func revocationsFollowTheItemAndPurgeRemovesWhatAPeerSentBody() throws {
         let (a, b) = try Self.startedPair()
         defer {
             a.stop()
@@ -526,7 +568,11 @@ final class MeshNode {
         #expect(try b.activeValues().isEmpty)
     }
 
-    @Test func aPeerAboveItsRateIsToldToRetryAndNothingIsLost() throws {
+    @Test func aPeerAboveItsRateIsToldToRetryAndNothingIsLost() async throws {
+        try await onOwnThread { [self] in try self.aPeerAboveItsRateIsToldToRetryAndNothingIsLostBody() }
+    }
+
+    func aPeerAboveItsRateIsToldToRetryAndNothingIsLostBody() throws {
         let (a, b) = try Self.startedPair(entry: "accept: {suggested: [block], rate: 2/s}")
         defer {
             a.stop()
@@ -627,7 +673,11 @@ final class NamespaceMesh {
 struct PeerNamespaceTests {
     /// A block decided at a (an indicator matching its playbook) drops x's packets at b and c,
     /// whose playbooks act on what a suggests.
-    @Test func aBlockDecidedAtOneNodeDropsPacketsAtTheOthers() throws {
+    @Test func aBlockDecidedAtOneNodeDropsPacketsAtTheOthers() async throws {
+        try await onOwnThread { [self] in try self.aBlockDecidedAtOneNodeDropsPacketsAtTheOthersBody() }
+    }
+
+    func aBlockDecidedAtOneNodeDropsPacketsAtTheOthersBody() throws {
         let mesh = try NamespaceMesh()
         let nodes = try ["a", "b", "c"].map { name in
             try MeshNode(

@@ -1,4 +1,5 @@
 import Foundation
+import RampartTesting
 import Testing
 
 /// A million random and adversarial block requests through a daemon with the nftables backend: not
@@ -23,7 +24,11 @@ struct SafetyPropertyTests {
         "::ffff:198.18.0.0/112", "2001:2::/32", "fe80::1", "ff02::1", "224.0.0.1", "127.0.0.1", "169.254.169.254", "::ffff:7f00:1",
     ]
 
-    @Test func aMillionBlocksLeaveNoProtectedAddressInTheKernel() throws {
+    @Test func aMillionBlocksLeaveNoProtectedAddressInTheKernel() async throws {
+        try await onOwnThread { [self] in try self.aMillionBlocksLeaveNoProtectedAddressInTheKernelBody() }
+    }
+
+    func aMillionBlocksLeaveNoProtectedAddressInTheKernelBody() throws {
         let pair = try NamespacePair()
         let sandbox = try Sandbox(
             extra: """
