@@ -70,10 +70,6 @@ public struct Tally: Sendable {
         add(Key(metric, labels), amount)
     }
 
-    public mutating func add(_ other: Tally) {
-        for (key, amount) in other.counts { add(key, amount) }
-    }
-
     /// An action's outcome (`rampart_actions_total{action, outcome}`).
     public mutating func action(_ action: String, _ outcome: String) {
         add(.actions, ["action": action, "outcome": outcome])

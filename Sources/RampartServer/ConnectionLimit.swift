@@ -12,8 +12,6 @@ final class ConnectionLimit: Sendable {
         self.max = max
     }
 
-    var current: Int { open.load(ordering: .relaxed) }
-
     /// The handler for one connection.
     func handler() -> Handler { Handler(limit: self) }
 

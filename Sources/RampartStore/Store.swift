@@ -109,11 +109,6 @@ public final class Store: Sendable {
     /// How many times the write-ahead log was synced since the store opened.
     var logSyncs: Int { committer.logSyncs }
 
-    /// Has every connection free the memory it can (cached pages), after a bulk load.
-    public func releaseMemory() {
-        pool.releaseMemory()
-    }
-
     /// Asks for `releaseMemory` once writes pause (`releaseMemoryIfDue`), after a bulk request.
     public func releaseMemoryWhenQuiet() {
         memoryReleaseWanted.store(true, ordering: .relaxed)
@@ -125,7 +120,8 @@ public final class Store: Sendable {
     public func releaseMemoryIfDue(quiet: Duration = .milliseconds(500)) -> Bool {
         guard memoryReleaseWanted.load(ordering: .relaxed), committer.idleTime >= quiet else { return false }
         memoryReleaseWanted.store(false, ordering: .relaxed)
-        releaseMemory()
+        // Every connection frees what it can (cached pages); they fill again as needed.
+        pool.releaseMemory()
         return true
     }
 

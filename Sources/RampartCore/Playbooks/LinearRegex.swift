@@ -230,7 +230,7 @@ struct LinearRegex: Sendable {
             case "^": return .lineStart
             case "$": return .lineEnd
             case "[": return .scalars(try characterClass())
-            case "\\": return .scalars(try escape(inClass: false))
+            case "\\": return .scalars(try escape())
             case "(":
                 if peek == "?" {
                     guard index + 1 < pattern.count, pattern[index + 1] == ":" else {
@@ -247,7 +247,7 @@ struct LinearRegex: Sendable {
             }
         }
 
-        mutating func escape(inClass: Bool) throws(ValueError) -> ScalarSet {
+        mutating func escape() throws(ValueError) -> ScalarSet {
             guard let scalar = peek else { throw fail("it ends with '\\'") }
             index += 1
             switch scalar {
@@ -280,7 +280,7 @@ struct LinearRegex: Sendable {
                 index += 1
                 var low: UInt32
                 if scalar == "\\" {
-                    let escaped = try escape(inClass: true)
+                    let escaped = try escape()
                     guard !escaped.negated, escaped.ranges.count == 1, escaped.ranges[0].count == 1 else {
                         // \d, \w, \s inside a class: their ranges join it.
                         guard !escaped.negated else { throw fail("negated classes (\\D, \\W, \\S) inside [...] are not supported") }
@@ -296,7 +296,7 @@ struct LinearRegex: Sendable {
                     var high = pattern[index].value
                     index += 1
                     if high == 0x5C {  // an escaped upper bound
-                        let escaped = try escape(inClass: true)
+                        let escaped = try escape()
                         guard escaped.ranges.count == 1, escaped.ranges[0].count == 1 else { throw fail("a range ends with a class") }
                         high = escaped.ranges[0].lowerBound
                     }
