@@ -36,8 +36,8 @@ public enum Daemon {
         clock: any Clock<Duration> = ContinuousClock(), now: @escaping @Sendable () -> Date = Date.init,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> (App, Parts) {
-        let playbooks = try PlaybookSet(
-            PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name)))
+        let inForce = try InForce(config)
+        let playbooks = inForce.playbooks
         let store = try Store(path: config.databasePath)
         let firewall = firewall ?? makeFirewall(config, logger: logger)
         let metrics = RampartMetrics()
@@ -55,9 +55,7 @@ public enum Daemon {
         )
         let reloader = Reloader(
             configPath: config.path,
-            inForce: InForce(
-                playbooks: playbooks, policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)),
-                peers: config.peers),
+            inForce: inForce,
             store: store, delivery: delivery, enforcer: enforcer, notifier: notifier, metrics: metrics, logger: logger, now: now
         )
         let pipeline = Pipeline(

@@ -30,7 +30,7 @@ struct IndicatorRoutes {
             // What the items are made of: the body, its type, and the defaults from the query.
             return Pipeline.IdempotencyKey(
                 key: header,
-                request: [Array(body.readableBytesView), Array((request.headers[.contentType] ?? "").utf8), Array((request.uri.query ?? "").utf8)])
+                request: [body, ByteBuffer(string: request.headers[.contentType] ?? ""), ByteBuffer(string: request.uri.query ?? "")])
         }
         let summary: Pipeline.Summary
         do {

@@ -73,12 +73,14 @@ public final class Pipeline: Sendable {
         public let key: String
         public let digest: [UInt8]
 
-        public init(key: String, request parts: [[UInt8]]) {
+        /// `parts`: what the request's items are made of (its body, content type and query), each
+        /// hashed where it lies.
+        public init(key: String, request parts: [ByteBuffer]) {
             self.key = key
             var hash = SHA256()
             for part in parts {
-                hash.update(data: withUnsafeBytes(of: UInt64(part.count).bigEndian, Array.init))
-                hash.update(data: part)
+                hash.update(data: withUnsafeBytes(of: UInt64(part.readableBytes).bigEndian, Array.init))
+                part.withUnsafeReadableBytes { hash.update(bufferPointer: $0) }
             }
             digest = Array(hash.finalize())
         }

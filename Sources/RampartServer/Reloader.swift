@@ -19,6 +19,16 @@ public struct InForce: Sendable {
         self.policy = policy
         self.peers = peers
     }
+
+    /// What `config` puts in force: its playbooks and lists read, the safety policy with this
+    /// host's addresses and the peers' (names resolved now). Blocking: files and DNS.
+    public init(_ config: Config) throws(Diagnostics) {
+        self.init(
+            playbooks: PlaybookSet(
+                try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))),
+            policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)),
+            peers: config.peers)
+    }
 }
 
 /// Owns what is in force. A reload (SIGHUP, `POST /v1/reload`) re-reads the configuration,
@@ -128,14 +138,7 @@ public final class Reloader: Service, Sendable {
         // Files, and the peers' names resolved: blocking work.
         let loaded = try await Blocking.run { () -> Result<InForce, Diagnostics> in
             do throws(Diagnostics) {
-                let config = try Config.load(path: path)
-                return .success(
-                    InForce(
-                        playbooks: PlaybookSet(
-                            try PlaybookLoader.load(
-                                directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))),
-                        policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)),
-                        peers: config.peers))
+                return .success(try InForce(Config.load(path: path)))
             } catch {
                 return .failure(error)
             }

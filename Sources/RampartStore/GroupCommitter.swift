@@ -278,16 +278,18 @@ extension GroupCommitter {
     /// A write's error as callers see it: SQLite's "database or disk is full" (and a sync's
     /// ENOSPC) become `storage_full`, noted until a write is durable again.
     fileprivate func classified(_ error: any Error) -> any Error {
-        let full: Bool =
-            if let store = error as? StoreError { store.isStorageFull } else {
-                (error as? DatabaseError)?.resultCode == .SQLITE_FULL
-            }
-        guard full else { return error }
+        guard meansDiskFull(error) else { return error }
         storageFull.store(true, ordering: .relaxed)
         if let error = error as? StoreError { return error }
         return StoreError(
             code: .storageFull, message: "the disk holding the database is full; nothing of this write was kept (free space, and retry)")
     }
+}
+
+/// Whether `error` says the disk is full: SQLite's, or a `storage_full` store error.
+private func meansDiskFull(_ error: any Error) -> Bool {
+    if let error = error as? StoreError { return error.isStorageFull }
+    return (error as? DatabaseError)?.resultCode == .SQLITE_FULL
 }
 
 /// Hears what committed transactions change in the firewall: `committed` on the writer's thread
@@ -349,10 +351,7 @@ private final class TypedJob<T: Sendable>: Job {
         if case .failure(let error)? = result { error } else { nil }
     }
 
-    var failedForSpace: Bool {
-        guard let failure else { return false }
-        return (failure as? DatabaseError)?.resultCode == .SQLITE_FULL || (failure as? StoreError)?.isStorageFull == true
-    }
+    var failedForSpace: Bool { failure.map(meansDiskFull) ?? false }
 
     func fail(_ error: any Error) {
         pending.resolve(.failure(error))

@@ -31,13 +31,3 @@ public enum Scratch {
         root.appendingPathComponent("\(name)-\(UUID().uuidString)")
     }
 }
-
-/// Runs a blocking test body (waiting for processes, polling with sleeps) on a thread of its own,
-/// so that it holds none of the cooperative pool's threads, two on a two-core machine, which every
-/// async test in the process needs: a minute-long blocking test on each of them stalled all the
-/// others for as long.
-public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-    }
-}

@@ -161,10 +161,6 @@ import Testing
 
 /// Polls `condition` until it holds, failing after `seconds`.
 func waitUntil(seconds: Double = 5, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
+    if try await eventually(seconds, condition) { return }
     Issue.record("condition did not hold within \(seconds) s")
 }

@@ -155,12 +155,3 @@ import Testing
         }
     }
 }
-
-func eventually(_ seconds: Double = 5, _ check: () async throws -> Bool) async throws -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try await check() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return try await check()
-}
