@@ -306,6 +306,15 @@ struct WriterState: Sendable {
     var auditSeq: Int64
     var auditHash: [UInt8]
     var activeBlocks: Int
+    /// The number of the last change to a decision (`decision.change_seq`): every creation,
+    /// extension, revocation and expiry takes the next one, so that a reader (the CrowdSec bouncer
+    /// API) finds what changed after a point it saw.
+    var decisionChange: Int64
+
+    mutating func nextDecisionChange() -> Int64 {
+        decisionChange += 1
+        return decisionChange
+    }
 }
 
 private protocol Job: AnyObject {

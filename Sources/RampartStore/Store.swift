@@ -57,7 +57,8 @@ public final class Store: Sendable {
             return WriterState(
                 auditSeq: head?["seq"] ?? 0,
                 auditHash: (head?["hash"] as Data?).map { Array($0) } ?? AuditChain.genesis,
-                activeBlocks: active
+                activeBlocks: active,
+                decisionChange: try Int64.fetchOne(db, sql: "SELECT MAX(change_seq) FROM decision") ?? 0
             )
         }
         committer = GroupCommitter(pool: pool, state: state)
@@ -331,6 +332,25 @@ public final class Store: Sendable {
                         PRIMARY KEY (via, key)
                     ) WITHOUT ROWID;
                     CREATE INDEX idempotency_key_created ON idempotency_key(created_at);
+                    """
+            )
+        }
+        migrator.registerMigration("v10-decision-changes") { db in
+            try db.execute(
+                sql: """
+                    -- created_seq: a decision's number (the `id` CrowdSec bouncers see); change_seq:
+                    -- the number of its last change (created, extended, revoked, expired). One sequence
+                    -- numbers both, so that the bouncer API reads what changed after a point through an index.
+                    ALTER TABLE decision ADD COLUMN created_seq INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE decision ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+                    UPDATE decision SET created_seq = numbered.n, change_seq = numbered.n
+                        FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM decision) AS numbered
+                        WHERE decision.id = numbered.id;
+                    CREATE INDEX decision_change ON decision(change_seq);
+                    -- A bouncer's first pull pages through the decisions in force by number, and
+                    -- through those no longer in force by when they would have ended.
+                    CREATE INDEX decision_in_force ON decision(created_seq) WHERE state = 'active';
+                    CREATE INDEX decision_ended ON decision(expires_at, created_seq) WHERE state != 'active';
                     """
             )
         }

@@ -236,14 +236,19 @@ public struct StoreTransaction {
             existing.direction = existing.direction.union(request.direction)
             let changed = existing != previous
             let corroborated = request.item != existing.item
-            if changed || corroborated {
+            if changed {
                 var binder = Binder(statements.extendDecision)
                 binder.bind(existing.expiresAt.milliseconds)
                 binder.bind(existing.direction.rawValue)
                 binder.bind(corroborated)
+                binder.bind(state.nextDecisionChange())
                 binder.bind(existing.id)
                 try binder.step(db)
                 current[index] = existing
+            } else if corroborated {
+                var binder = Binder(statements.corroborateDecision)
+                binder.bind(existing.id)
+                try binder.step(db)
             }
             if changed { enforce(existing, now: now) }
             try auditDecision(changed ? .decisionExtended : .decisionMerged, existing, request, now: now)
@@ -270,6 +275,9 @@ public struct StoreTransaction {
         binder.bind(decision.origin)
         binder.bind(decision.reason)
         binder.bind(decision.simulated)
+        let change = state.nextDecisionChange()
+        binder.bind(change)
+        binder.bind(change)
         try binder.step(db)
         current.append(decision)
         if !decision.simulated { state.activeBlocks += 1 }
@@ -294,8 +302,8 @@ public struct StoreTransaction {
             decision.state = .revoked
             decision.revokedAt = now
             try execute(
-                "UPDATE decision SET state = 'revoked', revoked_at = ? WHERE id = ?",
-                [now.milliseconds, decision.id]
+                "UPDATE decision SET state = 'revoked', revoked_at = ?, change_seq = ? WHERE id = ?",
+                [now.milliseconds, state.nextDecisionChange(), decision.id]
             )
             if !decision.simulated { state.activeBlocks -= 1 }
             enforce(decision, now: now)
@@ -321,7 +329,7 @@ public struct StoreTransaction {
     }
 
     private mutating func markExpired(_ decision: Decision, now: Date) throws {
-        try execute("UPDATE decision SET state = 'expired' WHERE id = ?", [decision.id])
+        try execute("UPDATE decision SET state = 'expired', change_seq = ? WHERE id = ?", [state.nextDecisionChange(), decision.id])
         if !decision.simulated { state.activeBlocks -= 1 }
         enforce(decision, now: now)
         try audit(.decisionExpired, subject: decision.id, at: now) { w in
@@ -450,6 +458,7 @@ final class PreparedStatements {
     let insertItem: Statement
     let insertDecision: Statement
     let extendDecision: Statement
+    let corroborateDecision: Statement
     let activeDecisions: Statement
 
     init(_ db: Database) throws {
@@ -457,13 +466,14 @@ final class PreparedStatements {
         insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq, via) VALUES (?, ?, ?)")
         insertDecision = try db.makeStatement(
             sql: """
-                INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')
+                INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state, created_seq, change_seq)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?1 * 0 + ?11, ?11)
                 """
         )
         extendDecision = try db.makeStatement(
-            sql: "UPDATE decision SET expires_at = ?, direction = ?, corroborations = corroborations + ? WHERE id = ?"
+            sql: "UPDATE decision SET expires_at = ?, direction = ?, corroborations = corroborations + ?, change_seq = ? WHERE id = ?"
         )
+        corroborateDecision = try db.makeStatement(sql: "UPDATE decision SET corroborations = corroborations + 1 WHERE id = ?")
         activeDecisions = try db.makeStatement(
             sql:
                 "SELECT id, direction, created_at, expires_at, playbook, item, origin, reason, simulated FROM decision WHERE value = ? AND state = 'active'"
