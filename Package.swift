@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         // Pure domain: indicators, items, decisions, safety policy, configuration. No I/O but files.
@@ -75,6 +76,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
         .executableTarget(
@@ -115,7 +117,8 @@ let package = Package(
         // Runs the built `rampart` binary as users do: CLI commands, a daemon killed with SIGKILL.
         .testTarget(
             name: "RampartCLITests",
-            dependencies: ["rampart", "RampartStore", "RampartTesting", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["rampart", "RampartStore", "RampartTesting", .product(name: "GRDB", package: "GRDB.swift")],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "RampartServerTests",
@@ -124,6 +127,8 @@ let package = Package(
                 "RampartTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
     ]

@@ -4,6 +4,7 @@
 set -euo pipefail
 packages=(
     libsqlite3-dev   # GRDB links the system SQLite
+    zlib1g-dev       # gzip request bodies (CrowdSec bouncers' usage metrics)
     sqlite3          # tests alter the audit table behind the daemon's back
     curl             # README examples, tests, benchmarks
     ca-certificates
@@ -11,6 +12,7 @@ packages=(
     systemd                          # systemd-analyze checks deploy/rampart.service
     wrk python3 util-linux           # Benchmarks/ (util-linux has taskset)
     python3-venv                     # .venv: third-party implementations the tests check against
+    crowdsec-firewall-bouncer        # Debian's CrowdSec firewall bouncer (0.0.25), run against the bouncer API
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -25,10 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Python packages the interoperability tests compare Rampart with (from PyPI, into .venv).
 cd "$(dirname "$0")/.."
-# sigma-cli (pySigma) checks the Sigma rules Rampart installs.
-if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography" && [ -x .venv/bin/sigma ]; } 2>/dev/null; then
+# sigma-cli (pySigma) checks the Sigma rules Rampart installs; pycrowdsec consumes the bouncer API.
+if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography, pycrowdsec" && [ -x .venv/bin/sigma ]; } 2>/dev/null; then
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli </dev/null \
+    .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli pycrowdsec </dev/null \
         || echo "warning: could not install the Python test packages; the interoperability tests will skip" >&2
 fi
 if ! command -v swift >/dev/null; then

@@ -94,6 +94,30 @@ public struct Config: Sendable {
         public var format = LogFormat.logfmt
     }
 
+    /// The CrowdSec bouncer API's listener (`crowdsec`): only that API is served on it.
+    public struct CrowdSec: Sendable {
+        public var listen: Listen
+        public var tls: TLS?
+    }
+
+    /// What a bouncer sees of the decisions: a scope CrowdSec names (`Ip`, `Range`).
+    public enum BouncerScope: String, Sendable, CaseIterable, Hashable {
+        case ip, range
+    }
+
+    /// A bouncer key (`bouncers`): who may pull decisions from the bouncer API, and which.
+    public struct Bouncer: Sendable {
+        public var name: String
+        /// SHA-256 of the key, as 32 bytes.
+        public var keySHA256: [UInt8]
+        /// Only decisions that originated at these nodes; nil: all.
+        public var origins: Set<String>?
+        /// Only these scopes, whatever the bouncer asks (default: both).
+        public var scopes: Set<BouncerScope> = Set(BouncerScope.allCases)
+        /// A delta pull with nothing new waits up to this long for a change (long poll); nil: answers at once.
+        public var hold: Duration?
+    }
+
     /// Where the configuration was read from.
     public var path: String
     public var node: Node
@@ -110,6 +134,8 @@ public struct Config: Sendable {
     /// The node's Ed25519 key (`whsk_`), for signing what it sends peers.
     public var signingKeyFile: String?
     public var peers: [Peer] = []
+    public var crowdsec: CrowdSec? = nil
+    public var bouncers: [Bouncer] = []
 
     /// The SQLite database inside the state directory.
     public var databasePath: String { stateDirectory + "/rampart.sqlite" }
@@ -131,7 +157,18 @@ public struct Config: Sendable {
     public enum Keys {
         /// The keys of the top level.
         public enum Top: String, ConfigKey {
-            case node, listen, tls, stateDir = "state_dir", playbooks, lists, firewall, safety, apiKeys = "api_keys", http, log, signing, peers
+            case node, listen, tls, stateDir = "state_dir", playbooks, lists, firewall, safety, apiKeys = "api_keys", http, log, signing, peers,
+                crowdsec, bouncers
+        }
+
+        /// The keys of `crowdsec`.
+        public enum CrowdSec: String, ConfigKey {
+            case listen, tls
+        }
+
+        /// The keys of `bouncers`.
+        public enum Bouncer: String, ConfigKey {
+            case name, keySHA256 = "key_sha256", origins, scopes, hold
         }
 
         /// The keys of `tls`.
@@ -211,6 +248,9 @@ public struct Config: Sendable {
         "peers": Keys.Peer.names,
         "peers.share": Keys.Share.names,
         "peers.accept": Keys.Accept.names,
+        "crowdsec": Keys.CrowdSec.names,
+        "crowdsec.tls": Keys.TLS.names,
+        "bouncers": Keys.Bouncer.names,
     ]
 
     /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
@@ -255,21 +295,22 @@ public struct Config: Sendable {
             path: path, node: node, listen: listen, stateDirectory: stateDirectory, playbooksDirectory: playbooks,
             listsDirectory: lists
         )
-        if let n = top[.tls], let fields = reader.section(n, Keys.TLS.self, what: "tls") {
+        func tls(_ n: Yams.Node, _ section: String) -> TLS? {
+            guard let fields = reader.section(n, Keys.TLS.self, what: section) else { return nil }
             func file(_ key: Keys.TLS) -> String? {
-                guard let node = fields[key], let path = resolve(node, "tls.\(key.rawValue)") else { return nil }
+                guard let node = fields[key], let path = resolve(node, "\(section).\(key.rawValue)") else { return nil }
                 guard FileManager.default.isReadableFile(atPath: path) else {
-                    reader.error(node, "tls.\(key.rawValue): cannot read \(path)")
+                    reader.error(node, "\(section).\(key.rawValue): cannot read \(path)")
                     return nil
                 }
                 return path
             }
             _ = fields.required(.cert)
             _ = fields.required(.key)
-            if let certificate = file(.cert), let key = file(.key) {
-                config.tls = TLS(certificate: certificate, key: key, clientCA: file(.clientCA))
-            }
+            guard let certificate = file(.cert), let key = file(.key) else { return nil }
+            return TLS(certificate: certificate, key: key, clientCA: file(.clientCA))
         }
+        if let n = top[.tls] { config.tls = tls(n, "tls") }
         if let n = top[.firewall],
             let fields = reader.section(n, Keys.Firewall.self, what: "firewall")
         {
@@ -356,8 +397,70 @@ public struct Config: Sendable {
                 )
             }
         }
+        if let n = top[.crowdsec], let fields = reader.section(n, Keys.CrowdSec.self, what: "crowdsec"),
+            let l = fields.required(.listen), let text = reader.string(l, "crowdsec.listen")
+        {
+            if let listen = parseListen(text) {
+                config.crowdsec = CrowdSec(listen: listen, tls: fields[.tls].flatMap { tls($0, "crowdsec.tls") })
+            } else {
+                reader.error(l, "crowdsec.listen must be host:port, such as 127.0.0.1:8080")
+            }
+        }
+        if let n = top[.bouncers], let entries = reader.list(n, "bouncers", allowSingle: false) {
+            var names: Set<String> = []
+            for entry in entries {
+                guard let bouncer = parseBouncer(entry, reader) else { continue }
+                if !names.insert(bouncer.name).inserted { reader.error(entry, "bouncer name '\(bouncer.name)' is used twice") }
+                config.bouncers.append(bouncer)
+            }
+            if !config.bouncers.isEmpty && top[.crowdsec] == nil {
+                reader.error(n, "bouncers pull from the CrowdSec bouncer API: set crowdsec.listen too")
+            }
+        }
         try reader.throwIfErrors()
         return config
+    }
+
+    static func parseBouncer(_ node: Yams.Node, _ reader: YAMLReader) -> Bouncer? {
+        guard let fields = reader.section(node, Keys.Bouncer.self, what: "a bouncer") else { return nil }
+        guard let nameNode = fields.required(.name), let name = reader.string(nameNode, "bouncers.name"),
+            let hashNode = fields.required(.keySHA256), let hashText = reader.string(hashNode, "bouncers.key_sha256")
+        else { return nil }
+        guard isName(name) else {
+            reader.error(nameNode, "bouncer names are 1-64 letters, digits, '-', '_' or '.'")
+            return nil
+        }
+        guard let digest = sha256(hex: hashText) else {
+            reader.error(hashNode, "key_sha256 must be the 64 hex digits `rampart bouncers add` prints (the key itself never goes in the file)")
+            return nil
+        }
+        var bouncer = Bouncer(name: name, keySHA256: digest)
+        if let n = fields[.origins], let origins = reader.strings(n, "bouncers.origins") {
+            for origin in origins where !isName(origin) { reader.error(n, "bouncers.origins: '\(origin.preview)' is not a node id") }
+            bouncer.origins = Set(origins)
+        }
+        if let n = fields[.scopes], let scopes = reader.strings(n, "bouncers.scopes") {
+            var chosen: Set<BouncerScope> = []
+            for scope in scopes {
+                guard let parsed = BouncerScope(rawValue: scope.lowercased()) else {
+                    reader.error(n, "bouncers.scopes: unknown scope '\(scope.preview)'; expected ip, range or both")
+                    continue
+                }
+                chosen.insert(parsed)
+            }
+            if chosen.isEmpty { reader.error(n, "bouncers.scopes must name ip, range or both") } else { bouncer.scopes = chosen }
+        }
+        if let n = fields[.hold], let hold = reader.duration(n, "bouncers.hold") {
+            if hold <= .seconds(300) { bouncer.hold = hold } else { reader.error(n, "bouncers.hold must be at most 5m") }
+        }
+        return bouncer
+    }
+
+    /// 64 hex digits as 32 bytes.
+    static func sha256(hex text: String) -> [UInt8]? {
+        let hex = Array(text.lowercased().utf8)
+        guard hex.count == 64, hex.allSatisfy({ hexValue($0) != nil }) else { return nil }
+        return stride(from: 0, to: 64, by: 2).map { hexValue(hex[$0])! << 4 | hexValue(hex[$0 + 1])! }
     }
 
     /// Reads the node's signing key (`signing.key_file`), when one is configured.
@@ -417,12 +520,10 @@ public struct Config: Sendable {
             }
             roles.insert(parsed)
         }
-        let hex = Array(hashText.lowercased().utf8)
-        guard hex.count == 64, hex.allSatisfy({ hexValue($0) != nil }) else {
+        guard let digest = sha256(hex: hashText) else {
             reader.error(hashNode, "token_sha256 must be the 64 hex digits `rampart token` prints (the token itself never goes in the file)")
             return nil
         }
-        let digest = stride(from: 0, to: 64, by: 2).map { hexValue(hex[$0])! << 4 | hexValue(hex[$0 + 1])! }
         return APIKey(name: name, roles: roles, tokenSHA256: digest)
     }
 

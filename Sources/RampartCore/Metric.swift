@@ -22,6 +22,8 @@ public enum Metric: String, CaseIterable, Sendable {
     case peerRefusedByPeer = "rampart_peer_refused_by_peer_total"
     case peerRequestsRefused = "rampart_peer_requests_refused_total"
     case revocations = "rampart_revocations_total"
+    case bouncerPulls = "rampart_bouncer_pulls_total"
+    case bouncerDecisionsSent = "rampart_bouncer_decisions_sent_total"
 }
 
 /// Counts gathered while work is done (on the writer thread, inside a commit), added to the

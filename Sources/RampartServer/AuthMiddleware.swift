@@ -25,15 +25,20 @@ struct AuthMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
-    /// Compares the token's hash with every key's, in constant time, without stopping early.
     static func match(token: Substring, keys: [Config.APIKey]) -> Config.APIKey? {
-        let digest = Array(SHA256.hash(data: Array(token.utf8)))
-        var found: Config.APIKey?
-        for key in keys {
-            var difference: UInt8 = 0
-            for (a, b) in zip(digest, key.tokenSHA256) { difference |= a ^ b }
-            if difference == 0 && key.tokenSHA256.count == digest.count { found = key }
-        }
-        return found
+        matchingHash(of: token, in: keys.map(\.tokenSHA256)).map { keys[$0] }
     }
+}
+
+/// Which of `hashes` is the SHA-256 of `secret`: compared with every one, in constant time,
+/// without stopping early.
+func matchingHash(of secret: Substring, in hashes: [[UInt8]]) -> Int? {
+    let digest = Array(SHA256.hash(data: Array(secret.utf8)))
+    var found: Int?
+    for (index, hash) in hashes.enumerated() {
+        var difference: UInt8 = 0
+        for (a, b) in zip(digest, hash) { difference |= a ^ b }
+        if difference == 0 && hash.count == digest.count { found = index }
+    }
+    return found
 }

@@ -66,6 +66,8 @@ public enum Daemon {
             inForce: { reloader.inForce }, now: now
         )
         let readiness = Readiness()
+        let bell = DecisionBell()
+        let consumers = BouncerConsumers()
 
         let router = Router(context: RampartRequestContext.self)
         router.add(middleware: ProblemMiddleware())
@@ -73,6 +75,7 @@ public enum Daemon {
         HealthRoutes(readiness: readiness, store: store).register(on: router)
         metrics.register(on: router, store: store, now: now)
         let bodies = BodyReceiver(maxBytes: config.http.maxBodyBytes, timeout: config.http.bodyTimeout)
+        BouncerRoutes(bouncers: config.bouncers, consumers: consumers).register(on: router)
         IndicatorRoutes(pipeline: pipeline, bodies: bodies).register(on: router)
         RuleRoutes(pipeline: pipeline, store: store, bodies: bodies).register(on: router)
         DecisionRoutes(store: store, pipeline: pipeline, bodies: bodies, nodeID: config.node.id, now: now).register(on: router)
@@ -81,8 +84,28 @@ public enum Daemon {
         PeerRoutes(pipeline: pipeline, delivery: delivery, store: store, bodies: bodies, maxItems: config.http.maxItemsPerRequest, now: now)
             .register(on: router)
 
-        let services: [any Service] = [
-            StoreService(store: store, observer: enforcer, clock: clock, logger: logger),
+        var services: [any Service] = [
+            StoreService(store: store, observer: CommitObservers([enforcer, bell]), clock: clock, logger: logger)
+        ]
+        if let crowdsec = config.crowdsec {
+            let bouncerRouter = Router(context: RampartRequestContext.self)
+            BouncerAPI(store: store, bouncers: config.bouncers, consumers: consumers, bell: bell, bodies: bodies, metrics: metrics, now: now)
+                .register(on: bouncerRouter)
+            services.append(
+                Application(
+                    router: bouncerRouter,
+                    server: try serverBuilder(tls: crowdsec.tls, http: config.http),
+                    configuration: ApplicationConfiguration(address: .hostname(crowdsec.listen.host, port: crowdsec.listen.port)),
+                    onServerRunning: { channel in
+                        let port = channel.localAddress?.port ?? 0
+                        let listening = Config.Listen(host: channel.localAddress?.ipAddress ?? crowdsec.listen.host, port: port)
+                        logger.notice(
+                            "bouncer_api.ready", metadata: ["rampart.listen": "\(listening)", "rampart.bouncers": "\(config.bouncers.count)"])
+                    },
+                    logger: logger
+                ))
+        }
+        services += [
             enforcer,
             execRunner,
             delivery,
@@ -96,7 +119,7 @@ public enum Daemon {
         ]
         var app = Application(
             router: router,
-            server: try serverBuilder(config),
+            server: try serverBuilder(tls: config.tls, http: config.http),
             configuration: ApplicationConfiguration(address: .hostname(config.listen.host, port: config.listen.port)),
             services: services,
             onServerRunning: { channel in
@@ -123,21 +146,21 @@ public enum Daemon {
         return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, reloader: reloader, readiness: readiness))
     }
 
-    /// HTTP/1.1, over TLS when `tls` is configured (requiring a client certificate signed by
-    /// `tls.client_ca` when that is set).
-    static func serverBuilder(_ config: Config) throws -> HTTPServerBuilder {
+    /// HTTP/1.1 with the `http` limits, over TLS when `tls` is set (requiring a client certificate
+    /// signed by `tls.client_ca` when that is set).
+    static func serverBuilder(tls: Config.TLS?, http limits: Config.HTTP) throws -> HTTPServerBuilder {
         let headers = HTTP1Channel.Configuration.DecoderConfiguration(
-            maxHeaderFieldSize: config.http.maxHeaderBytes, maxHeaderListSize: config.http.maxHeaderBytes, maxHeaderFieldCount: 100
+            maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes, maxHeaderFieldCount: 100
         )
-        let connections = ConnectionLimit(max: config.http.maxConnections)
+        let connections = ConnectionLimit(max: limits.maxConnections)
         let http = HTTPServerBuilder.http1(
             configuration: .init(
                 additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
-                idleTimeout: .milliseconds(config.http.idleTimeout.milliseconds),
+                idleTimeout: .milliseconds(limits.idleTimeout.milliseconds),
                 httpDecoderConfiguration: headers
             )
         )
-        guard let tls = config.tls else { return http }
+        guard let tls else { return http }
         var settings: TLSConfiguration
         do {
             settings = TLSConfiguration.makeServerConfiguration(

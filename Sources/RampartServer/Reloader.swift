@@ -36,7 +36,7 @@ public struct InForce: Sendable {
 /// peers in force at once; an invalid new set leaves the old one running. Either way the outcome
 /// is logged and audited. Reloads run one at a time, in the order asked, in this service's run
 /// loop. Keys that only take effect at start (node, listen, tls, state_dir, firewall, api_keys,
-/// http, log) are read but need a restart.
+/// http, log, crowdsec, bouncers) are read but need a restart.
 public final class Reloader: Service, Sendable {
     let configPath: String
     let store: Store

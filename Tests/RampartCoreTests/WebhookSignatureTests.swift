@@ -1,4 +1,5 @@
 import Foundation
+import RampartTesting
 import Testing
 
 @testable import RampartCore
@@ -61,20 +62,8 @@ import Testing
         #expect(throws: Signature.KeyError.self) { try Signature.Secret(text: "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") }
     }
 
-    /// The repository's `.venv` (deploy/setup-dev.sh makes it) with the third-party packages.
-    static let pythonPath: String? = {
-        // Not standardized: that would resolve the venv's symbolic link to the interpreter outside it.
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/../../.venv/bin/python3"
-        guard FileManager.default.isExecutableFile(atPath: path) else { return nil }
-        // Through env: Process resolves symbolic links, and the venv's python3 is one.
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = [path, "-c", "import standardwebhooks, cryptography"]
-        probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return nil }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0 ? path : nil
-    }()
+    /// The repository's `.venv` python, when it has the third-party packages.
+    static let pythonPath = Venv.python(importing: "standardwebhooks, cryptography")
 
     func runPython(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
