@@ -27,10 +27,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Python packages the interoperability tests compare Rampart with (from PyPI, into .venv).
 cd "$(dirname "$0")/.."
-# sigma-cli (pySigma) checks the Sigma rules Rampart installs; pycrowdsec consumes the bouncer API.
-if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography, pycrowdsec" && [ -x .venv/bin/sigma ]; } 2>/dev/null; then
+# sigma-cli (pySigma) checks the Sigma rules Rampart installs; pycrowdsec consumes the bouncer API;
+# otupy is an OpenC2 producer. otupy declares libvirt bindings (system headers) it does not need
+# for HTTP: it goes in without its dependencies, followed by those its HTTP producer imports.
+if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography, pycrowdsec, otupy.transfers.http" && [ -x .venv/bin/sigma ]; } 2>/dev/null; then
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli pycrowdsec </dev/null \
+    { .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli pycrowdsec \
+        && .venv/bin/pip install --quiet --disable-pip-version-check --no-deps otupy==1.1.46 \
+        && .venv/bin/pip install --quiet --disable-pip-version-check aenum cbor2 email-validator fqdn idna macaddress mediatype \
+            rfc3987 requests flask gunicorn paho-mqtt kafka-python xmltodict==0.14.2 cyclonedx-python-lib; } </dev/null \
         || echo "warning: could not install the Python test packages; the interoperability tests will skip" >&2
 fi
 if ! command -v swift >/dev/null; then

@@ -21,6 +21,9 @@ public enum AuditEvent: String, CaseIterable, Sendable {
     case decisionRefused = "decision.refused"
     case decisionRevoked = "decision.revoked"
     case decisionExpired = "decision.expired"
+    case allowCreated = "allow.created"
+    case allowRevoked = "allow.revoked"
+    case allowExpired = "allow.expired"
     // Entries of their own.
     case itemRefused = "item.refused"
     case itemsRefused = "items.refused"

@@ -81,6 +81,10 @@ public enum Daemon {
         DecisionRoutes(store: store, pipeline: pipeline, bodies: bodies, nodeID: config.node.id, now: now).register(on: router)
         PlaybookRoutes(pipeline: pipeline, reloader: reloader, bodies: bodies, now: now).register(on: router)
         AuditRoutes(store: store).register(on: router)
+        OpenC2Routes(
+            pipeline: pipeline, store: store, keys: config.apiKeys, mutualTLS: config.tls?.clientCA != nil, bodies: bodies, nodeID: config.node.id,
+            now: now
+        ).register(on: router)
         PeerRoutes(pipeline: pipeline, delivery: delivery, store: store, bodies: bodies, maxItems: config.http.maxItemsPerRequest, now: now)
             .register(on: router)
 

@@ -310,6 +310,8 @@ struct WriterState: Sendable {
     /// extension, revocation and expiry takes the next one, so that a reader (the CrowdSec bouncer
     /// API) finds what changed after a point it saw.
     var decisionChange: Int64
+    /// The allow entries not yet revoked or marked expired (few: checked against every block).
+    var allows: [AllowEntry] = []
 
     mutating func nextDecisionChange() -> Int64 {
         decisionChange += 1

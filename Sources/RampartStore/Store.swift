@@ -58,7 +58,10 @@ public final class Store: Sendable {
                 auditSeq: head?["seq"] ?? 0,
                 auditHash: (head?["hash"] as Data?).map { Array($0) } ?? AuditChain.genesis,
                 activeBlocks: active,
-                decisionChange: try Int64.fetchOne(db, sql: "SELECT MAX(change_seq) FROM decision") ?? 0
+                decisionChange: max(
+                    try Int64.fetchOne(db, sql: "SELECT MAX(change_seq) FROM decision") ?? 0,
+                    try Int64.fetchOne(db, sql: "SELECT MAX(number) FROM allow_entry") ?? 0),
+                allows: try Store.activeAllowEntries(db)
             )
         }
         committer = GroupCommitter(pool: pool, state: state)
@@ -351,6 +354,24 @@ public final class Store: Sendable {
                     -- through those no longer in force by when they would have ended.
                     CREATE INDEX decision_in_force ON decision(created_seq) WHERE state = 'active';
                     CREATE INDEX decision_ended ON decision(expires_at, created_seq) WHERE state != 'active';
+                    """
+            )
+        }
+        migrator.registerMigration("v11-allow-entries") { db in
+            try db.execute(
+                sql: """
+                    -- Temporary allow entries (OpenC2 allow): no block overlapping one is made while it
+                    -- lasts. Numbered from the sequence that numbers decisions (one rule number names either).
+                    CREATE TABLE allow_entry (
+                        number INTEGER PRIMARY KEY,
+                        value TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL,
+                        reason TEXT NOT NULL,
+                        by TEXT NOT NULL,
+                        state TEXT NOT NULL,          -- active | revoked | expired
+                        revoked_at INTEGER
+                    );
                     """
             )
         }

@@ -218,7 +218,15 @@ public struct StoreTransaction {
             request.duration = escalation.duration(request.duration, previous: previous)
         }
         if let maxDuration = request.maxDuration, request.duration > maxDuration { request.duration = maxDuration }
-        if let refusal = policy.check(request.target) {
+        if let refusal = policy.check(request.target)
+            ?? allowing(request.target, at: now).map({ entry in
+                SafetyPolicy.Refusal(
+                    code: .allowed,
+                    message:
+                        "\(request.target) overlaps \(entry.target), allowed until \(Timestamp.format(entry.expiresAt)) (rule \(entry.number), by \(entry.by))"
+                )
+            })
+        {
             try auditRefusal(request, code: refusal.code, message: refusal.message, now: now)
             return .refused(refusal)
         }
@@ -325,6 +333,7 @@ public struct StoreTransaction {
             arguments: [now.milliseconds, limit]
         )
         for decision in due { try markExpired(decision, now: now) }
+        try expireAllows(now: now)
         return due
     }
 

@@ -115,6 +115,42 @@ struct DecisionChangesTests {
         await store.close()
     }
 
+    /// An allow entry refuses overlapping blocks until it ends, also after the store is opened
+    /// again; its number comes from the decisions' sequence.
+    @Test func allowEntriesOutliveARestartAndExpire() async throws {
+        let (policy, now) = (policy, now)
+        let path = directory + "/allow.sqlite"
+        let first = try Store(path: path)
+        first.start()
+        let entry = try await first.write { tx in
+            _ = try tx.block(block("77.90.185.1"), policy: policy, now: now)
+            return try tx.allow(try IPNetwork(parsing: "77.90.185.0/24"), until: now.addingTimeInterval(600), reason: "test", by: "test", now: now)
+        }
+        #expect(entry.number == 2)
+        await first.close()
+        let reopened = try Store(path: path)
+        reopened.start()
+        let outcomes = try await reopened.write { tx in
+            [
+                try tx.block(block("77.90.185.2"), policy: policy, now: now),
+                try tx.block(block("77.90.0.0/16"), policy: policy, now: now),
+                try tx.block(block("77.90.186.1"), policy: policy, now: now),
+            ]
+        }
+        #expect(outcomes.map { if case .refused(let refusal) = $0 { refusal.code.rawValue } else { "made" } } == ["allowed", "allowed", "made"])
+        let later = now.addingTimeInterval(601)
+        let after = try await reopened.write { tx in
+            _ = try tx.expire(now: later)
+            return try tx.block(block("77.90.185.2"), policy: policy, now: later)
+        }
+        #expect(after.decision != nil, "the entry ran out")
+        #expect(try await reopened.allowEntries(activeOnly: true, now: later).isEmpty)
+        #expect(try await reopened.allowEntries(activeOnly: false, now: later).map(\.state) == [.expired])
+        let events = try reopened.auditEntries(.all, limit: 100).map(\.event)
+        #expect(events.contains("allow.created") && events.contains("allow.expired"))
+        await reopened.close()
+    }
+
     /// Decisions made before the changes were numbered get numbers in the order they were made.
     @Test func decisionsOfAnOlderStoreAreNumbered() async throws {
         let path = directory + "/v9.sqlite"
