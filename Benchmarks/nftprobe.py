@@ -16,17 +16,20 @@ def attr(kind, payload):
 class ElementProbe:
     """Asks the kernel whether one address is in a set: one netlink request, no set dump (which
     `nft get element` does, costing 0.4 s on a 100k set)."""
-    def __init__(self, table, set_name):
+    FAMILIES = {"inet": 1, "ip": 2, "ip6": 10}
+
+    def __init__(self, table, set_name, family="inet"):
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self.sock.bind((0, 0))
         self.table, self.set = table, set_name
+        self.family = self.FAMILIES[family]
         self.seq = 0
 
     def contains(self, address):
         self.seq += 1
         key = ipaddress.ip_address(address).packed
         element = attr(1 | NLA_F_NESTED, attr(1 | NLA_F_NESTED, attr(1, key)))
-        body = struct.pack("=BBH", 1, 0, 0)  # NFPROTO_INET, version, res_id
+        body = struct.pack("=BBH", self.family, 0, 0)  # NFPROTO_*, version, res_id
         body += attr(1, self.table.encode() + b"\0") + attr(2, self.set.encode() + b"\0") + attr(3 | NLA_F_NESTED, element)
         header = struct.pack("=IHHII", 16 + len(body), NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_ACK, self.seq, 0)
         self.sock.send(header + body)
