@@ -92,22 +92,9 @@ public enum Daemon {
             StoreService(store: store, observer: CommitObservers([enforcer, bell]), clock: clock, logger: logger)
         ]
         if let crowdsec = config.crowdsec {
-            let bouncerRouter = Router(context: RampartRequestContext.self)
-            BouncerAPI(store: store, bouncers: config.bouncers, consumers: consumers, bell: bell, bodies: bodies, metrics: metrics, now: now)
-                .register(on: bouncerRouter)
-            services.append(
-                Application(
-                    router: bouncerRouter,
-                    server: try serverBuilder(tls: crowdsec.tls, http: config.http),
-                    configuration: ApplicationConfiguration(address: .hostname(crowdsec.listen.host, port: crowdsec.listen.port)),
-                    onServerRunning: { channel in
-                        let port = channel.localAddress?.port ?? 0
-                        let listening = Config.Listen(host: channel.localAddress?.ipAddress ?? crowdsec.listen.host, port: port)
-                        logger.notice(
-                            "bouncer_api.ready", metadata: ["rampart.listen": "\(listening)", "rampart.bouncers": "\(config.bouncers.count)"])
-                    },
-                    logger: logger
-                ))
+            let api = BouncerAPI(
+                store: store, bouncers: config.bouncers, consumers: consumers, bell: bell, bodies: bodies, metrics: metrics, now: now)
+            services.append(try api.listener(crowdsec, http: config.http, logger: logger))
         }
         services += [
             enforcer,

@@ -1,4 +1,5 @@
 import Foundation
+import RampartTesting
 import Testing
 
 /// The listener over TLS, with and without client certificates (certificates made by openssl).
@@ -45,6 +46,28 @@ struct TLSTests {
         #expect(try status(["--cacert", "\(files)/ca.pem", "--cert", "\(files)/client.pem", "--key", "\(files)/client.key", url]) == "200")
         #expect(try status(["--cacert", "\(files)/ca.pem", url]) == "000", "no client certificate")
         #expect(try status(["http://127.0.0.1:\(daemon.port)/healthz"]) != "200", "plain HTTP")
+        // The client certificate authenticates an OpenC2 producer, with no token.
+        let openc2 = [
+            "--cacert", "\(files)/ca.pem", "--cert", "\(files)/client.pem", "--key", "\(files)/client.key", "-X", "POST", "-H",
+            "Content-Type: application/openc2-cmd+json;version=1.0", "-d", #"{"action":"query","target":{"features":[]}}"#,
+            "https://127.0.0.1:\(daemon.port)/.well-known/openc2",
+        ]
+        #expect(try status(openc2) == "200")
+    }
+
+    /// The CrowdSec bouncer API's listener takes its own TLS settings, as the main one does.
+    @Test func theBouncerAPIServesHTTPSOnItsOwnListener() throws {
+        let port = try freePort()
+        let key = try BouncerKey(name: "tls-bouncer")
+        let sandbox = try Sandbox(
+            extra: "crowdsec: {listen: 127.0.0.1:\(port), tls: {cert: server.pem, key: server.key}}\nbouncers:\n  \(key.line)")
+        try makeCertificates(in: sandbox.directory)
+        let daemon = try DaemonProcess(sandbox)
+        defer { _ = daemon.stop() }
+        let url = "https://127.0.0.1:\(port)/v1/decisions"
+        #expect(try status(["--cacert", "\(sandbox.directory.path)/ca.pem", "-I", "-H", "X-Api-Key: \(key.key)", url]) == "200")
+        #expect(try status(["http://127.0.0.1:\(port)/v1/decisions"]) != "200", "plain HTTP")
+        #expect(try status(["http://127.0.0.1:\(daemon.port)/healthz"]) == "200", "the main listener keeps its own settings")
     }
 
     @Test func serverOnlyTLSAcceptsAnyClient() throws {

@@ -26,7 +26,7 @@ import Testing
                 crowdsec: {listen: 127.0.0.1:\(port)}
                 bouncers:
                   - {name: edge, key_sha256: "\(hash(Self.keys["edge"]!))"}
-                  - {name: held, key_sha256: "\(hash(Self.keys["held"]!))", hold: 3s}
+                  - {name: held, key_sha256: "\(hash(Self.keys["held"]!))", hold: 5s}
                   - {name: narrow, key_sha256: "\(hash(Self.keys["narrow"]!))", scopes: [ip], origins: [elsewhere]}
                 """)
     }
@@ -181,17 +181,18 @@ import Testing
             let answered = ContinuousClock.now
             #expect(values(answer.stream.new) == ["77.90.185.30"])
             #expect(answered - started >= .milliseconds(500), "it was held")
-            #expect(answered - blocked < .milliseconds(400), "answered \(answered - blocked) after the block")
+            // Not woken, it would answer 4.5 s after the block (the key's hold is 5 s).
+            #expect(answered - blocked < .seconds(3), "answered \(answered - blocked) after the block")
 
             let idle = ContinuousClock.now
             let empty = try await get("/v1/decisions/stream", key: "held")
             #expect(empty.body == #"{"new":[],"deleted":[]}"#)
-            #expect(ContinuousClock.now - idle >= .milliseconds(2900), "held for the key's hold, 3s")
+            #expect(ContinuousClock.now - idle >= .milliseconds(4900), "held for the key's hold, 5s")
             // A key without hold answers at once.
             let quick = ContinuousClock.now
             _ = try await get("/v1/decisions/stream?startup=true")
             _ = try await get("/v1/decisions/stream")
-            #expect(ContinuousClock.now - quick < .seconds(1))
+            #expect(ContinuousClock.now - quick < .seconds(3))
         }
     }
 
@@ -248,7 +249,7 @@ import Testing
         let rung = ContinuousClock.now
         bell.durable(through: 2)
         await waited
-        #expect(ContinuousClock.now - rung < .seconds(5))
+        #expect(ContinuousClock.now - rung < .seconds(25), "rung, not timed out")
         #expect(bell.rings == before + 1)
         bell.durable(through: 3)
         #expect(bell.rings == before + 1, "nothing pending: no ring")
@@ -260,7 +261,7 @@ import Testing
         bell.ringNow()
         let start = ContinuousClock.now
         await bell.wait(after: seen, timeout: .seconds(30))
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(25), "returned, not timed out")
         await bell.wait(after: bell.rings, timeout: .milliseconds(100))
         #expect(ContinuousClock.now - start >= .milliseconds(100))
     }

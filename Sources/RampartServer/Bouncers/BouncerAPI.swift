@@ -2,6 +2,7 @@ import CompressNIO
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import RampartCore
 import RampartStore
@@ -25,6 +26,23 @@ struct BouncerAPI: Sendable {
     static let pageSize = 5000
     /// A first pull lists as deleted the decisions that ended, or would have ended, within this.
     static let endedWindow: TimeInterval = 86_400
+
+    /// The listener (`crowdsec.listen`, with `crowdsec.tls` and the `http` limits) serving this
+    /// API and nothing else, as a service of the daemon's.
+    func listener(_ crowdsec: Config.CrowdSec, http: Config.HTTP, logger: Logger) throws -> some Service {
+        let router = Router(context: RampartRequestContext.self)
+        register(on: router)
+        return Application(
+            router: router,
+            server: try Daemon.serverBuilder(tls: crowdsec.tls, http: http),
+            configuration: ApplicationConfiguration(address: .hostname(crowdsec.listen.host, port: crowdsec.listen.port)),
+            onServerRunning: { channel in
+                let listening = Config.Listen(host: channel.localAddress?.ipAddress ?? crowdsec.listen.host, port: channel.localAddress?.port ?? 0)
+                logger.notice("bouncer_api.ready", metadata: ["rampart.listen": "\(listening)", "rampart.bouncers": "\(bouncers.count)"])
+            },
+            logger: logger
+        )
+    }
 
     func register(on router: Router<RampartRequestContext>) {
         router.add(middleware: BouncerErrorMiddleware())
@@ -185,8 +203,7 @@ struct BouncerAPI: Sendable {
     func lookup(_ request: Request) async throws -> Response {
         let bouncer = try authenticate(request)
         let parameters = Self.parameters(request)
-        var filter = BouncerFilter(bouncer: bouncer, parameters: parameters)
-        if parameters["scope"] == nil && parameters["scopes"] == nil { filter.scopes = bouncer.scopes }
+        let filter = BouncerFilter(bouncer: bouncer, parameters: parameters)
         if let type = parameters["type"], type.lowercased() != "ban" { return Self.json("null") }
         let contains = parameters["contains"].map { $0.lowercased() != "false" } ?? true
         let at = now()

@@ -46,6 +46,7 @@ final class DecisionBell: CommitObserver, Sendable {
 
     /// Returns once it rang more than `rings` times, after `timeout`, or when the task is cancelled.
     func wait(after rings: UInt64, timeout: Duration) async {
+        if state.withLock({ $0.rings > rings }) { return }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: timeout) }
             group.addTask { await self.rung(after: rings) }
