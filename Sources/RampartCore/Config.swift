@@ -401,6 +401,10 @@ public struct Config: Sendable {
             let l = fields.required(.listen), let text = reader.string(l, "crowdsec.listen")
         {
             if let listen = parseListen(text) {
+                if listen.port != 0 && listen.port == config.listen.port && (listen.host == config.listen.host || listen.host == "0.0.0.0") {
+                    reader.error(
+                        l, "crowdsec.listen must be another address than listen (\(config.listen)): the bouncer API has a listener of its own")
+                }
                 config.crowdsec = CrowdSec(listen: listen, tls: fields[.tls].flatMap { tls($0, "crowdsec.tls") })
             } else {
                 reader.error(l, "crowdsec.listen must be host:port, such as 127.0.0.1:8080")

@@ -72,6 +72,29 @@ import Testing
         #expect(found.count >= 7)
     }
 
+    /// The bouncer API's sections: each problem at its line.
+    @Test func crowdsecAndBouncersAreChecked() {
+        let key = String(repeating: "ab", count: 32)
+        let found = errors(
+            """
+            node: {id: a}
+            listen: 127.0.0.1:8470
+            state_dir: s
+            playbooks: p
+            crowdsec: {listen: 127.0.0.1:8470}
+            bouncers:
+              - {name: fw, key_sha256: "\(key)", scopes: [ip, country]}
+              - {name: fw, key_sha256: "\(key)"}
+              - {name: x, key_sha256: short}
+              - {name: y, key_sha256: "\(key)", hold: 10m}
+              - {name: z, key_sha256: "\(key)", origins: ["not a node"]}
+            """
+        )
+        #expect(Set(found.map(\.line)) == [5, 7, 8, 9, 10, 11], "\(found)")
+        let orphan = errors("node: {id: a}\nstate_dir: s\nplaybooks: p\nbouncers:\n  - {name: fw, key_sha256: \"\(key)\"}\n")
+        #expect(orphan.map(\.message).joined().contains("crowdsec.listen"))
+    }
+
     @Test func missingRequiredKeys() {
         let found = errors("listen: 127.0.0.1:8470\n")
         #expect(found.map(\.message).joined().contains("node"))
