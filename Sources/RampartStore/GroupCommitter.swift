@@ -26,7 +26,9 @@ final class GroupCommitter: @unchecked Sendable {
     private var thread: Thread?
     /// Committed batches waiting for the log to reach the disk, oldest first.
     private let syncCondition = NSCondition()
-    private var unsynced: [(commit: UInt64, jobs: [any Job])] = []
+    /// Committed batches waiting for the log sync; `wrote`: the commit changed rows (only such a
+    /// commit reaching the disk shows that a full disk has room again).
+    private var unsynced: [(commit: UInt64, jobs: [any Job], wrote: Bool)] = []
     private var writerDone = false
     private var syncs = 0
     /// Whether `start()` ran, and who waits in `stop()` for both threads to end.
@@ -55,7 +57,10 @@ final class GroupCommitter: @unchecked Sendable {
     /// scrape reads it instead of counting 100k rows.
     private let publishedActiveBlocks = Atomic<Int>(0)
     var activeBlocks: Int { publishedActiveBlocks.load(ordering: .relaxed) }
-    /// Set when a write fails because the disk is full, cleared once one is durable again.
+    /// Set when a write fails because the disk is full; cleared once a write that changed rows is
+    /// durable again, or once the disk has `roomAgain` free (a commit that changed nothing, such
+    /// as an idle expiry sweep, proves nothing, but a daemon that says it is not ready gets no
+    /// writes to prove it with).
     private let storageFull = Atomic<Bool>(false)
     var isStorageFull: Bool { storageFull.load(ordering: .relaxed) }
     /// The log's descriptor for syncs (the syncer's thread only); -1 until the first sync.
@@ -183,8 +188,11 @@ final class GroupCommitter: @unchecked Sendable {
     private func commit(_ batch: [any Job]) {
         let before = state
         var firewall: [FirewallChange] = []
+        var wrote = false
         do {
             try pool.writeWithoutTransaction { db in
+                let changesBefore = db.totalChangesCount
+                defer { wrote = db.totalChangesCount != changesBefore }
                 let statements = try self.statements ?? PreparedStatements(db)
                 self.statements = statements
                 try db.inTransaction(.immediate) {
@@ -219,7 +227,7 @@ final class GroupCommitter: @unchecked Sendable {
         publishedActiveBlocks.store(state.activeBlocks, ordering: .relaxed)
         if !firewall.isEmpty { observer?.committed(commits, firewall: firewall) }
         syncCondition.lock()
-        unsynced.append((commits, batch))
+        unsynced.append((commits, batch, wrote))
         syncCondition.signal()
         syncCondition.unlock()
     }
@@ -242,7 +250,9 @@ final class GroupCommitter: @unchecked Sendable {
             let jobs = batches.flatMap(\.jobs)
             do {
                 try syncLog()
-                storageFull.store(false, ordering: .relaxed)
+                if storageFull.load(ordering: .relaxed), batches.contains(where: \.wrote) || freeBytes() >= Self.roomAgain {
+                    storageFull.store(false, ordering: .relaxed)
+                }
                 observer?.durable(through: batches[batches.count - 1].commit)
                 for job in jobs { job.complete() }
             } catch {
@@ -251,6 +261,15 @@ final class GroupCommitter: @unchecked Sendable {
                 for job in jobs { job.fail(error) }
             }
         }
+    }
+
+    static let roomAgain = 16 << 20
+
+    /// The bytes free for the daemon on the filesystem holding the log.
+    private func freeBytes() -> Int {
+        var stats = statvfs()
+        guard statvfs((logPath as NSString).deletingLastPathComponent, &stats) == 0 else { return 0 }
+        return Int(stats.f_bavail) * Int(stats.f_frsize)
     }
 
     /// `fdatasync` of the write-ahead log, through a descriptor of its own (syncing a file syncs

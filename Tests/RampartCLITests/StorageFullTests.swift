@@ -42,10 +42,14 @@ struct StorageFullTests {
         }
         #expect(answer == ("507", "storage_full"), "\(answer)")
         #expect(accepted > 0)
+        // Still not ready after the expiry sweep's idle commits (every second), which change nothing.
+        Thread.sleep(forTimeInterval: 1.5)
         #expect(try ready() == "503")
         #expect(daemon.log.contains("store.storage_full"))
 
         #expect(try run("/usr/bin/mount", ["-o", "remount,size=64m", state]).status == 0)
+        // Ready again once there is room, before any write (a node that is not ready gets none).
+        #expect(try eventually(5) { try ready() == "200" })
         #expect(try post(10, from: 1_000_000).status == "202")
         #expect(try ready() == "200")
         _ = daemon.stop()
