@@ -77,8 +77,12 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CompressNIO", package: "compress-nio"),
-            ]
+            ],
+            plugins: [.plugin(name: "EmbedOpenAPI")]
         ),
+        // docs/openapi.yaml, compiled into RampartServer (served at GET /openapi.yaml).
+        .executableTarget(name: "rampart-embed", path: "Plugins/EmbedTool"),
+        .plugin(name: "EmbedOpenAPI", capability: .buildTool(), dependencies: ["rampart-embed"], path: "Plugins/EmbedOpenAPI"),
         .executableTarget(
             name: "rampart",
             dependencies: [

@@ -28,11 +28,12 @@ fi
 # Python packages the interoperability tests compare Rampart with (from PyPI, into .venv).
 cd "$(dirname "$0")/.."
 # sigma-cli (pySigma) checks the Sigma rules Rampart installs; pycrowdsec consumes the bouncer API;
-# otupy is an OpenC2 producer. otupy declares libvirt bindings (system headers) it does not need
-# for HTTP: it goes in without its dependencies, followed by those its HTTP producer imports.
-if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography, pycrowdsec, otupy.transfers.http" && [ -x .venv/bin/sigma ]; } 2>/dev/null; then
+# schemathesis fuzzes the API from docs/openapi.yaml; otupy is an OpenC2 producer. otupy declares
+# libvirt bindings (system headers) it does not need for HTTP: it goes in without its
+# dependencies, followed by those its HTTP producer imports.
+if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography, pycrowdsec, otupy.transfers.http" && [ -x .venv/bin/sigma ] && [ -x .venv/bin/schemathesis ]; } 2>/dev/null; then
     python3 -m venv .venv
-    { .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli pycrowdsec \
+    { .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli pycrowdsec schemathesis \
         && .venv/bin/pip install --quiet --disable-pip-version-check --no-deps otupy==1.1.46 \
         && .venv/bin/pip install --quiet --disable-pip-version-check aenum cbor2 email-validator fqdn idna macaddress mediatype \
             rfc3987 requests flask gunicorn paho-mqtt kafka-python xmltodict==0.14.2 cyclonedx-python-lib; } </dev/null \

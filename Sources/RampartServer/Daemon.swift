@@ -23,6 +23,8 @@ public enum Daemon {
         public let pipeline: Pipeline
         public let reloader: Reloader
         public let readiness: Readiness
+        /// The main listener's routes, as `METHOD /path/{parameter}` (docs/openapi.yaml describes each).
+        public let routes: [String]
     }
 
     /// - Parameters:
@@ -134,7 +136,17 @@ public enum Daemon {
             let rewritten = rules.reconcile(try await store.installedRules().map(\.file))
             if rewritten > 0 { logger.notice("rules.reconciled", metadata: ["rampart.rules.rewritten": "\(rewritten)"]) }
         }
-        return (app, Parts(store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, reloader: reloader, readiness: readiness))
+        let routes = router.routes.map { route in
+            "\(route.method) "
+                + route.path.description.split(separator: "/", omittingEmptySubsequences: false)
+                .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+        }
+        return (
+            app,
+            Parts(
+                store: store, firewall: firewall, enforcer: enforcer, pipeline: pipeline, reloader: reloader, readiness: readiness, routes: routes
+            )
+        )
     }
 
     /// HTTP/1.1 with the `http` limits, over TLS when `tls` is set (requiring a client certificate

@@ -16,8 +16,9 @@ public final class Readiness: Sendable {
     }
 }
 
-/// `/healthz` (the process answers) and `/readyz` (it takes traffic: started, and its store can
-/// write; a full disk makes it not ready until a write succeeds again).
+/// `/healthz` (the process answers), `/readyz` (it takes traffic: started, and its store can
+/// write; a full disk makes it not ready until a write succeeds again) and `/openapi.yaml` (the
+/// API's description, docs/openapi.yaml compiled in).
 struct HealthRoutes {
     let readiness: Readiness
     let store: Store
@@ -29,6 +30,10 @@ struct HealthRoutes {
             w.field("status", "ok")
             w.endObject()
             return Response.json(.ok, w)
+        }
+        router.get("/openapi.yaml") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
         }
         router.get("/readyz") { _, _ in
             let full = store.isStorageFull
