@@ -31,7 +31,7 @@ import Testing
                 "run", document, "--url", daemon.url, "-H", "Authorization: Bearer \(Sandbox.adminToken)", "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
                 "--max-examples", examples, "--seed", "7", "--no-color",
-            ], environment: ["NO_COLOR": "1"])
+            ], environment: ["NO_COLOR": "1"], directory: sandbox.directory)  // it keeps a .schemathesis folder where it runs
         #expect(out.status == 0, "\(out.stdout.suffix(6000))\(out.stderr.suffix(2000))")
         let summary = out.stdout.firstMatch(of: /(\d+) generated, (\d+) passed/)
         #expect(summary != nil && summary?.1 == summary?.2, "\(out.stdout.suffix(3000))")
