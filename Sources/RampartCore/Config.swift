@@ -118,6 +118,14 @@ public struct Config: Sendable {
         public var hold: Duration?
     }
 
+    /// How long what no longer matters is kept (`retention`): ended decisions and allow entries,
+    /// and outbox entries that were delivered, refused or withheld. The audit log keeps every
+    /// event whatever is pruned.
+    public struct Retention: Sendable {
+        public var decisions: Duration = .seconds(30 * 86_400)
+        public var outbox: Duration = .seconds(30 * 86_400)
+    }
+
     /// Where the configuration was read from.
     public var path: String
     public var node: Node
@@ -136,6 +144,7 @@ public struct Config: Sendable {
     public var peers: [Peer] = []
     public var crowdsec: CrowdSec? = nil
     public var bouncers: [Bouncer] = []
+    public var retention = Retention()
 
     /// The SQLite database inside the state directory.
     public var databasePath: String { stateDirectory + "/rampart.sqlite" }
@@ -158,7 +167,12 @@ public struct Config: Sendable {
         /// The keys of the top level.
         public enum Top: String, ConfigKey {
             case node, listen, tls, stateDir = "state_dir", playbooks, lists, firewall, safety, apiKeys = "api_keys", http, log, signing, peers,
-                crowdsec, bouncers
+                crowdsec, bouncers, retention
+        }
+
+        /// The keys of `retention`.
+        public enum Retention: String, ConfigKey {
+            case decisions, outbox
         }
 
         /// The keys of `crowdsec`.
@@ -251,6 +265,7 @@ public struct Config: Sendable {
         "crowdsec": Keys.CrowdSec.names,
         "crowdsec.tls": Keys.TLS.names,
         "bouncers": Keys.Bouncer.names,
+        "retention": Keys.Retention.names,
     ]
 
     /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
@@ -419,6 +434,21 @@ public struct Config: Sendable {
             }
             if !config.bouncers.isEmpty && top[.crowdsec] == nil {
                 reader.error(n, "bouncers pull from the CrowdSec bouncer API: set crowdsec.listen too")
+            }
+        }
+        if let n = top[.retention], let fields = reader.section(n, Keys.Retention.self, what: "retention") {
+            for key in Keys.Retention.allCases {
+                // The bouncer API lists decisions ended in the last day; peers' revocations need
+                // the outbox entries of items whose decisions are in force (those are never pruned).
+                guard let v = fields[key], let kept = reader.duration(v, "retention.\(key.rawValue)") else { continue }
+                guard kept >= .seconds(86_400) else {
+                    reader.error(v, "retention.\(key.rawValue) must be at least 1d")
+                    continue
+                }
+                switch key {
+                case .decisions: config.retention.decisions = kept
+                case .outbox: config.retention.outbox = kept
+                }
             }
         }
         try reader.throwIfErrors()

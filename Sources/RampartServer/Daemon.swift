@@ -103,8 +103,8 @@ public enum Daemon {
             execRunner,
             delivery,
             ExpiryService(
-                store: store, sightingWindow: { reloader.inForce.playbooks.sightingWindow }, interval: .seconds(1), clock: clock, now: now,
-                logger: logger
+                store: store, sightingWindow: { reloader.inForce.playbooks.sightingWindow }, interval: .seconds(1),
+                retention: config.retention, clock: clock, now: now, logger: logger
             ),
             reloader,
             // Last, so that it is the first told of a shutdown: STOPPING=1 goes out at once.

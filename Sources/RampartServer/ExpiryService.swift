@@ -13,20 +13,48 @@ struct ExpiryService: Service {
     /// How long sightings must be kept (nil: none are needed).
     let sightingWindow: @Sendable () -> Duration?
     let interval: Duration
+    /// How long ended decisions and finished outbox entries are kept.
+    let retention: Config.Retention
     /// What it waits on between sweeps, and the wall time it expires by.
     let clock: any Clock<Duration>
     let now: @Sendable () -> Date
     let logger: Logger
 
+    /// How often what `retention` no longer keeps is pruned.
+    static let pruneInterval: TimeInterval = 600
+
     func run() async throws {
+        var lastPrune = Date.distantPast
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await sweep()
+                if now().timeIntervalSince(lastPrune) >= Self.pruneInterval {
+                    lastPrune = now()
+                    try await prune()
+                }
             } catch {
                 logger.error("expiry.failed", metadata: ["rampart.error": "\(error)"])
             }
             try? await cancelWhenGracefulShutdown { try await clock.sleep(for: interval) }
         }
+    }
+
+    /// Deletes what `retention` no longer keeps, a bounded batch a transaction; returns how many rows went.
+    @discardableResult
+    func prune() async throws -> Int {
+        var total = 0
+        while true {
+            let at = now()
+            let (decisions, outbox) = (
+                at.addingTimeInterval(-Double(retention.decisions.milliseconds) / 1000),
+                at.addingTimeInterval(-Double(retention.outbox.milliseconds) / 1000)
+            )
+            let pruned = try await store.write { tx in try tx.prune(decisionsBefore: decisions, outboxBefore: outbox) }
+            total += pruned
+            if pruned < 10_000 { break }
+        }
+        if total > 0 { logger.info("store.pruned", metadata: ["rampart.rows": "\(total)"]) }
+        return total
     }
 
     /// Expires everything due now, and forgets sightings no playbook can count any more; returns

@@ -375,6 +375,11 @@ public final class Store: Sendable {
                     """
             )
         }
+        migrator.registerMigration("v12-decision-item") { db in
+            // Revoking what an item caused, and pruning the outbox entries of items with no
+            // decision in force, look decisions up by item.
+            try db.execute(sql: "CREATE INDEX decision_item ON decision(item) WHERE item IS NOT NULL")
+        }
         return migrator
     }
 }

@@ -95,6 +95,12 @@ import Testing
         #expect(orphan.map(\.message).joined().contains("crowdsec.listen"))
     }
 
+    @Test func retentionIsAtLeastADay() throws {
+        let found = errors("node: {id: a}\nstate_dir: s\nplaybooks: p\nretention: {decisions: 1h, outbox: 2d, forever: 1y}\n")
+        #expect(found.count == 2, "\(found)")
+        #expect(found.map(\.message).joined().contains("retention.decisions must be at least 1d"))
+    }
+
     @Test func missingRequiredKeys() {
         let found = errors("listen: 127.0.0.1:8470\n")
         #expect(found.map(\.message).joined().contains("node"))

@@ -176,3 +176,44 @@ struct DecisionChangesTests {
         await migrated.close()
     }
 }
+
+/// What `retention` no longer keeps goes; what is in force, pending, dead-lettered or still
+/// needed for a revocation stays.
+struct RetentionTests {
+    @Test func pruningKeepsWhatIsInForceOrStillNeeded() async throws {
+        let store = try Store(path: Scratch.directory("rampart-retention").path + "/rampart.sqlite")
+        store.start()
+        let now = Date(milliseconds: 1_800_000_000_000)
+        let policy = SafetyPolicy()
+        @Sendable func block(_ value: String, _ seconds: Int64, item: String) -> BlockRequest {
+            BlockRequest(
+                target: try! IPNetwork(parsing: value, allowBareAddress: true), direction: .both, duration: .seconds(seconds), item: item,
+                origin: "node-a", reason: "test")
+        }
+        let day: TimeInterval = 86_400
+        _ = try await store.write { tx in
+            _ = try tx.block(block("77.90.185.1", 60, item: "old"), policy: policy, now: now)
+            _ = try tx.block(block("77.90.185.2", 400 * 86_400, item: "long"), policy: policy, now: now)
+            _ = try tx.block(block("77.90.185.3", 60, item: "recent"), policy: policy, now: now.addingTimeInterval(40 * day))
+            for item in ["old", "long", "recent"] {
+                try tx.enqueue(peer: "b", item: item, body: nil, path: ["node-a"], hopsLeft: 0, suggest: [], at: now)
+            }
+            try tx.enqueue(peer: "b", item: "pending", body: nil, path: ["node-a"], hopsLeft: 0, suggest: [], at: now)
+        }
+        let sent = try await store.pendingOutbox(peer: "b", limit: 10).filter { $0.item != "pending" }.map(\.seq)
+        _ = try await store.write { tx in try tx.markDelivered(peer: "b", seqs: sent, webhookID: "msg_1", at: now.addingTimeInterval(1)) }
+        let later = now.addingTimeInterval(45 * day)
+        let pruned = try await store.write { tx in
+            _ = try tx.expire(now: later)
+            return try tx.prune(decisionsBefore: later.addingTimeInterval(-30 * day), outboxBefore: later.addingTimeInterval(-30 * day))
+        }
+        #expect(pruned == 3, "the old decision, and the outbox entries of old and recent (whose decisions are not in force)")
+        let values = try await store.decisions(Store.DecisionFilter(), now: later).map(\.target.description)
+        #expect(values.sorted() == ["77.90.185.2", "77.90.185.3"])
+        let outbox = try await store.pool.read { db in try String.fetchAll(db, sql: "SELECT item FROM outbox ORDER BY seq") }
+        #expect(outbox == ["long", "pending"])
+        let events = try store.auditEntries(.all, limit: 100).map(\.event)
+        #expect(events.contains("decision.expired"), "the audit log keeps what was pruned")
+        await store.close()
+    }
+}
