@@ -42,6 +42,11 @@ public enum IndicatorValue {
         case .md5, .sha1, .sha256:
             value = try hash(text, as: resolved)
         }
+        // Normalising can lengthen a value (a URL's non-ASCII characters are percent-encoded,
+        // three times as long); what is stored, and sent to peers, must be accepted again.
+        guard value.utf8.count <= maxLength else {
+            throw ValueError(.tooLong, "'\(text.preview)' is \(value.utf8.count) bytes once normalised; at most \(maxLength) are allowed")
+        }
         return (resolved, value)
     }
 

@@ -170,6 +170,19 @@ struct IndicatorValueTests {
         }
     }
 
+    /// Found by Fuzz/FuzzValues: a URL within the limit whose non-ASCII characters, percent-encoded,
+    /// made a stored value over it, which a peer (normalising again) refused. Now refused here.
+    @Test func aValueTooLongOnceNormalisedIsRefused() throws {
+        let url = "http://a.example/x?" + String(repeating: "\u{FFFD}", count: 600)
+        #expect(url.utf8.count < IndicatorValue.maxLength)
+        let error = #expect(throws: ValueError.self) { try IndicatorValue.normalise(url) }
+        #expect(error?.code == .tooLong)
+        #expect(error?.message.contains("once normalised") == true)
+        let fits = "http://a.example/x?" + String(repeating: "\u{FFFD}", count: 400)
+        let (_, value) = try IndicatorValue.normalise(fits)
+        #expect(try IndicatorValue.normalise(value, as: .url).1 == value, "what is stored normalises to itself")
+    }
+
     @Test func errorMessagesNeverEchoControlCharacters() throws {
         let error = #expect(throws: ValueError.self) { try IndicatorValue.normalise("a\u{1b}[31m.example") }
         let message = try #require(error).message
