@@ -221,6 +221,15 @@ try:
             if interval:
                 time.sleep(max(0, interval - (time.monotonic() - tick)))
 
+    def reach(value):
+        """Blocks `value`; the seconds until each poller saw it (at most 5 s), sorted."""
+        made = time.time()
+        block(value)
+        deadline = made + 5
+        while time.time() < deadline and sum(1 for k in first_seen if k[1] == value) < POLLERS:
+            time.sleep(0.001)
+        return sorted(t - made for k, t in first_seen.items() if k[1] == value)
+
     threads = [threading.Thread(target=poller, args=(name, key, 1.0, random.random())) for name, key in keys.items()]
     for thread in threads:
         thread.start()
@@ -235,12 +244,7 @@ try:
     print(f"{POLLERS} bouncers polling every 1 s, nothing changing, {accepted:,} in force: {len(answers)} answers in {wall:.0f} s, "
           f"p50 {answers[len(answers) // 2] * 1000:.2f} ms, p99 {answers[int(len(answers) * 0.99)] * 1000:.2f} ms; "
           f"daemon CPU {cpu / wall * 100:.1f}% of one core (targets: p99 10 ms, 25%)")
-    made = time.time()
-    block(watched[0])
-    deadline = time.time() + 5
-    while time.time() < deadline and sum(1 for k in first_seen if k[1] == watched[0]) < POLLERS:
-        time.sleep(0.01)
-    arrivals = sorted(t - made for k, t in first_seen.items() if k[1] == watched[0])
+    arrivals = reach(watched[0])
     print(f"one new decision reached {len(arrivals)}/{POLLERS} polling bouncers, the last after {arrivals[-1] * 1000:.0f} ms "
           f"(median {statistics.median(arrivals) * 1000:.0f} ms; target: within the 1 s poll interval)")
     stop.set()
@@ -256,12 +260,7 @@ try:
         thread.start()
     started.wait()
     time.sleep(2)  # every one is held
-    made = time.time()
-    block(watched[0])
-    deadline = time.time() + 5
-    while time.time() < deadline and sum(1 for k in first_seen if k[1] == watched[0]) < POLLERS:
-        time.sleep(0.001)
-    arrivals = sorted(t - made for k, t in first_seen.items() if k[1] == watched[0])
+    arrivals = reach(watched[0])
     print(f"one new decision reached {len(arrivals)}/{POLLERS} long-polling bouncers (hold: 30s), the last after "
           f"{arrivals[-1] * 1000:.1f} ms (median {statistics.median(arrivals) * 1000:.1f} ms; target: 50 ms)")
     stop.set()
