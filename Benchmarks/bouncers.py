@@ -12,8 +12,9 @@ namespace of its own when root. CrowdSec's own figures (FACTS.md) are printed be
    its default): a decision at Rampart to the element in the bouncer's set, median over TRIALS,
    for a key without hold and one with `hold: 10s`.
 """
-import atexit, hashlib, http.client, json, os, random, shutil, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import atexit, hashlib, http.client, json, os, random, shutil, statistics, subprocess, sys, tempfile, threading, time
 
+from benchdaemon import call as api, feed_addresses, wait_ready
 from nftprobe import ElementProbe
 
 binary, feed, count, trials = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -27,22 +28,7 @@ def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-addresses, seen = [], set()
-with open(feed) as f:
-    for line in f:
-        value = line.split()[0] if line.strip() and not line.startswith("#") else None
-        if value and value not in seen and ":" not in value:
-            seen.add(value)
-            addresses.append(value)
-        if len(addresses) == count:
-            break
-n = 0x0B000000  # more than the feed holds: distinct global unicast addresses from 11.0.0.0
-while len(addresses) < count:
-    n += 1
-    text = f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
-    if text not in seen and (n & 255) not in (0, 255):
-        seen.add(text)
-        addresses.append(text)
+addresses = feed_addresses(feed, count, ipv4_only=True)
 
 keys = {f"poll{i}": f"rmpbpoll{i:04d}" for i in range(POLLERS)}
 held = {f"held{i}": f"rmpbheld{i:04d}" for i in range(POLLERS)}
@@ -70,12 +56,7 @@ daemon = subprocess.Popen([binary, "serve", "--config", f"{work}/rampart.yaml"],
 
 
 def call(method, path, body=None, content_type="application/json"):
-    request = urllib.request.Request(f"http://127.0.0.1:8475{path}", data=body, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    if body is not None:
-        request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request, timeout=600) as answer:
-        return answer.read()
+    return api(token, method, path, body, content_type)[1]
 
 
 def rss_kib():
@@ -156,14 +137,7 @@ prometheus: {{enabled: false, listen_addr: 127.0.0.1, listen_port: "60601"}}
 
 
 try:
-    for _ in range(400):
-        if daemon.poll() is not None:
-            sys.exit(f"the daemon exited with {daemon.returncode}; see {work}/daemon.log")
-        try:
-            urllib.request.urlopen("http://127.0.0.1:8475/readyz", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.05)
+    wait_ready(daemon, work)
     real_bouncer()
     accepted = json.loads(call("POST", "/v1/indicators?confidence=90", ("\n".join(addresses) + "\n").encode(), "text/plain"))["accepted"]
     time.sleep(1)

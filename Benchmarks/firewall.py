@@ -10,8 +10,9 @@ namespace, as root.
 3. The daemon's RSS with the bulk blocks active: as the last element arrives, and 3 s later.
 4. The bytes the bulk request added to the write-ahead log, per blocked item.
 """
-import atexit, hashlib, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+import atexit, hashlib, json, os, shutil, subprocess, sys, tempfile, time
 
+from benchdaemon import call as api, feed_addresses, wait_ready
 from nftprobe import ElementProbe
 
 binary, feed, count, trials = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -20,25 +21,7 @@ atexit.register(shutil.rmtree, work, True)  # the database of a 100k run is hund
 token = "rmp_bench_token"
 token_hash = hashlib.sha256(token.encode()).hexdigest()
 
-addresses = []
-seen = set()
-with open(feed) as f:
-    for line in f:
-        value = line.split()[0] if line.strip() and not line.startswith("#") else None
-        if value and value not in seen:
-            seen.add(value)
-            addresses.append(value)
-        if len(addresses) == count:
-            break
-if len(addresses) < count:
-    # More than the feed holds: generate global unicast addresses, distinct, deterministic.
-    n = 0x0B000000  # 11.0.0.0
-    while len(addresses) < count:
-        n += 1
-        text = f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
-        if text not in seen and (n & 255) not in (0, 255):
-            seen.add(text)
-            addresses.append(text)
+addresses = feed_addresses(feed, count)
 count = len(addresses)
 
 
@@ -81,24 +64,10 @@ log: {{level: warning}}
 log = open(f"{work}/daemon.log", "w")
 daemon = subprocess.Popen([binary, "serve", "--config", f"{work}/rampart.yaml"], stdout=log, stderr=log)
 try:
-    for _ in range(400):
-        if daemon.poll() is not None:
-            sys.exit(f"the daemon exited with {daemon.returncode}; see {work}/daemon.log")
-        try:
-            urllib.request.urlopen("http://127.0.0.1:8475/readyz", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.05)
-    else:
-        sys.exit(f"the daemon did not become ready; see {work}/daemon.log")
+    wait_ready(daemon, work)
 
     def call(method, path, body=None, content_type="application/json"):
-        request = urllib.request.Request(f"http://127.0.0.1:8475{path}", data=body, method=method)
-        request.add_header("Authorization", f"Bearer {token}")
-        if body is not None:
-            request.add_header("Content-Type", content_type)
-        with urllib.request.urlopen(request, timeout=600) as answer:
-            return answer.status, answer.read()
+        return api(token, method, path, body, content_type)
 
     body = ("\n".join(addresses) + "\n").encode()
     last = addresses[-1]

@@ -1,0 +1,50 @@
+"""What the Python benchmarks share: a feed's addresses, and a daemon of theirs on 127.0.0.1:8475
+with an API token."""
+import sys, time, urllib.request
+
+URL = "http://127.0.0.1:8475"
+
+
+def feed_addresses(path, count, ipv4_only=False):
+    """The first `count` distinct addresses of a feed (IP<TAB>..., '#' comments); past its end,
+    distinct global unicast IPv4 addresses from 11.0.0.0, deterministic."""
+    addresses, seen = [], set()
+    with open(path) as f:
+        for line in f:
+            value = line.split()[0] if line.strip() and not line.startswith("#") else None
+            if value and value not in seen and not (ipv4_only and ":" in value):
+                seen.add(value)
+                addresses.append(value)
+            if len(addresses) == count:
+                break
+    n = 0x0B000000
+    while len(addresses) < count:
+        n += 1
+        text = f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+        if text not in seen and (n & 255) not in (0, 255):
+            seen.add(text)
+            addresses.append(text)
+    return addresses
+
+
+def wait_ready(daemon, work):
+    """Until /readyz answers; exits, pointing at the log, if the daemon stops or never does."""
+    for _ in range(400):
+        if daemon.poll() is not None:
+            sys.exit(f"the daemon exited with {daemon.returncode}; see {work}/daemon.log")
+        try:
+            urllib.request.urlopen(URL + "/readyz", timeout=1)
+            return
+        except Exception:
+            time.sleep(0.05)
+    sys.exit(f"the daemon did not become ready; see {work}/daemon.log")
+
+
+def call(token, method, path, body=None, content_type="application/json"):
+    """One API request with the token: (status, body)."""
+    request = urllib.request.Request(URL + path, data=body, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        return answer.status, answer.read()
