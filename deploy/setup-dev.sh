@@ -28,12 +28,16 @@ fi
 # Python packages the interoperability tests compare Rampart with (from PyPI, into .venv).
 cd "$(dirname "$0")/.."
 # sigma-cli (pySigma) checks the Sigma rules Rampart installs; pycrowdsec consumes the bouncer API;
-# schemathesis fuzzes the API from docs/openapi.yaml; otupy is an OpenC2 producer. otupy declares
+# schemathesis fuzzes the API from docs/openapi.yaml; otupy is an OpenC2 producer; taxii2-client
+# reads and writes the TAXII server, medallion is the reference TAXII server the same checks run
+# on, and stix2-validator with stix2 check every STIX export (stix2-validator 3.3.1's wheel lacks
+# its schemas, so 3.2.0). otupy declares
 # libvirt bindings (system headers) it does not need for HTTP: it goes in without its
 # dependencies, followed by those its HTTP producer imports.
-if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography, pycrowdsec, otupy.transfers.http" && [ -x .venv/bin/sigma ] && [ -x .venv/bin/schemathesis ]; } 2>/dev/null; then
+if ! { .venv/bin/python3 -c "import standardwebhooks, cryptography, pycrowdsec, otupy.transfers.http, taxii2client, medallion, stix2, stix2validator" && [ -x .venv/bin/sigma ] && [ -x .venv/bin/schemathesis ]; } 2>/dev/null; then
     python3 -m venv .venv
     { .venv/bin/pip install --quiet --disable-pip-version-check standardwebhooks cryptography sigma-cli pycrowdsec schemathesis \
+            'taxii2-client==2.3.0' 'medallion==3.0.0' 'stix2==3.0.2' 'stix2-validator==3.2.0' \
         && .venv/bin/pip install --quiet --disable-pip-version-check --no-deps otupy==1.1.46 \
         && .venv/bin/pip install --quiet --disable-pip-version-check aenum cbor2 email-validator fqdn idna macaddress mediatype \
             rfc3987 requests flask gunicorn paho-mqtt kafka-python xmltodict==0.14.2 cyclonedx-python-lib; } </dev/null \

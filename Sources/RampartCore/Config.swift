@@ -118,6 +118,38 @@ public struct Config: Sendable {
         public var hold: Duration?
     }
 
+    /// The TAXII 2.1 server (`taxii`, under `/taxii2/` on the main listener): its title and the
+    /// collections it serves, each a view of the store through a sharing policy.
+    public struct TAXII: Sendable {
+        public var title = "Rampart"
+        public var description: String?
+        public var collections: [Collection] = []
+
+        public struct Collection: Sendable {
+            /// A UUID, in lower case.
+            public var id: String
+            public var title: String
+            public var description: String?
+            /// API key names or roles that may read, and write (post objects to ingest).
+            public var read: Set<String> = []
+            public var write: Set<String> = []
+            /// What readers may see (TLP:RED never, whatever this says).
+            public var share = SharingPolicy()
+
+            public init(id: String, title: String) {
+                self.id = id
+                self.title = title
+            }
+
+            func allows(_ key: APIKey, in names: Set<String>) -> Bool {
+                names.contains(key.name) || key.roles.contains { names.contains($0.rawValue) }
+            }
+
+            public func canRead(_ key: APIKey) -> Bool { allows(key, in: read) }
+            public func canWrite(_ key: APIKey) -> Bool { allows(key, in: write) }
+        }
+    }
+
     /// How long what no longer matters is kept (`retention`): ended decisions and allow entries,
     /// and outbox entries that were delivered, refused or withheld. The audit log keeps every
     /// event whatever is pruned.
@@ -145,6 +177,7 @@ public struct Config: Sendable {
     public var crowdsec: CrowdSec? = nil
     public var bouncers: [Bouncer] = []
     public var retention = Retention()
+    public var taxii: TAXII?
 
     /// The SQLite database inside the state directory.
     public var databasePath: String { stateDirectory + "/rampart.sqlite" }
@@ -167,7 +200,17 @@ public struct Config: Sendable {
         /// The keys of the top level.
         public enum Top: String, ConfigKey {
             case node, listen, tls, stateDir = "state_dir", playbooks, lists, firewall, safety, apiKeys = "api_keys", http, log, signing, peers,
-                crowdsec, bouncers, retention
+                crowdsec, bouncers, retention, taxii
+        }
+
+        /// The keys of `taxii`.
+        public enum TAXII: String, ConfigKey {
+            case title, description, collections
+        }
+
+        /// The keys of `taxii.collections`.
+        public enum TAXIICollection: String, ConfigKey {
+            case id, title, description, read, write, share
         }
 
         /// The keys of `retention`.
@@ -266,6 +309,9 @@ public struct Config: Sendable {
         "crowdsec.tls": Keys.TLS.names,
         "bouncers": Keys.Bouncer.names,
         "retention": Keys.Retention.names,
+        "taxii": Keys.TAXII.names,
+        "taxii.collections": Keys.TAXIICollection.names,
+        "taxii.collections.share": Keys.Share.names,
     ]
 
     /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
@@ -451,8 +497,40 @@ public struct Config: Sendable {
                 }
             }
         }
+        if let n = top[.taxii] { config.taxii = parseTAXII(n, reader, apiKeys: config.apiKeys) }
         try reader.throwIfErrors()
         return config
+    }
+
+    static func parseTAXII(_ node: Yams.Node, _ reader: YAMLReader, apiKeys: [APIKey]) -> TAXII? {
+        guard let fields = reader.section(node, Keys.TAXII.self, what: "taxii") else { return nil }
+        var taxii = TAXII()
+        if let n = fields[.title], let title = reader.string(n, "taxii.title") { taxii.title = title }
+        if let n = fields[.description] { taxii.description = reader.string(n, "taxii.description") }
+        let principals = Set(apiKeys.map(\.name) + Role.allCases.map(\.rawValue))
+        for entry in fields[.collections].flatMap({ reader.list($0, "taxii.collections", allowSingle: false) }) ?? [] {
+            guard let c = reader.section(entry, Keys.TAXIICollection.self, what: "a TAXII collection"),
+                let idNode = c.required(.id), let id = reader.string(idNode, "taxii.collections.id"),
+                let titleNode = c.required(.title), let title = reader.string(titleNode, "taxii.collections.title")
+            else { continue }
+            guard PeerMessage.isItemID(id) else {
+                reader.error(idNode, "taxii.collections.id must be a UUID in lower case, such as 7d9c0b0e-2f3a-4c55-9a57-0b6f6f5f3a10")
+                continue
+            }
+            if taxii.collections.contains(where: { $0.id == id }) { reader.error(idNode, "collection id \(id) is used twice") }
+            var collection = TAXII.Collection(id: id, title: title)
+            if let n = c[.description] { collection.description = reader.string(n, "taxii.collections.description") }
+            for (key, path) in [(Keys.TAXIICollection.read, "read"), (.write, "write")] {
+                guard let n = c[key], let names = reader.strings(n, "taxii.collections.\(path)") else { continue }
+                for name in names where !principals.contains(name) {
+                    reader.error(n, "taxii.collections.\(path): '\(name.preview)' is neither an API key name nor a role (ingest, read, admin)")
+                }
+                if key == .read { collection.read = Set(names) } else { collection.write = Set(names) }
+            }
+            if let n = c[.share] { collection.share = parseSharing(n, path: "taxii.collections.share", reader: reader) }
+            taxii.collections.append(collection)
+        }
+        return taxii
     }
 
     static func parseBouncer(_ node: Yams.Node, _ reader: YAMLReader) -> Bouncer? {

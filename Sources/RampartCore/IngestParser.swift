@@ -10,13 +10,22 @@ public enum IngestParser {
         case ndjson
         /// One value per line; `#` and `;` start comments; columns after the first are ignored (`text/plain`).
         case text
+        /// A STIX 2.1 bundle or TAXII envelope (`application/stix+json`, or JSON whose `type` is `bundle`).
+        case stix
+    }
+
+    /// What one item of a body is.
+    public enum Parsed: Sendable {
+        case indicator(Indicator)
+        /// A STIX object: the indicators or rule it holds, its revocation, or why it holds nothing.
+        case stix(STIX.Object)
     }
 
     /// One item of the body: where it was and what came of it.
     public struct Entry: Sendable {
         /// 0-based index into a JSON array, or 1-based line number.
         public var position: Int
-        public var result: Result<Indicator, ValueError>
+        public var result: Result<Parsed, ValueError>
         /// The raw value (or line) of a refused item, shortened, for the audit log.
         public var raw: String?
     }
@@ -26,7 +35,6 @@ public enum IngestParser {
         public enum Kind: Sendable, Hashable {
             case invalid
             case tooManyItems
-            case unsupported
         }
 
         public var kind: Kind
@@ -35,7 +43,7 @@ public enum IngestParser {
 
     /// The name of the position field in answers and audit entries.
     public static func positionName(_ format: Format) -> String {
-        format == .json ? "index" : "line"
+        format == .json || format == .stix ? "index" : "line"
     }
 
     public struct Limits: Sendable {
@@ -65,12 +73,16 @@ public enum IngestParser {
     /// it made of the earlier ones commit) without holding the whole body's items at once.
     public struct Reader: Sendable {
         private let bytes: [UInt8]
-        private let format: Format
+        /// `.stix` for a JSON body that turned out to be a bundle.
+        public private(set) var format: Format
         private let defaults: IndicatorDefaults
         private let now: Date
         private let maxDepth: Int
         /// A JSON body's items, parsed up front (JSON cannot be read item by item).
         private let elements: [JSONValue]
+        /// For a STIX body: what its objects say about each other (creators' names).
+        private let context: STIX.Context?
+        private let maxRuleBytes: Int
         /// The next element (JSON) or the next line's first byte (NDJSON, text).
         private var offset: Int
         private var lineNumber = 0
@@ -82,9 +94,10 @@ public enum IngestParser {
             self.defaults = defaults
             self.now = now
             maxDepth = limits.maxDepth
+            maxRuleBytes = limits.maxRuleBytes
             offset = body.starts(with: [0xef, 0xbb, 0xbf]) ? 3 : 0  // UTF-8 byte order mark
             switch format {
-            case .json:
+            case .json, .stix:
                 let document: JSONValue
                 do {
                     document = try body.withUnsafeBufferPointer { [offset] all throws(ValueError) in
@@ -93,30 +106,45 @@ public enum IngestParser {
                 } catch {
                     throw BodyError(kind: .invalid, message: error.message)
                 }
-                switch document {
-                case .array(let list): elements = list
-                case .object where document["type"] == .string("bundle"):
-                    throw BodyError(
-                        kind: .unsupported, message: "STIX bundles are not supported yet; post indicators as JSON objects, NDJSON or text")
-                case .object: elements = [document]
-                default: throw BodyError(kind: .invalid, message: "expected an indicator object or an array of them, found \(document.typeName)")
+                if format == .stix || (document["type"] == .string("bundle")) {
+                    do {
+                        elements = try STIX.objects(of: document)
+                    } catch {
+                        throw BodyError(kind: .invalid, message: error.message)
+                    }
+                    context = STIX.Context(elements)
+                    self.format = .stix
+                } else {
+                    switch document {
+                    case .array(let list): elements = list
+                    case .object: elements = [document]
+                    default: throw BodyError(kind: .invalid, message: "expected an indicator object or an array of them, found \(document.typeName)")
+                    }
+                    context = nil
                 }
                 guard elements.count <= limits.maxItems else { throw tooMany(limits) }
                 offset = 0
             case .ndjson, .text:
                 elements = []
+                context = nil
                 guard body.withUnsafeBufferPointer(lineCount) <= limits.maxItems else { throw tooMany(limits) }
             }
         }
 
         /// The next item, or nil after the last.
         public mutating func next() -> Entry? {
-            if format == .json {
+            if format == .json || format == .stix {
                 guard offset < elements.count else { return nil }
                 defer { offset += 1 }
                 let element = elements[offset]
+                if let context {
+                    return entry(offset, raw: { (element["id"].flatMap { if case .string(let s) = $0 { s } else { nil } }) }) {
+                        () throws(ValueError) -> Parsed in
+                        .stix(try STIX.read(element, context: context, defaults: defaults, now: now, maxRuleBytes: maxRuleBytes))
+                    }
+                }
                 return entry(offset, raw: { (element["value"].flatMap { if case .string(let s) = $0 { s } else { nil } }) }) {
-                    () throws(ValueError) -> Indicator in try Indicator(json: element, defaults: defaults, now: now)
+                    () throws(ValueError) -> Parsed in .indicator(try Indicator(json: element, defaults: defaults, now: now))
                 }
             }
             return bytes.withUnsafeBufferPointer { all in
@@ -128,16 +156,16 @@ public enum IngestParser {
                     guard let first = line.first else { continue }
                     if format == .text {
                         guard first != UInt8(ascii: "#"), first != UInt8(ascii: ";") else { continue }
-                        return entry(lineNumber, raw: { String(decoding: line, as: UTF8.self) }) { () throws(ValueError) -> Indicator in
+                        return entry(lineNumber, raw: { String(decoding: line, as: UTF8.self) }) { () throws(ValueError) -> Parsed in
                             guard let text = String(validating: line, as: UTF8.self) else {
                                 throw ValueError(.invalidField, "the line is not valid UTF-8")
                             }
-                            return try Indicator(line: Substring(text), defaults: defaults, now: now)
+                            return .indicator(try Indicator(line: Substring(text), defaults: defaults, now: now))
                         }
                     }
-                    return entry(lineNumber, raw: { String(decoding: line.prefix(256), as: UTF8.self) }) { () throws(ValueError) -> Indicator in
+                    return entry(lineNumber, raw: { String(decoding: line.prefix(256), as: UTF8.self) }) { () throws(ValueError) -> Parsed in
                         let value = try JSONValue.parse(buffer: line, maxDepth: maxDepth)
-                        return try Indicator(json: value, defaults: defaults, now: now)
+                        return .indicator(try Indicator(json: value, defaults: defaults, now: now))
                     }
                 }
                 return nil
@@ -145,7 +173,7 @@ public enum IngestParser {
         }
     }
 
-    private static func entry(_ position: Int, raw: () -> String?, _ make: () throws(ValueError) -> Indicator) -> Entry {
+    private static func entry(_ position: Int, raw: () -> String?, _ make: () throws(ValueError) -> Parsed) -> Entry {
         do {
             return Entry(position: position, result: .success(try make()), raw: nil)
         } catch {

@@ -22,6 +22,9 @@ public struct Item: Sendable {
     /// Actions the origin proposed (`block`, `rule`, ...).
     public var suggested: [String]
     public var receivedAt: Date
+    /// The STIX object the item was read from, when it is that object's only item: the id and
+    /// version it is exported under. Kept on this node (a peer gets the item under its own id).
+    public var stix: STIX.Version?
 
     public init(
         id: String, payload: Payload, via: String, origin: String, path: [String] = [], hopsLeft: Int? = nil, suggested: [String] = [],
@@ -94,6 +97,13 @@ public struct Item: Sendable {
         if withProvenance, let hopsLeft { w.field("hops_left", hopsLeft) }
         if !suggested.isEmpty { w.field("suggested", suggested) }
         if withProvenance { w.field("received_at", receivedAt) }
+        if withProvenance, let stix {
+            w.key("stix")
+            w.beginObject()
+            w.field("id", stix.id)
+            w.field("modified", stix.modified)
+            w.endObject()
+        }
         w.endObject()
         return w.bytes
     }

@@ -89,6 +89,10 @@ public enum Daemon {
         ).register(on: router)
         PeerRoutes(pipeline: pipeline, delivery: delivery, store: store, bodies: bodies, maxItems: config.http.maxItemsPerRequest, now: now)
             .register(on: router)
+        if let taxii = config.taxii {
+            TAXIIRoutes(taxii: taxii, keys: config.apiKeys, pipeline: pipeline, store: store, bodies: bodies, nodeID: config.node.id, now: now)
+                .register(on: router)
+        }
 
         var services: [any Service] = [
             StoreService(store: store, observer: CommitObservers([enforcer, bell]), clock: clock, logger: logger)

@@ -2,7 +2,7 @@ import HTTPTypes
 import Hummingbird
 import RampartCore
 
-/// `POST /v1/indicators`: JSON, NDJSON or plain-text bodies; defaults from query parameters.
+/// `POST /v1/indicators`: JSON, NDJSON, plain-text or STIX 2.1 bodies; defaults from query parameters.
 struct IndicatorRoutes {
     let pipeline: Pipeline
     let bodies: BodyReceiver
@@ -43,10 +43,9 @@ struct IndicatorRoutes {
             switch error.kind {
             case .invalid: throw Problem.badRequest("invalid_body", error.message)
             case .tooManyItems: throw Problem(.contentTooLarge, code: "too_many_items", detail: error.message)
-            case .unsupported: throw Problem(.unsupportedMediaType, code: "unsupported_media_type", detail: error.message)
             }
         }
-        if summary.ids.isEmpty {
+        if summary.ids.isEmpty && summary.skipped.isEmpty && summary.revoked.isEmpty {
             if summary.rejected.isEmpty { throw Problem.badRequest("empty_body", "the body holds no indicators") }
             throw Problem(
                 .unprocessableContent, code: "all_items_refused",
@@ -65,6 +64,19 @@ struct IndicatorRoutes {
         w.endArray()
         w.field("rejected_count", summary.rejectedCount)
         w.field("ids", summary.ids)
+        if summary.stix {
+            w.key("skipped")
+            w.beginArray()
+            for (position, reason) in summary.skipped.prefix(Pipeline.refusalsListed) {
+                w.beginObject()
+                w.field("index", position)
+                w.field("reason", reason)
+                w.endObject()
+            }
+            w.endArray()
+            w.field("skipped_count", summary.skipped.count)
+            w.field("revoked", summary.revoked)
+        }
         w.endObject()
         return Response.json(.accepted, w)
     }
@@ -76,6 +88,7 @@ struct IndicatorRoutes {
         "application/jsonl": .ndjson,
         "application/x-jsonlines": .ndjson,
         "text/plain": .text,
+        "application/stix+json": .stix,
     ]
 
     static func format(of request: Request) throws -> IngestParser.Format {
@@ -83,15 +96,10 @@ struct IndicatorRoutes {
             $0.trimmingCharacters(in: .whitespaces).lowercased()
         }
         if let mediaType, let format = mediaTypes[mediaType] { return format }
-        if mediaType == "application/stix+json" {
-            throw Problem(
-                .unsupportedMediaType, code: "unsupported_media_type",
-                detail: "STIX bundles are not supported yet; post indicators as JSON, NDJSON or text")
-        }
         throw Problem(
             .unsupportedMediaType, code: "unsupported_media_type",
             detail:
-                "Content-Type \(mediaType.map { "'\($0)'" } ?? "missing"); send application/json, application/x-ndjson or text/plain (with curl: -H 'Content-Type: text/plain' --data-binary @file)"
+                "Content-Type \(mediaType.map { "'\($0)'" } ?? "missing"); send application/json, application/x-ndjson, text/plain or application/stix+json (with curl: -H 'Content-Type: text/plain' --data-binary @file)"
         )
     }
 }

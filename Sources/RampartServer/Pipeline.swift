@@ -60,6 +60,13 @@ public final class Pipeline: Sendable {
         public var rejected: [Problem.ItemError] = []
         /// Every refusal.
         public var rejectedCount = 0
+        /// STIX objects left alone, by place in the body, and why (another object type, a pattern
+        /// that names nothing to act on, an older or the same version as the one stored).
+        public var skipped: [(position: Int, reason: String)] = []
+        /// STIX objects revoked.
+        public var revoked: [String] = []
+        /// The body was STIX (a bundle or an envelope).
+        public var stix = false
     }
 
     /// How long an `Idempotency-Key` is remembered: a retry within it stores nothing twice.
@@ -108,6 +115,7 @@ public final class Pipeline: Sendable {
         let playbooks = inForce.playbooks
         let context = context(via: via, positionName: positionName, inForce: inForce, at: receivedAt)
         var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
+        summary.stix = reader.format == .stix
         // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
         // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
         // large body never holds more than a few chunks' items in memory while the writer catches up.
@@ -115,7 +123,11 @@ public final class Pipeline: Sendable {
         var inFlight: [(chunk: [Planned], counted: Tally, commit: PendingWrite<Outcomes>)] = []
         func finishOldest() async throws {
             let (_, counted, commit) = inFlight.removeFirst()
-            await carryOut(try await commit.value())
+            let outcomes = try await commit.value()
+            summary.ids += outcomes.stixItems
+            summary.skipped += outcomes.stixSkipped
+            summary.revoked += outcomes.stixRevoked
+            await carryOut(outcomes)
             metrics.add(counted)
         }
         var kinds: [IndicatorKind: Int] = [:]
@@ -146,12 +158,33 @@ public final class Pipeline: Sendable {
         do {
             while let entry = reader.next() {
                 switch entry.result {
-                case .success(let indicator):
+                case .success(.indicator(let indicator)):
                     let id = idempotency.map { IDGenerator.derived([$0.key, via, String(entry.position)]) } ?? ids.next()
                     let item = Item(id: id, payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
                     kinds[indicator.kind, default: 0] += 1
                     chunk.append(.accepted(item, playbooks, context.planning))
+                case .success(.stix(let object)):
+                    guard let version = object.version else {
+                        if case .skipped(let reason) = object.content { summary.skipped.append((entry.position, reason)) }
+                        continue
+                    }
+                    switch object.content {
+                    case .skipped(let reason):
+                        summary.skipped.append((entry.position, reason))
+                    case .revoked:
+                        chunk.append(.stixObject(position: entry.position, version, revoked: true, items: []))
+                    case .payloads(let payloads):
+                        for message in object.refused { summary.skipped.append((entry.position, "value refused: \(message)")) }
+                        let items = payloads.enumerated().map { index, payload in
+                            let id = idempotency.map { IDGenerator.derived([$0.key, via, "\(entry.position).\(index)"]) } ?? ids.next()
+                            var item = Item(id: id, payload: payload, via: via, origin: nodeID, receivedAt: receivedAt)
+                            if payloads.count == 1 { item.stix = version }
+                            if let kind = item.indicator?.kind { kinds[kind, default: 0] += 1 }
+                            return Planned.accepted(item, playbooks, context.planning)
+                        }
+                        chunk.append(.stixObject(position: entry.position, version, revoked: false, items: items))
+                    }
                 case .failure(let error):
                     summary.rejectedCount += 1
                     rejections[error.code.rawValue, default: 0] += 1

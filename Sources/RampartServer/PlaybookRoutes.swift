@@ -78,7 +78,9 @@ struct PlaybookRoutes {
                     switch entry.result {
                     case .failure(let error):
                         w.field("error", error.message)
-                    case .success(let indicator):
+                    case .success(.stix):
+                        w.field("error", "STIX bundles are explained by `rampart test FILE`; post indicator objects here")
+                    case .success(.indicator(let indicator)):
                         w.field("kind", indicator.kind.rawValue)
                         w.field("value", indicator.value)
                         w.key("playbooks")

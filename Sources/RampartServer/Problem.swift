@@ -44,6 +44,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        if request.uri.path.hasPrefix("/taxii2") { return taxiiResponse() }
         var w = JSONWriter(capacity: 256)
         w.beginObject()
         w.field("type", "urn:rampart:problem:\(code)")
@@ -66,6 +67,20 @@ public struct Problem: Error, HTTPResponseError, Sendable {
 }
 
 extension Problem {
+    /// The problem as a TAXII 2.1 error message (`application/taxii+json`, every answer under `/taxii2/`).
+    func taxiiResponse() -> Response {
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.field("title", title)
+        w.field("description", detail)
+        w.field("error_code", code.rawValue)
+        w.field("http_status", String(status.code))
+        w.endObject()
+        var headers = self.headers
+        headers[.contentType] = TAXIIRoutes.mediaType
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
+    }
+
     static func badRequest(_ code: ErrorCode, _ detail: String) -> Problem {
         Problem(.badRequest, code: code, detail: detail)
     }

@@ -10,6 +10,9 @@ public enum Planned: Sendable {
     case revocation(PeerMessage.Revocation, path: [String])
     /// Refusals of a request beyond those listed one by one: how many, by code.
     case refusedBeyond(listed: Int, counts: [String: Int])
+    /// A version of a STIX object (at `position` in the request): its items (`accepted` entries),
+    /// or its revocation. Whether it replaces what is stored is decided at the write.
+    case stixObject(position: Int, STIX.Version, revoked: Bool, items: [Planned])
 
     /// An accepted item, encoded, matched against the playbooks and planned, off the writer's thread.
     public static func accepted(_ item: Item, _ playbooks: PlaybookSet, _ planning: PlanContext) -> Planned {
@@ -75,6 +78,11 @@ public struct Outcomes: Sendable {
     public var tally = Tally()
     /// Items stored (duplicates of stored ones are not).
     public var stored = 0
+    /// STIX objects: the ids of the items their versions became, those revoked, and those left
+    /// alone (an older or the same version, another source's object), with why.
+    public var stixItems: [String] = []
+    public var stixRevoked: [String] = []
+    public var stixSkipped: [(position: Int, reason: String)] = []
 
     public init() {}
 }
@@ -90,25 +98,13 @@ extension StoreTransaction {
         for entry in entries {
             switch entry {
             case .accepted(let encoded, let matched, let recordSighting):
-                var rendered: [Rendered] = []
-                let stored = try ingest(encoded) { tx in
-                    if recordSighting { try tx.recordSighting(encoded.item) }
-                    var known: ActiveDecisions?
-                    for match in matched {
-                        if let sightings = match.playbook.sightings, let value = encoded.item.indicator?.value {
-                            let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
-                            guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
-                        }
-                        try tx.apply(match, to: encoded, context: context, outcomes: &outcomes, known: &known, rendered: &rendered)
-                    }
-                }
-                guard stored else { continue }
-                outcomes.stored += 1
-                try store(rendered, context: context, outcomes: &outcomes)
+                try accept(encoded, matched, recordSighting: recordSighting, context: context, outcomes: &outcomes)
             case .refused(let position, let error, let raw):
                 try refuse(via: context.via, position: context.positionName, index: position, error: error, raw: raw, at: at)
             case .revocation(let revocation, let path):
                 try apply(revocation, path: path, context: context, outcomes: &outcomes)
+            case .stixObject(let position, let version, let revoked, let items):
+                try apply(version, at: position, revoked: revoked, items: items, context: context, outcomes: &outcomes)
             case .refusedBeyond(let listed, let counts):
                 try audit(.itemsRefused, subject: context.via, at: at) { w in
                     w.field("listed", listed)
@@ -121,6 +117,30 @@ extension StoreTransaction {
             }
         }
         return outcomes
+    }
+
+    /// Stores an accepted item with what its matches cause; false when it was stored before.
+    @discardableResult
+    mutating func accept(
+        _ encoded: EncodedItem, _ matched: [PlannedMatch], recordSighting: Bool, context: EngineContext, outcomes: inout Outcomes
+    ) throws -> Bool {
+        let at = context.at
+        var rendered: [Rendered] = []
+        let stored = try ingest(encoded) { tx in
+            if recordSighting { try tx.recordSighting(encoded.item) }
+            var known: ActiveDecisions?
+            for match in matched {
+                if let sightings = match.playbook.sightings, let value = encoded.item.indicator?.value {
+                    let since = at.addingTimeInterval(-Double(sightings.within.milliseconds) / 1000)
+                    guard try tx.countSightings(of: value, distinct: sightings.distinct, since: since) >= sightings.min else { continue }
+                }
+                try tx.apply(match, to: encoded, context: context, outcomes: &outcomes, known: &known, rendered: &rendered)
+            }
+        }
+        guard stored else { return false }
+        outcomes.stored += 1
+        try store(rendered, context: context, outcomes: &outcomes)
+        return true
     }
 
     /// Records the match and carries out its intents inside the item's ingest (and its audit
@@ -286,19 +306,27 @@ extension StoreTransaction {
             outcomes.tally.add(.revocations, ["outcome": "refused"])
             return
         }
-        let (_, kept) = try revokeDecisions(causedBy: revocation.item, reason: revocation.reason, by: context.via, now: at)
-        outcomes.removedRules += try uninstallRules(ofItem: revocation.item, reason: revocation.reason, by: context.via, now: at)
+        try retract(revocation.item, reason: revocation.reason, path: path, context: context, outcomes: &outcomes)
+        outcomes.tally.add(.revocations, ["outcome": "applied"])
+    }
+
+    /// Withdraws an item (its source revoked or replaced it): the decisions only it supported are
+    /// revoked, its rules uninstalled, and the peers this node passed it to hear of it.
+    mutating func retract(
+        _ item: String, reason: String, path: [String], context: EngineContext, outcomes: inout Outcomes, exported: Bool = true
+    ) throws {
+        let at = context.at
+        let (_, kept) = try withdraw(item: item, reason: reason, by: context.via, now: at, exported: exported)
+        outcomes.removedRules += try uninstallRules(ofItem: item, reason: reason, by: context.via, now: at)
         if !kept.isEmpty {
-            try audit(.revocationKept, subject: revocation.item, at: at) { w in
+            try audit(.revocationKept, subject: item, at: at) { w in
                 w.field("via", context.via)
                 w.field("decisions", kept)
                 w.field("reason", "other items or requests support these decisions too")
             }
         }
-        outcomes.tally.add(.revocations, ["outcome": "applied"])
         try forwardRevocation(
-            of: revocation.item, reason: revocation.reason, path: path + [context.planning.nodeID], peers: context.planning.peers, at: at,
-            outcomes: &outcomes)
+            of: item, reason: reason, path: path + [context.planning.nodeID], peers: context.planning.peers, at: at, outcomes: &outcomes)
     }
 
     /// Queues a revocation of `item` for every peer it was queued for or sent to, except those in `path`.

@@ -331,10 +331,19 @@ struct WriterState: Sendable {
     var decisionChange: Int64
     /// The allow entries not yet revoked or marked expired (few: checked against every block).
     var allows: [AllowEntry] = []
+    /// The last `stix_export.seq`.
+    var exportSeq: Int64 = 0
 
     mutating func nextDecisionChange() -> Int64 {
         decisionChange += 1
         return decisionChange
+    }
+
+    /// The next `stix_export.seq` at `now`: the time in milliseconds times 1024 plus a counter,
+    /// never less than the last one.
+    mutating func nextExportSeq(at now: Date) -> Int64 {
+        exportSeq = max(now.milliseconds << 10, exportSeq + 1)
+        return exportSeq
     }
 }
 

@@ -111,15 +111,43 @@ extension StoreTransaction {
         try execute("DELETE FROM peer_message WHERE at < ?", [date.milliseconds])
     }
 
-    /// Revokes the active decisions an item caused and nothing else supports (no other request
-    /// merged into them). Returns those revoked, and the ids of those kept.
-    public mutating func revokeDecisions(causedBy item: String, reason: String, by: String, now: Date) throws -> (revoked: [Decision], kept: [String])
-    {
+    /// Withdraws an item: it no longer supports the decisions it created or merged into, and those
+    /// that nothing else supports any more are revoked. What supports a decision: the item that
+    /// created it, each item that merged into it, and requests without an item (a manual block)
+    /// that merged into it; a decision no item created (a manual or OpenC2 block) stays.
+    /// TAXII collections then serve the item's revoked version, unless `exported` is false (a newer
+    /// version of the same STIX object takes its place). Returns the decisions revoked, and the
+    /// ids of those kept.
+    public mutating func withdraw(
+        item: String, reason: String, by: String, now: Date, exported: Bool = true
+    ) throws -> (revoked: [Decision], kept: [String]) {
+        guard let row = try Row.fetchOne(cached("SELECT audit_seq, revoked_at FROM item WHERE id = ?"), arguments: [item]) else { return ([], []) }
+        let seq: Int64 = row[0]
+        if row[1] == nil {
+            try execute("UPDATE item SET revoked_at = ? WHERE id = ?", [now.milliseconds, item])
+            if exported, let json = try String.fetchOne(cached("SELECT detail FROM audit WHERE seq = ?"), arguments: [seq]),
+                let stored = try? Item(stored: JSONValue.parse(Array(json.utf8)), now: .distantPast)
+            {
+                try export(stored, revoked: true, at: now)
+            }
+        }
+        let candidates = try String.fetchAll(
+            cached("SELECT id FROM decision WHERE state = 'active' AND (item = ?1 OR id IN (SELECT ref FROM audit_ref WHERE seq = ?2))"),
+            arguments: [item, seq])
         var revoked: [Decision] = []
         var kept: [String] = []
-        for row in try Row.fetchAll(cached("SELECT id, corroborations FROM decision WHERE item = ? AND state = 'active'"), arguments: [item]) {
-            let id: String = row[0]
-            if (row[1] as Int) > 0 { kept.append(id) } else { revoked += try revoke(id: id, reason: reason, by: by, now: now) }
+        for id in candidates {
+            let supported =
+                try Bool.fetchOne(
+                    cached(
+                        """
+                        SELECT d.item IS NULL OR EXISTS (SELECT 1 FROM item WHERE item.id = d.item AND item.revoked_at IS NULL)
+                            OR EXISTS (SELECT 1 FROM audit_ref r JOIN audit a ON a.seq = r.seq JOIN item i ON i.id = a.subject
+                                       WHERE r.ref = d.id AND i.revoked_at IS NULL)
+                            OR d.corroborations > (SELECT count(*) FROM audit_ref r WHERE r.ref = d.id)
+                        FROM decision d WHERE d.id = ?
+                        """), arguments: [id]) ?? false
+            if supported { kept.append(id) } else { revoked += try revoke(id: id, reason: reason, by: by, now: now) }
         }
         return (revoked, kept)
     }

@@ -61,7 +61,8 @@ public final class Store: Sendable {
                 decisionChange: max(
                     try Int64.fetchOne(db, sql: "SELECT MAX(change_seq) FROM decision") ?? 0,
                     try Int64.fetchOne(db, sql: "SELECT MAX(number) FROM allow_entry") ?? 0),
-                allows: try Store.activeAllowEntries(db)
+                allows: try Store.activeAllowEntries(db),
+                exportSeq: try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM stix_export") ?? 0
             )
         }
         committer = GroupCommitter(pool: pool, state: state)
@@ -379,6 +380,48 @@ public final class Store: Sendable {
             // Revoking what an item caused, and pruning the outbox entries of items with no
             // decision in force, look decisions up by item.
             try db.execute(sql: "CREATE INDEX decision_item ON decision(item) WHERE item IS NOT NULL")
+        }
+        migrator.registerMigration("v13-stix") { db in
+            try db.execute(
+                sql: """
+                    -- When an item was withdrawn (revoked by its source, or replaced by a newer STIX
+                    -- version): it no longer supports the decisions it created or merged into.
+                    ALTER TABLE item ADD COLUMN revoked_at INTEGER;
+                    -- The STIX objects ingested, by id: the version in force, who sent it, and the
+                    -- items it became (a JSON array), which a newer version or a revocation withdraws.
+                    CREATE TABLE stix_object (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        via TEXT NOT NULL,
+                        version INTEGER NOT NULL,     -- modified, in milliseconds
+                        modified TEXT NOT NULL,       -- as the object gave it
+                        revoked INTEGER NOT NULL,
+                        items TEXT NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    -- Every version of every item that may be shared, as a STIX object, in the order
+                    -- added: what TAXII collections serve. seq is the time added in milliseconds times
+                    -- 1024 plus a counter, so that it orders by time and names the time (date_added).
+                    -- A withdrawn item gets a second row, its revoked version. TLP:RED items have none.
+                    CREATE TABLE stix_export (
+                        seq INTEGER PRIMARY KEY,
+                        object TEXT NOT NULL,         -- the STIX id it is served under
+                        item TEXT NOT NULL,
+                        kind TEXT NOT NULL,           -- the indicator's kind, or 'rule'
+                        tlp INTEGER NOT NULL,         -- 0 clear, 1 green, 2 amber, 3 amber+strict
+                        version INTEGER NOT NULL,     -- modified, in milliseconds
+                        revoked INTEGER NOT NULL
+                    );
+                    CREATE INDEX stix_export_object ON stix_export(object, seq);
+                    -- The status of each TAXII add-objects request, for GET .../status/{id}/ (kept 7 days).
+                    CREATE TABLE taxii_status (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        via TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        body TEXT NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE INDEX taxii_status_created ON taxii_status(created_at);
+                    """
+            )
         }
         return migrator
     }

@@ -109,6 +109,7 @@ public struct StoreTransaction {
         binder.bind(seq)
         binder.bind(encoded.item.via)
         guard try binder.step(db) == 1 else { return false }
+        try export(encoded.item, revoked: false, at: encoded.item.receivedAt)
         open = OpenItem(seq: seq, encoded: encoded)
         defer { open = nil }
         try effects(&self)
@@ -119,6 +120,22 @@ public struct StoreTransaction {
             at: encoded.item.receivedAt)
         for entry in item.after { try append(entry.event, subject: entry.subject, detail: entry.detail, at: entry.at) }
         return true
+    }
+
+    /// Adds a version of an item to what TAXII collections serve (nothing for TAXII:RED): the item
+    /// as stored, or (`revoked`) its withdrawal.
+    mutating func export(_ item: Item, revoked: Bool, at now: Date) throws {
+        let tlp = item.tlp
+        guard tlp != .red else { return }
+        var binder = Binder(statements.insertExport)
+        binder.bind(state.nextExportSeq(at: now))
+        binder.bind(STIX.objectID(of: item))
+        binder.bind(item.id)
+        binder.bind(item.indicator?.kind.rawValue ?? "rule")
+        binder.bind(Int64(TLP.allCases.firstIndex(of: tlp) ?? 4))
+        binder.bind(revoked ? max(now.milliseconds, STIX.version(of: item).milliseconds + 1) : STIX.version(of: item).milliseconds)
+        binder.bind(revoked)
+        try binder.step(db)
     }
 
     /// An item whose effects are running, and what they recorded.
@@ -465,6 +482,7 @@ public enum BlockOutcome: Sendable, Hashable {
 final class PreparedStatements {
     let insertAudit: Statement
     let insertItem: Statement
+    let insertExport: Statement
     let insertDecision: Statement
     let extendDecision: Statement
     let corroborateDecision: Statement
@@ -473,6 +491,8 @@ final class PreparedStatements {
     init(_ db: Database) throws {
         insertAudit = try db.makeStatement(sql: "INSERT INTO audit(seq, at, event, subject, detail, hash, caused) VALUES (?, ?, ?, ?, ?, ?, ?)")
         insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq, via) VALUES (?, ?, ?)")
+        insertExport = try db.makeStatement(
+            sql: "INSERT INTO stix_export(seq, object, item, kind, tlp, version, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)")
         insertDecision = try db.makeStatement(
             sql: """
                 INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state, created_seq, change_seq)

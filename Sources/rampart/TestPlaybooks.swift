@@ -61,14 +61,26 @@ struct TestPlaybooks: ParsableCommand {
         try body.withUnsafeBytes { raw in
             try IngestParser.parse(raw, format: format, defaults: IndicatorDefaults(), now: at, limits: .init(maxItems: 1_000_000, maxDepth: 32)) {
                 entry in
-                let label = format == .json ? "item \(entry.position)" : "line \(entry.position)"
+                let label = format == .text || format == .ndjson ? "line \(entry.position)" : "item \(entry.position)"
                 switch entry.result {
                 case .failure(let error):
                     failed = true
                     print("\(label): refused: \(error.message)")
-                case .success(let indicator):
+                case .success(.indicator(let indicator)):
                     print("\(label): \(indicator.kind.rawValue) \(indicator.value)")
                     report(set.explain(Subject(indicator, via: via)), item: sample(.indicator(indicator)), planning: planning)
+                case .success(.stix(let object)):
+                    let id = object.version?.id ?? "object"
+                    switch object.content {
+                    case .skipped(let reason): print("\(label): \(id): skipped: \(reason)")
+                    case .revoked: print("\(label): \(id): revoked")
+                    case .payloads(let payloads):
+                        for payload in payloads {
+                            let item = sample(payload)
+                            print("\(label): \(id): \(item.label)")
+                            report(set.explain(Subject(item)), item: item, planning: planning)
+                        }
+                    }
                 }
             }
         }

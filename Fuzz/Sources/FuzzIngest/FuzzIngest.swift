@@ -11,7 +11,7 @@ enum FuzzIngest {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         runFuzzer { bytes in
             guard let first = bytes.first else { return }
-            let format: IngestParser.Format = [.json, .ndjson, .text][Int(first) % 3]
+            let format: IngestParser.Format = [.json, .ndjson, .text, .stix][Int(first) % 4]
             guard
                 var reader = try? IngestParser.Reader(
                     Array(bytes.dropFirst()), format: format, defaults: IndicatorDefaults(), now: now, limits: limits)

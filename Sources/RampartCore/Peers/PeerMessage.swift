@@ -203,5 +203,10 @@ extension Item {
             via: try text("via"), origin: try text("origin"), path: texts("path"), hopsLeft: hopsLeft, suggested: texts("suggested"),
             receivedAt: try Timestamp.parse(try text("received_at"))
         )
+        if case .string(let id)? = json["stix"]?["id"], case .string(let modified)? = json["stix"]?["modified"],
+            let date = try? Timestamp.parse(modified)
+        {
+            stix = STIX.Version(id: id, modified: modified, date: date)
+        }
     }
 }
