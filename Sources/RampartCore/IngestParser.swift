@@ -80,6 +80,8 @@ public enum IngestParser {
         private let maxDepth: Int
         /// A JSON body's items, parsed up front (JSON cannot be read item by item).
         private let elements: [JSONValue]
+        /// A STIX body's objects, where each lies in `bytes`, parsed one at a time.
+        private let ranges: [Range<Int>]
         /// For a STIX body: what its objects say about each other (creators' names).
         private let context: STIX.Context?
         private let maxRuleBytes: Int
@@ -97,7 +99,26 @@ public enum IngestParser {
             maxRuleBytes = limits.maxRuleBytes
             offset = body.starts(with: [0xef, 0xbb, 0xbf]) ? 3 : 0  // UTF-8 byte order mark
             switch format {
-            case .json, .stix:
+            case .stix:
+                // A bundle is split into its objects' byte ranges and each object parsed when its
+                // turn comes: a large bundle never stands in memory as one tree.
+                let split: (members: [(String, JSONValue)], elements: [Range<Int>])
+                do {
+                    split = try body.withUnsafeBufferPointer { [offset] all throws(ValueError) in
+                        var parser = JSONParser(bytes: UnsafeBufferPointer(rebasing: all[offset...]), maxDepth: limits.maxDepth)
+                        return try parser.splitObjects()
+                    }
+                    _ = try STIX.objects(of: .object(split.members))
+                } catch {
+                    throw BodyError(kind: .invalid, message: error.message)
+                }
+                let start = offset
+                ranges = split.elements.map { $0.lowerBound + start..<$0.upperBound + start }
+                elements = []
+                context = STIX.Context(identitiesIn: body, ranges, maxDepth: limits.maxDepth)
+                guard ranges.count <= limits.maxItems else { throw tooMany(limits) }
+                offset = 0
+            case .json:
                 let document: JSONValue
                 do {
                     document = try body.withUnsafeBufferPointer { [offset] all throws(ValueError) in
@@ -106,7 +127,8 @@ public enum IngestParser {
                 } catch {
                     throw BodyError(kind: .invalid, message: error.message)
                 }
-                if format == .stix || (document["type"] == .string("bundle")) {
+                ranges = []
+                if document["type"] == .string("bundle") {
                     do {
                         elements = try STIX.objects(of: document)
                     } catch {
@@ -126,6 +148,7 @@ public enum IngestParser {
                 offset = 0
             case .ndjson, .text:
                 elements = []
+                ranges = []
                 context = nil
                 guard body.withUnsafeBufferPointer(lineCount) <= limits.maxItems else { throw tooMany(limits) }
             }
@@ -133,6 +156,20 @@ public enum IngestParser {
 
         /// The next item, or nil after the last.
         public mutating func next() -> Entry? {
+            if !ranges.isEmpty {
+                guard offset < ranges.count, let context else { return nil }
+                defer { offset += 1 }
+                let range = ranges[offset]
+                return bytes.withUnsafeBufferPointer { all in
+                    var id: String?
+                    let entry = entry(offset, raw: { id }) { () throws(ValueError) -> Parsed in
+                        let element = try JSONValue.parse(buffer: UnsafeBufferPointer(rebasing: all[range]), maxDepth: maxDepth)
+                        if case .string(let s)? = element["id"] { id = s }
+                        return .stix(try STIX.read(element, context: context, defaults: defaults, now: now, maxRuleBytes: maxRuleBytes))
+                    }
+                    return entry
+                }
+            }
             if format == .json || format == .stix {
                 guard offset < elements.count else { return nil }
                 defer { offset += 1 }

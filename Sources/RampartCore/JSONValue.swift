@@ -101,6 +101,108 @@ struct JSONParser {
         }
     }
 
+    /// Moves past one value without building it: only where it ends is found, following strings
+    /// and nesting; the value itself is checked when it is parsed. Stops before the `,`, `]` or
+    /// `}` that follows it.
+    mutating func skipValue() throws(ValueError) {
+        var nesting = 0
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                    index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                guard index < bytes.count else { throw error("unterminated string") }
+                index += 1
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                nesting += 1
+                guard nesting + depth <= maxDepth else {
+                    throw ValueError(.invalidJSON, "JSON nested deeper than \(maxDepth) levels at byte \(index)")
+                }
+                index += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                guard nesting > 0 else { return }
+                nesting -= 1
+                index += 1
+            case UInt8(ascii: ","):
+                if nesting == 0 { return }
+                index += 1
+            default:
+                index += 1
+            }
+        }
+        throw error("unexpected end of input")
+    }
+
+    /// The byte ranges of the elements of the `objects` array of a top-level object (a STIX
+    /// bundle or a TAXII envelope), and its other members parsed; the elements are not parsed.
+    mutating func splitObjects() throws(ValueError) -> (members: [(String, JSONValue)], elements: [Range<Int>]) {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw error("expected a JSON object") }
+        try enter()
+        index += 1
+        var members: [(String, JSONValue)] = []
+        var elements: [Range<Int>] = []
+        var sawObjects = false
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+        } else {
+            while true {
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name in quotes") }
+                let key = try parseString()
+                if members.contains(where: { $0.0 == key }) || (key == "objects" && sawObjects) { throw error("duplicate member '\(key.preview)'") }
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after a member name") }
+                index += 1
+                skipWhitespace()
+                if key == "objects", index < bytes.count, bytes[index] == UInt8(ascii: "[") {
+                    sawObjects = true
+                    try enter()
+                    index += 1
+                    skipWhitespace()
+                    if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                        index += 1
+                    } else {
+                        while true {
+                            skipWhitespace()
+                            let start = index
+                            try skipValue()
+                            guard index > start else { throw error("expected a value") }
+                            elements.append(start..<index)
+                            guard index < bytes.count else { throw error("unexpected end of input in an array") }
+                            if bytes[index] == UInt8(ascii: ",") {
+                                index += 1
+                                continue
+                            }
+                            guard bytes[index] == UInt8(ascii: "]") else { throw error("expected ',' or ']'") }
+                            index += 1
+                            break
+                        }
+                    }
+                    depth -= 1
+                } else {
+                    members.append((key, try parseValue()))
+                }
+                skipWhitespace()
+                guard index < bytes.count else { throw error("unexpected end of input in an object") }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                guard bytes[index] == UInt8(ascii: "}") else { throw error("expected ',' or '}'") }
+                index += 1
+                break
+            }
+        }
+        depth -= 1
+        skipWhitespace()
+        guard index == bytes.count else { throw error("unexpected text after the JSON value") }
+        return (members, elements)
+    }
+
     mutating func expectLiteral(_ literal: StaticString) throws(ValueError) {
         let count = literal.utf8CodeUnitCount
         guard index + count <= bytes.count else { throw error("expected a value") }

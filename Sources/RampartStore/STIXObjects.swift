@@ -9,8 +9,20 @@ extension StoreTransaction {
     mutating func apply(
         _ version: STIX.Version, at position: Int, revoked: Bool, items: [Planned], context: EngineContext, outcomes: inout Outcomes
     ) throws {
-        let stored = try Row.fetchOne(cached("SELECT via, version, modified, revoked, items FROM stix_object WHERE id = ?"), arguments: [version.id])
         let incoming = version.date.milliseconds
+        let key = Self.key(version.id)
+        // A new object (the common case) takes its row at once; one seen before is read first.
+        if !revoked, items.count == 1, case .accepted(let encoded, let matched, let recordSighting) = items[0] {
+            try execute(
+                "INSERT OR IGNORE INTO stix_object(key, id, via, version, modified, revoked, items, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                [key, version.id, context.via, incoming, version.modified, "[\"\(encoded.item.id)\"]", context.at.milliseconds])
+            if db.changesCount == 1 {
+                try accept(encoded, matched, recordSighting: recordSighting, context: context, outcomes: &outcomes)
+                outcomes.stixItems.append(encoded.item.id)
+                return
+            }
+        }
+        let stored = try Row.fetchOne(cached("SELECT via, version, modified, revoked, items FROM stix_object WHERE key = ?"), arguments: [key])
         if let stored {
             let via: String = stored["via"]
             let modified: String = stored["modified"]
@@ -54,14 +66,42 @@ extension StoreTransaction {
         }
         try execute(
             """
-            INSERT INTO stix_object(id, via, version, modified, revoked, items, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-            ON CONFLICT(id) DO UPDATE SET version = ?3, modified = ?4, revoked = ?5, items = ?6, updated_at = ?7
+            INSERT INTO stix_object(key, id, via, version, modified, revoked, items, updated_at) VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            ON CONFLICT(key) DO UPDATE SET version = ?3, modified = ?4, revoked = ?5, items = ?6, updated_at = ?7
             """,
             [
                 version.id, context.via, incoming, version.modified, revoked, String(decoding: OutboxEntry.list(ids), as: UTF8.self),
-                context.at.milliseconds,
+                context.at.milliseconds, key,
             ])
         if revoked { outcomes.stixRevoked.append(version.id) } else { outcomes.stixItems += ids }
+    }
+}
+
+extension StoreTransaction {
+    /// The first 8 bytes of a STIX id's UUID, as an integer (`stix_export.object_key`).
+    static func objectKey(_ id: String) -> Int64 {
+        let key = Self.key(id)
+        return key.prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) }
+    }
+
+    /// A STIX id's UUID as 16 bytes (the id as text if it holds none).
+    static func key(_ id: String) -> Data {
+        let hex = Array(id.utf8.suffix(36).filter { $0 != UInt8(ascii: "-") })
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x61 + 10
+            case 0x41...0x46: c - 0x41 + 10
+            default: nil
+            }
+        }
+        guard hex.count == 32 else { return Data(id.utf8) }
+        var bytes = Data(capacity: 16)
+        for i in stride(from: 0, to: 32, by: 2) {
+            guard let high = nibble(hex[i]), let low = nibble(hex[i + 1]) else { return Data(id.utf8) }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
     }
 }
 
@@ -126,12 +166,16 @@ extension Store {
                 arguments += kinds.sorted() as [any DatabaseValueConvertible]
             }
             if let objects = query.objects {
-                clauses.append("e.object IN (\(objects.map { _ in "?" }.joined(separator: ",")))")
+                let marks = objects.map { _ in "?" }.joined(separator: ",")
+                clauses.append("e.object_key IN (\(marks)) AND e.object IN (\(marks))")
+                arguments += objects.map { StoreTransaction.objectKey($0) } as [any DatabaseValueConvertible]
                 arguments += objects as [any DatabaseValueConvertible]
             }
             switch query.versions {
-            case .last: clauses.append("NOT EXISTS (SELECT 1 FROM stix_export b WHERE b.object = e.object AND b.seq > e.seq)")
-            case .first: clauses.append("NOT EXISTS (SELECT 1 FROM stix_export b WHERE b.object = e.object AND b.seq < e.seq)")
+            case .last:
+                clauses.append("NOT EXISTS (SELECT 1 FROM stix_export b WHERE b.object_key = e.object_key AND b.object = e.object AND b.seq > e.seq)")
+            case .first:
+                clauses.append("NOT EXISTS (SELECT 1 FROM stix_export b WHERE b.object_key = e.object_key AND b.object = e.object AND b.seq < e.seq)")
             case .all: break
             case .at(let versions):
                 clauses.append("e.version IN (\(versions.map { _ in "?" }.joined(separator: ",")))")

@@ -389,15 +389,19 @@ public final class Store: Sendable {
                     ALTER TABLE item ADD COLUMN revoked_at INTEGER;
                     -- The STIX objects ingested, by id: the version in force, who sent it, and the
                     -- items it became (a JSON array), which a newer version or a revocation withdraws.
+                    -- key: the id's UUID as 16 bytes. STIX ids are random: the table grows at its end
+                    -- and only the small unique index on key takes random inserts (a bulk bundle
+                    -- dirtied a page an object when the rows themselves were keyed by id).
                     CREATE TABLE stix_object (
-                        id TEXT PRIMARY KEY NOT NULL,
+                        key BLOB NOT NULL UNIQUE,
+                        id TEXT NOT NULL,
                         via TEXT NOT NULL,
                         version INTEGER NOT NULL,     -- modified, in milliseconds
                         modified TEXT NOT NULL,       -- as the object gave it
                         revoked INTEGER NOT NULL,
                         items TEXT NOT NULL,
                         updated_at INTEGER NOT NULL
-                    ) WITHOUT ROWID;
+                    );
                     -- Every version of every item that may be shared, as a STIX object, in the order
                     -- added: what TAXII collections serve. seq is the time added in milliseconds times
                     -- 1024 plus a counter, so that it orders by time and names the time (date_added).
@@ -405,13 +409,14 @@ public final class Store: Sendable {
                     CREATE TABLE stix_export (
                         seq INTEGER PRIMARY KEY,
                         object TEXT NOT NULL,         -- the STIX id it is served under
+                        object_key INTEGER NOT NULL,  -- the first 8 bytes of its UUID: a small index for random ids
                         item TEXT NOT NULL,
                         kind TEXT NOT NULL,           -- the indicator's kind, or 'rule'
                         tlp INTEGER NOT NULL,         -- 0 clear, 1 green, 2 amber, 3 amber+strict
                         version INTEGER NOT NULL,     -- modified, in milliseconds
                         revoked INTEGER NOT NULL
                     );
-                    CREATE INDEX stix_export_object ON stix_export(object, seq);
+                    CREATE INDEX stix_export_object ON stix_export(object_key, seq);
                     -- The status of each TAXII add-objects request, for GET .../status/{id}/ (kept 7 days).
                     CREATE TABLE taxii_status (
                         id TEXT PRIMARY KEY NOT NULL,

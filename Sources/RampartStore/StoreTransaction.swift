@@ -129,7 +129,9 @@ public struct StoreTransaction {
         guard tlp != .red else { return }
         var binder = Binder(statements.insertExport)
         binder.bind(state.nextExportSeq(at: now))
-        binder.bind(STIX.objectID(of: item))
+        let object = STIX.objectID(of: item)
+        binder.bind(object)
+        binder.bind(Self.objectKey(object))
         binder.bind(item.id)
         binder.bind(item.indicator?.kind.rawValue ?? "rule")
         binder.bind(Int64(TLP.allCases.firstIndex(of: tlp) ?? 4))
@@ -492,7 +494,7 @@ final class PreparedStatements {
         insertAudit = try db.makeStatement(sql: "INSERT INTO audit(seq, at, event, subject, detail, hash, caused) VALUES (?, ?, ?, ?, ?, ?, ?)")
         insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq, via) VALUES (?, ?, ?)")
         insertExport = try db.makeStatement(
-            sql: "INSERT INTO stix_export(seq, object, item, kind, tlp, version, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            sql: "INSERT INTO stix_export(seq, object, object_key, item, kind, tlp, version, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         insertDecision = try db.makeStatement(
             sql: """
                 INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state, created_seq, change_seq)

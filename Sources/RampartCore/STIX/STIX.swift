@@ -53,9 +53,31 @@ public enum STIX {
         var identities: [String: String] = [:]
 
         public init(_ objects: [JSONValue]) {
-            for object in objects where object["type"] == .string("identity") {
-                if case .string(let id)? = object["id"], case .string(let name)? = object["name"] { identities[id] = name }
+            for object in objects { add(object) }
+        }
+
+        /// From the objects of a body lying at `ranges`: those that may be identities are parsed.
+        init(identitiesIn body: [UInt8], _ ranges: [Range<Int>], maxDepth: Int) {
+            let marker = Array(#""identity""#.utf8)
+            body.withUnsafeBufferPointer { all in
+                for range in ranges {
+                    let object = UnsafeBufferPointer(rebasing: all[range])
+                    guard object.count >= marker.count,
+                        (0...(object.count - marker.count)).contains(where: {
+                            object[$0] == marker[0] && object[$0..<$0 + marker.count].elementsEqual(marker)
+                        }),
+                        let parsed = try? JSONValue.parse(buffer: object, maxDepth: maxDepth)
+                    else { continue }
+                    add(parsed)
+                }
             }
+        }
+
+        mutating func add(_ object: JSONValue) {
+            guard object["type"] == .string("identity"), case .string(let id)? = object["id"], case .string(let name)? = object["name"] else {
+                return
+            }
+            identities[id] = name
         }
     }
 
@@ -89,7 +111,7 @@ public enum STIX {
             throw ValueError(.invalidField, "'spec_version' must be \"2.1\"")
         }
         let id = try text(object, "id")
-        guard id.hasPrefix("indicator--"), PeerMessage.isItemID(String(id.dropFirst(11)).lowercased()) else {
+        guard id.utf8.count == 47, id.hasPrefix("indicator--"), PeerMessage.isItemID(String(id.utf8.dropFirst(11))!.lowercased()) else {
             throw ValueError(.invalidField, "'id' must be indicator--<UUID>")
         }
         let modifiedText = try object["modified"] == nil ? text(object, "created") : text(object, "modified")
@@ -154,9 +176,13 @@ public enum STIX {
         switch patternType {
         case "stix":
             let values: [(IndicatorKind?, String)]
-            switch try STIXPattern(pattern).values() {
-            case .success(let found): values = found
-            case .failure(let reason): return Object(version: version, content: .skipped("the pattern names nothing to act on: \(reason.reason)"))
+            if let single = STIXPattern.singleValue(pattern) {
+                values = [single]
+            } else {
+                switch try STIXPattern(pattern).values() {
+                case .success(let found): values = found
+                case .failure(let reason): return Object(version: version, content: .skipped("the pattern names nothing to act on: \(reason.reason)"))
+                }
             }
             var payloads: [Item.Payload] = []
             var seen: Set<String> = []

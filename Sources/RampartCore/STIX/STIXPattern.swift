@@ -46,6 +46,27 @@ public struct STIXPattern: Sendable {
         STIXPattern.values(of: root)
     }
 
+    /// The value of the commonest pattern, one comparison with `=` and a plain string
+    /// (`[ipv4-addr:value = '198.51.100.7']`), read without the parser (it is most of a bulk
+    /// bundle's time otherwise); nil for any other pattern, which `init` and `values` then read.
+    public static func singleValue(_ text: String) -> (IndicatorKind?, String)? {
+        var text = text
+        return text.withUTF8 { bytes -> (IndicatorKind?, String)? in
+            for (prefix, kind) in singlePrefixes where bytes.count > prefix.count + 2 && bytes.starts(with: prefix) {
+                let value = UnsafeBufferPointer(rebasing: bytes[prefix.count..<bytes.count - 2])
+                guard bytes[bytes.count - 2] == UInt8(ascii: "'"), bytes[bytes.count - 1] == UInt8(ascii: "]"),
+                    !value.contains(where: { $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "\\") })
+                else { return nil }
+                return (kind, String(decoding: value, as: UTF8.self))
+            }
+            return nil
+        }
+    }
+
+    static let singlePrefixes: [([UInt8], IndicatorKind?)] = [
+        ("ipv4-addr:value", nil), ("ipv6-addr:value", nil), ("domain-name:value", .domain), ("url:value", .url), ("email-addr:value", .email),
+    ].map { (Array("[\($0.0) = '".utf8), $0.1) }
+
     public struct NotActionable: Error, Sendable, Equatable {
         public let reason: String
     }
