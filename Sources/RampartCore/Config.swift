@@ -150,6 +150,43 @@ public struct Config: Sendable {
         }
     }
 
+    /// A feed pulled on a schedule (`feeds`): its items enter as `via: feed:NAME`.
+    public struct Feed: Sendable {
+        public enum Kind: String, Sendable, CaseIterable {
+            /// A TAXII 2.1 collection (`url`: its API root, `collection`: its id).
+            case taxii
+            /// A STIX 2.1 bundle.
+            case stix
+            /// One value a line; `#` comments; the value in `column` (whitespace-separated).
+            case text
+            /// Comma- (or `delimiter`-) separated; the value in `column`; `#` lines are comments.
+            case csv
+        }
+
+        public enum Auth: Sendable {
+            case basic(user: String, passwordFile: String)
+            case bearer(tokenFile: String)
+            case header(name: String, valueFile: String)
+        }
+
+        public var name: String
+        public var kind: Kind
+        public var url: String
+        public var collection: String?
+        public var interval: Duration = .seconds(3600)
+        /// A full list: what vanished from it since the last good pull is revoked (text, csv).
+        public var sync = false
+        public var defaults = IndicatorDefaults()
+        public var auth: Auth?
+        public var maxBytes = 64 << 20
+        public var timeout: Duration = .seconds(60)
+        /// text and csv: the 1-based column holding the value.
+        public var column = 1
+        public var delimiter: UInt8 = UInt8(ascii: ",")
+
+        public var via: String { "feed:\(name)" }
+    }
+
     /// How long what no longer matters is kept (`retention`): ended decisions and allow entries,
     /// and outbox entries that were delivered, refused or withheld. The audit log keeps every
     /// event whatever is pruned.
@@ -178,6 +215,7 @@ public struct Config: Sendable {
     public var bouncers: [Bouncer] = []
     public var retention = Retention()
     public var taxii: TAXII?
+    public var feeds: [Feed] = []
 
     /// The SQLite database inside the state directory.
     public var databasePath: String { stateDirectory + "/rampart.sqlite" }
@@ -200,7 +238,32 @@ public struct Config: Sendable {
         /// The keys of the top level.
         public enum Top: String, ConfigKey {
             case node, listen, tls, stateDir = "state_dir", playbooks, lists, firewall, safety, apiKeys = "api_keys", http, log, signing, peers,
-                crowdsec, bouncers, retention, taxii
+                crowdsec, bouncers, retention, taxii, feeds
+        }
+
+        /// The keys of `feeds`.
+        public enum Feed: String, ConfigKey {
+            case name, kind, url, collection, interval, sync, defaults, auth, maxBytes = "max_bytes", timeout, column, delimiter
+        }
+
+        /// The keys of `feeds.defaults`.
+        public enum FeedDefaults: String, ConfigKey {
+            case source, confidence, severity, tlp, tags, ttl, kind
+        }
+
+        /// The keys of `feeds.auth`.
+        public enum FeedAuth: String, ConfigKey {
+            case basic, bearerFile = "bearer_file", header
+        }
+
+        /// The keys of `feeds.auth.basic`.
+        public enum FeedBasic: String, ConfigKey {
+            case user, passwordFile = "password_file"
+        }
+
+        /// The keys of `feeds.auth.header`.
+        public enum FeedHeader: String, ConfigKey {
+            case name, valueFile = "value_file"
         }
 
         /// The keys of `taxii`.
@@ -312,6 +375,11 @@ public struct Config: Sendable {
         "taxii": Keys.TAXII.names,
         "taxii.collections": Keys.TAXIICollection.names,
         "taxii.collections.share": Keys.Share.names,
+        "feeds": Keys.Feed.names,
+        "feeds.defaults": Keys.FeedDefaults.names,
+        "feeds.auth": Keys.FeedAuth.names,
+        "feeds.auth.basic": Keys.FeedBasic.names,
+        "feeds.auth.header": Keys.FeedHeader.names,
     ]
 
     /// Reads and validates the file at `path`; throws every problem found, each with its line and column.
@@ -498,6 +566,11 @@ public struct Config: Sendable {
             }
         }
         if let n = top[.taxii] { config.taxii = parseTAXII(n, reader, apiKeys: config.apiKeys) }
+        for entry in top[.feeds].flatMap({ reader.list($0, "feeds", allowSingle: false) }) ?? [] {
+            guard let feed = parseFeed(entry, reader, resolve: resolve) else { continue }
+            if config.feeds.contains(where: { $0.name == feed.name }) { reader.error(entry, "feed name '\(feed.name)' is used twice") }
+            config.feeds.append(feed)
+        }
         try reader.throwIfErrors()
         return config
     }
@@ -531,6 +604,86 @@ public struct Config: Sendable {
             taxii.collections.append(collection)
         }
         return taxii
+    }
+
+    static func parseFeed(_ node: Yams.Node, _ reader: YAMLReader, resolve: (Yams.Node, String) -> String?) -> Feed? {
+        guard let f = reader.section(node, Keys.Feed.self, what: "a feed"),
+            let nameNode = f.required(.name), let name = reader.string(nameNode, "feeds.name"),
+            let kindNode = f.required(.kind),
+            let kind = reader.word(
+                kindNode, "feeds.kind",
+                { (text) throws(ValueError) -> Feed.Kind in
+                    guard let kind = Feed.Kind(rawValue: text) else {
+                        throw ValueError(.invalidField, "unknown kind '\(text.preview)'; expected taxii, stix, text or csv")
+                    }
+                    return kind
+                }),
+            let urlNode = f.required(.url), let url = reader.string(urlNode, "feeds.url")
+        else { return nil }
+        guard isName(name) else {
+            reader.error(nameNode, "feed names are 1-64 letters, digits, '-', '_' or '.'")
+            return nil
+        }
+        if let components = URLComponents(string: url), ["http", "https"].contains(components.scheme), components.host?.isEmpty == false,
+            components.user == nil
+        {
+        } else {
+            reader.error(urlNode, "feeds.url must be an http:// or https:// URL without credentials (put them in auth)")
+        }
+        var feed = Feed(name: name, kind: kind, url: url)
+        if kind == .taxii {
+            if let n = f.required(.collection) { feed.collection = reader.string(n, "feeds.collection") }
+        } else if let n = f[.collection] {
+            reader.error(n, "feeds.collection is for kind taxii")
+        }
+        if let n = f[.interval], let interval = reader.duration(n, "feeds.interval") {
+            if interval >= .seconds(60) { feed.interval = interval } else { reader.error(n, "feeds.interval must be at least 1m") }
+        }
+        if let n = f[.sync], let sync = reader.bool(n, "feeds.sync") {
+            if sync && !(kind == .text || kind == .csv) { reader.error(n, "feeds.sync is for full lists: kinds text and csv") }
+            feed.sync = sync
+        }
+        if let n = f[.defaults], let d = reader.section(n, Keys.FeedDefaults.self, what: "feeds.defaults") {
+            var parameters: [(String, String)] = []
+            for key in Keys.FeedDefaults.allCases {
+                guard let v = d[key] else { continue }
+                if key == .tags, let tags = reader.strings(v, "feeds.defaults.tags") {
+                    parameters.append(("tags", tags.joined(separator: ",")))
+                } else if key != .tags, let text = reader.string(v, "feeds.defaults.\(key.rawValue)") {
+                    parameters.append((key.rawValue, text))
+                }
+            }
+            do { feed.defaults = try IndicatorDefaults(parameters: parameters) } catch { reader.error(n, "feeds.defaults: \(error.message)") }
+        }
+        if let n = f[.auth], let a = reader.section(n, Keys.FeedAuth.self, what: "feeds.auth") {
+            if let b = a[.basic], let basic = reader.section(b, Keys.FeedBasic.self, what: "feeds.auth.basic"),
+                let u = basic.required(.user), let user = reader.string(u, "feeds.auth.basic.user"),
+                let p = basic.required(.passwordFile), let file = resolve(p, "feeds.auth.basic.password_file")
+            {
+                feed.auth = .basic(user: user, passwordFile: file)
+            } else if let b = a[.bearerFile], let file = resolve(b, "feeds.auth.bearer_file") {
+                feed.auth = .bearer(tokenFile: file)
+            } else if let h = a[.header], let header = reader.section(h, Keys.FeedHeader.self, what: "feeds.auth.header"),
+                let nn = header.required(.name), let name = reader.string(nn, "feeds.auth.header.name"),
+                let vn = header.required(.valueFile), let file = resolve(vn, "feeds.auth.header.value_file")
+            {
+                feed.auth = .header(name: name, valueFile: file)
+            }
+        }
+        if let n = f[.maxBytes], let size = reader.word(n, "feeds.max_bytes", Config.parseSize) { feed.maxBytes = size }
+        if let n = f[.timeout], let timeout = reader.duration(n, "feeds.timeout") {
+            if timeout >= .seconds(1) && timeout <= .seconds(3600) {
+                feed.timeout = timeout
+            } else {
+                reader.error(n, "feeds.timeout must be between 1s and 1h")
+            }
+        }
+        if let n = f[.column], let column = reader.int(n, "feeds.column", in: 1...1000) { feed.column = column }
+        if let n = f[.delimiter], let text = reader.string(n, "feeds.delimiter") {
+            let byte = text == "\\t" ? [UInt8(ascii: "\t")] : Array(text.utf8)
+            if byte.count == 1 { feed.delimiter = byte[0] } else { reader.error(n, "feeds.delimiter must be one character (\\t for a tab)") }
+        }
+        return feed
     }
 
     static func parseBouncer(_ node: Yams.Node, _ reader: YAMLReader) -> Bouncer? {

@@ -28,6 +28,16 @@ public enum IngestParser {
         public var result: Result<Parsed, ValueError>
         /// The raw value (or line) of a refused item, shortened, for the audit log.
         public var raw: String?
+        /// The id the item is to have (a feed's items have ids made from the feed and the value);
+        /// nil: a new one.
+        public var id: String?
+
+        public init(position: Int, result: Result<Parsed, ValueError>, raw: String? = nil, id: String? = nil) {
+            self.position = position
+            self.result = result
+            self.raw = raw
+            self.id = id
+        }
     }
 
     /// A problem with the request as a whole: nothing in it was accepted.

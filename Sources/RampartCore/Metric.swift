@@ -24,6 +24,10 @@ public enum Metric: String, CaseIterable, Sendable {
     case revocations = "rampart_revocations_total"
     case bouncerPulls = "rampart_bouncer_pulls_total"
     case bouncerDecisionsSent = "rampart_bouncer_decisions_sent_total"
+    case feedPulls = "rampart_feed_pulls_total"
+    case feedItems = "rampart_feed_items_total"
+    case feedLastSuccess = "rampart_feed_last_success_timestamp_seconds"
+    case feedFailures = "rampart_feed_failures"
 }
 
 /// Counts gathered while work is done (on the writer thread, inside a commit), added to the

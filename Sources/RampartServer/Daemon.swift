@@ -89,6 +89,8 @@ public enum Daemon {
         ).register(on: router)
         PeerRoutes(pipeline: pipeline, delivery: delivery, store: store, bodies: bodies, maxItems: config.http.maxItemsPerRequest, now: now)
             .register(on: router)
+        let feeds = FeedService(pipeline: pipeline, store: store, metrics: metrics, logger: logger, now: now, feeds: { reloader.inForce.feeds })
+        FeedRoutes(service: feeds, store: store, feeds: { reloader.inForce.feeds }).register(on: router)
         if let taxii = config.taxii {
             TAXIIRoutes(taxii: taxii, keys: config.apiKeys, pipeline: pipeline, store: store, bodies: bodies, nodeID: config.node.id, now: now)
                 .register(on: router)
@@ -106,6 +108,7 @@ public enum Daemon {
             enforcer,
             execRunner,
             delivery,
+            feeds,
             ExpiryService(
                 store: store, sightingWindow: { reloader.inForce.playbooks.sightingWindow }, interval: .seconds(1),
                 retention: config.retention, clock: clock, now: now, logger: logger

@@ -109,13 +109,23 @@ public final class Pipeline: Sendable {
             throw IdempotencyKeyReused()
         }
         let receivedAt = now()
-        let positionName = IngestParser.positionName(format)
+        var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
+        return try await ingest(
+            entries: { reader.next() }, stix: reader.format == .stix, positionName: IngestParser.positionName(format), via: via,
+            idempotency: idempotency, at: receivedAt)
+    }
+
+    /// Commits the entries `next` gives, in order, until it gives nil: the chunked path every
+    /// body takes, and what a feed's values take.
+    func ingest(
+        entries next: () -> IngestParser.Entry?, stix: Bool, positionName: String, via: String, idempotency: IdempotencyKey? = nil,
+        at receivedAt: Date
+    ) async throws -> Summary {
         var summary = Summary()
+        summary.stix = stix
         let inForce = current
         let playbooks = inForce.playbooks
         let context = context(via: via, positionName: positionName, inForce: inForce, at: receivedAt)
-        var reader = try IngestParser.Reader(Array(body.readableBytesView), format: format, defaults: defaults, now: receivedAt, limits: limits)
-        summary.stix = reader.format == .stix
         // Chunks committing, oldest first. Each stays referenced until its commit is done, so that
         // it is freed on this thread rather than the writer's; at most `chunksInFlight` wait, so a
         // large body never holds more than a few chunks' items in memory while the writer catches up.
@@ -156,10 +166,10 @@ public final class Pipeline: Sendable {
         chunk.reserveCapacity(Pipeline.chunkSize)
         var unlisted: [String: Int] = [:]
         do {
-            while let entry = reader.next() {
+            while let entry = next() {
                 switch entry.result {
                 case .success(.indicator(let indicator)):
-                    let id = idempotency.map { IDGenerator.derived([$0.key, via, String(entry.position)]) } ?? ids.next()
+                    let id = entry.id ?? idempotency.map { IDGenerator.derived([$0.key, via, String(entry.position)]) } ?? ids.next()
                     let item = Item(id: id, payload: .indicator(indicator), via: via, origin: nodeID, receivedAt: receivedAt)
                     summary.ids.append(item.id)
                     kinds[indicator.kind, default: 0] += 1
@@ -223,6 +233,20 @@ public final class Pipeline: Sendable {
     /// What the actions' plans see for a request at `at` under the configuration in force.
     func planning(_ inForce: InForce, at: Date, maxBlock: Duration? = nil) -> PlanContext {
         PlanContext(nodeID: nodeID, peers: inForce.peers, policy: inForce.policy, at: at, maxBlock: maxBlock)
+    }
+
+    /// Withdraws items a source (`via`) sent, as a peer's revocation does: the decisions only
+    /// they support are revoked, and the peers they went to hear of it. Returns once durable.
+    public func withdraw(items: [String], via: String, reason: String) async throws {
+        guard !items.isEmpty else { return }
+        let at = now()
+        let context = context(via: via, positionName: "item", inForce: current, at: at)
+        let planned = items.map { Planned.revocation(PeerMessage.Revocation(id: ids.next(), item: $0, reason: reason), path: []) }
+        for chunk in stride(from: 0, to: planned.count, by: Pipeline.chunkSize).map({
+            Array(planned[$0..<min($0 + Pipeline.chunkSize, planned.count)])
+        }) {
+            await carryOut(try await store.write { tx in try tx.apply(chunk, in: context) })
+        }
     }
 
     /// Commits a detection rule posted to the API, with what the rule playbooks make of it;

@@ -52,6 +52,11 @@ public final class RampartMetrics: Sendable {
                 .record(outbox.oldestPending.map { max(0, now.timeIntervalSince($0)) } ?? 0)
             Gauge(label: Metric.peerDeadLetters.rawValue, dimensions: [("peer", peer)], factory: factory).record(outbox.dead)
         }
+        for (name, state) in try await store.feedStates() {
+            Gauge(label: Metric.feedLastSuccess.rawValue, dimensions: [("feed", name)], factory: factory)
+                .record(state.lastSuccess?.timeIntervalSince1970 ?? 0)
+            Gauge(label: Metric.feedFailures.rawValue, dimensions: [("feed", name)], factory: factory).record(state.failures)
+        }
         return registry.emitToBuffer()
     }
 

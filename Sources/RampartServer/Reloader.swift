@@ -13,11 +13,13 @@ public struct InForce: Sendable {
     public var playbooks: PlaybookSet
     public var policy: SafetyPolicy
     public var peers: [Peer]
+    public var feeds: [Config.Feed] = []
 
-    public init(playbooks: PlaybookSet, policy: SafetyPolicy, peers: [Peer]) {
+    public init(playbooks: PlaybookSet, policy: SafetyPolicy, peers: [Peer], feeds: [Config.Feed] = []) {
         self.playbooks = playbooks
         self.policy = policy
         self.peers = peers
+        self.feeds = feeds
     }
 
     /// What `config` puts in force: its playbooks and lists read, the safety policy with this
@@ -27,13 +29,13 @@ public struct InForce: Sendable {
             playbooks: PlaybookSet(
                 try PlaybookLoader.load(directory: config.playbooksDirectory, listsDirectory: config.listsDirectory, peers: config.peers.map(\.name))),
             policy: config.safetyPolicy(hostAddresses: HostAddresses.current() + HostAddresses.peers(config.peers)),
-            peers: config.peers)
+            peers: config.peers, feeds: config.feeds)
     }
 }
 
 /// Owns what is in force. A reload (SIGHUP, `POST /v1/reload`) re-reads the configuration,
-/// playbooks and lists, off the cooperative pool, and puts the new playbooks, safety policy and
-/// peers in force at once; an invalid new set leaves the old one running. Either way the outcome
+/// playbooks and lists, off the cooperative pool, and puts the new playbooks, safety policy,
+/// peers and feeds in force at once; an invalid new set leaves the old one running. Either way the outcome
 /// is logged and audited. Reloads run one at a time, in the order asked, in this service's run
 /// loop. Keys that only take effect at start (node, listen, tls, state_dir, firewall, api_keys,
 /// http, log, crowdsec, bouncers) are read but need a restart.

@@ -428,6 +428,35 @@ public final class Store: Sendable {
                     """
             )
         }
+        migrator.registerMigration("v14-feeds") { db in
+            try db.execute(
+                sql: """
+                    -- Each feed's state: its last good pull (and what a conditional GET sends), a TAXII
+                    -- feed's cursor (the last date_added read), its last error and how many pulls failed since.
+                    CREATE TABLE feed_state (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        etag TEXT,
+                        last_modified TEXT,
+                        cursor TEXT,
+                        last_success INTEGER,
+                        last_attempt INTEGER,
+                        last_error TEXT,
+                        failures INTEGER NOT NULL DEFAULT 0,
+                        items INTEGER NOT NULL DEFAULT 0,
+                        duration_ms INTEGER NOT NULL DEFAULT 0,
+                        values_listed INTEGER NOT NULL DEFAULT 0
+                    ) WITHOUT ROWID;
+                    -- The values a list feed (text, csv) holds now, each with the item it last became:
+                    -- a value seen again is not stored again; one that vanished is revoked (sync).
+                    CREATE TABLE feed_value (
+                        feed TEXT NOT NULL,
+                        value TEXT NOT NULL,
+                        item TEXT NOT NULL,
+                        PRIMARY KEY (feed, value)
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return migrator
     }
 }

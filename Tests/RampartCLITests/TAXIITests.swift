@@ -41,41 +41,9 @@ import Testing
     @Test(.enabled(if: unavailable == nil, "\(unavailable ?? "")"))
     func theSameChecksPassOnMedallion() async throws {
         try await onOwnThread {
-            let directory = Scratch.directory("medallion")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let port = try freePort()
-            let data = """
-                {"/discovery": {"title": "ref", "api_roots": ["http://127.0.0.1:\(port)/api1/"], "default": "http://127.0.0.1:\(port)/api1/"},
-                 "api1": {"information": {"title": "API1", "versions": ["application/taxii+json;version=2.1"], "max_content_length": 9765625},
-                  "status": [], "collections": [{"id": "365fed99-08fa-fdcd-a1b3-fb247eb41d01", "title": "indicators", "can_read": true,
-                  "can_write": true, "media_types": ["application/stix+json;version=2.1"], "objects": [], "manifest": []}]}}
-                """
-            try data.write(to: directory.appendingPathComponent("data.json"), atomically: true, encoding: .utf8)
-            let config = """
-                {"backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend", "filename": "\(directory.path)/data.json"},
-                 "users": {"admin": "Password0"}, "taxii": {"max_page_size": 100}}
-                """
-            try config.write(to: directory.appendingPathComponent("medallion.json"), atomically: true, encoding: .utf8)
-            let server = Process()
-            server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            server.arguments = [
-                Venv.python, "-m", "medallion.scripts.run", "--host", "127.0.0.1", "--port", String(port), directory.path + "/medallion.json",
-            ]
-            server.standardOutput = FileHandle.nullDevice
-            server.standardError = FileHandle.nullDevice
-            try server.run()
-            defer {
-                // SIGKILL: started from the test runner, medallion (Flask) does not stop on SIGTERM.
-                kill(server.processIdentifier, SIGKILL)
-                server.waitUntilExit()
-            }
-            #expect(
-                eventually(20) {
-                    (try? run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-u", "admin:Password0", "http://127.0.0.1:\(port)/taxii2/"]))?.status == 0
-                })
-            let out = try Self.python([
-                Self.fixtures + "/taxii/taxii_acc.py", "http://127.0.0.1:\(port)/taxii2/", "admin", "Password0", "--medallion",
-            ])
+            let medallion = try Medallion()
+            defer { medallion.stop() }
+            let out = try Self.python([Self.fixtures + "/taxii/taxii_acc.py", medallion.discovery, "admin", "Password0", "--medallion"])
             #expect(out.status == 0, "\(out.stdout)\(out.stderr)")
         }
     }
@@ -129,5 +97,57 @@ import Testing
                 clear.stdout.contains("clear.example") && !clear.stdout.contains("evil.example") && !clear.stdout.contains("77.90.185.20"),
                 "\(clear.stdout)")
         }
+    }
+}
+
+/// medallion 3.0.0, the reference TAXII 2.1 server, on a free loopback port with one readable and
+/// writable collection (`collection`), user `admin`, password `Password0`.
+final class Medallion {
+    static let collection = "365fed99-08fa-fdcd-a1b3-fb247eb41d01"
+    let process = Process()
+    let port: Int
+    var discovery: String { "http://127.0.0.1:\(port)/taxii2/" }
+    var apiRoot: String { "http://127.0.0.1:\(port)/api1/" }
+    var collectionURL: String { apiRoot + "collections/\(Self.collection)/" }
+
+    init() throws {
+        let directory = Scratch.directory("medallion")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = try freePort()
+        let data = """
+            {"/discovery": {"title": "ref", "api_roots": ["http://127.0.0.1:\(port)/api1/"], "default": "http://127.0.0.1:\(port)/api1/"},
+             "api1": {"information": {"title": "API1", "versions": ["application/taxii+json;version=2.1"], "max_content_length": 9765625},
+              "status": [], "collections": [{"id": "\(Self.collection)", "title": "indicators", "can_read": true,
+              "can_write": true, "media_types": ["application/stix+json;version=2.1"], "objects": [], "manifest": []}]}}
+            """
+        try data.write(to: directory.appendingPathComponent("data.json"), atomically: true, encoding: .utf8)
+        let config = """
+            {"backend": {"module": "medallion.backends.memory_backend", "module_class": "MemoryBackend", "filename": "\(directory.path)/data.json"},
+             "users": {"admin": "Password0"}, "taxii": {"max_page_size": 100}}
+            """
+        try config.write(to: directory.appendingPathComponent("medallion.json"), atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            Venv.python, "-m", "medallion.scripts.run", "--host", "127.0.0.1", "--port", String(port), directory.path + "/medallion.json",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let discovery = self.discovery
+        let ready = eventually(20) {
+            (try? run(
+                "/usr/bin/curl", ["-sf", "-o", "/dev/null", "-u", "admin:Password0", "-H", "Accept: application/taxii+json;version=2.1", discovery]))?
+                .status == 0
+        }
+        if !ready {
+            stop()
+            throw DaemonProcess.DaemonError(message: "medallion did not start on port \(port)")
+        }
+    }
+
+    /// SIGKILL: started from the test runner, medallion (Flask) does not stop on SIGTERM.
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 }

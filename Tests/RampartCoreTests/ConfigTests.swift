@@ -95,6 +95,32 @@ import Testing
         #expect(orphan.map(\.message).joined().contains("crowdsec.listen"))
     }
 
+    @Test func feedsAndTAXIIAreChecked() {
+        let found = errors(
+            """
+            node: {id: a}
+            state_dir: s
+            playbooks: p
+            feeds:
+              - {name: a, kind: rss, url: "http://x.example/"}
+              - {name: b, kind: taxii, url: "http://x.example/"}
+              - {name: c, kind: text, url: "ftp://x.example/", interval: 10s}
+              - {name: d, kind: stix, url: "http://x.example/", sync: true, defaults: {confidence: 200}}
+              - {name: d, kind: csv, url: "http://x.example/", delimiter: ";;"}
+            taxii:
+              collections:
+                - {id: not-a-uuid, title: t}
+                - {id: 7d9c0b0e-2f3a-4c55-9a57-0b6f6f5f3a10, title: t, read: [nobody]}
+            """
+        )
+        // Each with its line: an unknown kind, a TAXII feed without its collection, a bad URL and
+        // interval, sync on a bundle and a bad default, a duplicate name and delimiter, a bad id,
+        // an unknown reader.
+        #expect(Set(found.map(\.line)) == [5, 6, 7, 8, 9, 12, 13], "\(found)")
+        #expect(found.count == 10, "\(found)")
+        #expect(found.map(\.message).joined(separator: "\n").contains("feeds.sync is for full lists"))
+    }
+
     @Test func retentionIsAtLeastADay() throws {
         let found = errors("node: {id: a}\nstate_dir: s\nplaybooks: p\nretention: {decisions: 1h, outbox: 2d, forever: 1y}\n")
         #expect(found.count == 2, "\(found)")

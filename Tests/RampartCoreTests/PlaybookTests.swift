@@ -100,7 +100,7 @@ import Testing
             ]
         ),
         ("name: a\nmode: dry\nmatch: {kind: ipv4}\nactions: []\n", ["2:7: mode: expected one of enforce, simulate, found 'dry'"]),
-        ("name: a\nmatch: {from: [soc]}\nactions: []\n", ["2:16: match.from: 'soc' must be api:KEY_NAME or peer:PEER_NAME"]),
+        ("name: a\nmatch: {from: [soc]}\nactions: []\n", ["2:16: match.from: 'soc' must be api:KEY_NAME, peer:PEER_NAME or feed:FEED_NAME"]),
         (
             "name: a\nmatch: {any: [{sightings: {min: 2, within: 1h}}]}\nactions: []\n",
             [

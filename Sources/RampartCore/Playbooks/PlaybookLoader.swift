@@ -221,8 +221,9 @@ struct MatchReader {
                 parts.append(.tags(any: set("any"), all: set("all"), none: set("none")))
             case "from":
                 if let sources = reader.strings(n, here) {
-                    for (source, item) in zip(sources, reader.list(n, here) ?? []) where !(source.hasPrefix("api:") || source.hasPrefix("peer:")) {
-                        reader.error(item, "\(here): '\(source.preview)' must be api:KEY_NAME or peer:PEER_NAME")
+                    for (source, item) in zip(sources, reader.list(n, here) ?? [])
+                    where !(source.hasPrefix("api:") || source.hasPrefix("peer:") || source.hasPrefix("feed:")) {
+                        reader.error(item, "\(here): '\(source.preview)' must be api:KEY_NAME, peer:PEER_NAME or feed:FEED_NAME")
                     }
                     parts.append(.from(Set(sources)))
                 }

@@ -1,0 +1,269 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import RampartCore
+import RampartStore
+import ServiceLifecycle
+import Synchronization
+
+/// Pulls the configured feeds (`feeds`), each on its interval, into the ingest path as
+/// `via: feed:NAME`. A pull sends `If-None-Match`/`If-Modified-Since` and skips an unchanged
+/// body; a list feed (text, csv) stores only the values it did not hold yet (and again once half
+/// their `ttl` has passed) and, with `sync`, revokes those that vanished; a TAXII feed reads from
+/// where its last pull ended (`added_after`), following `next`. A failing feed backs off with
+/// jitter, keeps what it brought in force, and touches nothing else. The feeds in force follow
+/// reloads.
+final class FeedService: Service, Sendable {
+    let pipeline: Pipeline
+    let store: Store
+    let metrics: RampartMetrics
+    let logger: Logger
+    let now: @Sendable () -> Date
+    /// The feeds of the configuration in force.
+    let feeds: @Sendable () -> [Config.Feed]
+    private let running = Mutex<Set<String>>([])
+    private let client = HTTPClient(
+        eventLoopGroupProvider: .singleton,
+        configuration: HTTPClient.Configuration(
+            redirectConfiguration: .follow(max: 3, allowCycles: false), timeout: .init(connect: .seconds(10)),
+            connectionPool: .init(idleTimeout: .seconds(60))))
+
+    init(
+        pipeline: Pipeline, store: Store, metrics: RampartMetrics, logger: Logger, now: @escaping @Sendable () -> Date,
+        feeds: @escaping @Sendable () -> [Config.Feed]
+    ) {
+        self.pipeline = pipeline
+        self.store = store
+        self.metrics = metrics
+        self.logger = logger
+        self.now = now
+        self.feeds = feeds
+    }
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let states = (try? await store.feedStates()) ?? [:]
+                let at = now()
+                for feed in feeds() where Self.isDue(feed, states[feed.name], at: at) && begin(feed.name) {
+                    group.addTask { _ = try? await self.pullNow(feed, alreadyRunning: true) }
+                }
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            }
+            group.cancelAll()
+        }
+        try? await client.shutdown()
+    }
+
+    private func begin(_ name: String) -> Bool {
+        running.withLock { $0.insert(name).inserted }
+    }
+
+    /// When the next pull is due: an interval after the last attempt, or after a failure sooner,
+    /// 30 s doubling with each failure in a row (at most the interval), with ±20 % jitter.
+    static func isDue(_ feed: Config.Feed, _ state: FeedState?, at now: Date) -> Bool {
+        guard let state, let last = state.lastAttempt else { return true }
+        let interval = Double(feed.interval.milliseconds) / 1000
+        var wait = interval
+        if state.failures > 0 {
+            wait = min(interval, 30 * pow(2, Double(min(state.failures - 1, 16))))
+            // The same jitter for one feed and attempt, so that the check each second agrees with itself.
+            var hasher = Hasher()
+            hasher.combine(feed.name)
+            hasher.combine(last.milliseconds)
+            wait *= 0.8 + 0.4 * Double(UInt(bitPattern: hasher.finalize()) % 1000) / 1000
+        }
+        return now.timeIntervalSince(last) >= wait
+    }
+
+    /// Pulls a feed now and returns its state after; throws when it is pulled already.
+    func pullNow(_ feed: Config.Feed, alreadyRunning: Bool = false) async throws -> FeedState {
+        guard alreadyRunning || begin(feed.name) else { throw Problem(.conflict, code: "pull_running", detail: "feed \(feed.name) is being pulled") }
+        defer { _ = running.withLock { $0.remove(feed.name) } }
+        var state = try await store.feedStates()[feed.name] ?? FeedState(name: feed.name)
+        let started = ContinuousClock.now
+        state.lastAttempt = now()
+        do {
+            let outcome = try await pull(feed, &state)
+            state.lastSuccess = state.lastAttempt
+            state.lastError = nil
+            state.failures = 0
+            state.items = outcome.items
+            state.duration = ContinuousClock.now - started
+            metrics.count(.feedPulls, ["feed": feed.name, "outcome": outcome.unchanged ? "unchanged" : "ok"])
+            metrics.count(.feedItems, ["feed": feed.name], outcome.items)
+            logger.info(
+                "feed.pulled",
+                metadata: ["rampart.feed": "\(feed.name)", "rampart.items": "\(outcome.items)", "rampart.unchanged": "\(outcome.unchanged)"])
+        } catch {
+            state.failures += 1
+            state.lastError = "\(error)"
+            metrics.count(.feedPulls, ["feed": feed.name, "outcome": "failed"])
+            logger.warning(
+                "feed.failed", metadata: ["rampart.feed": "\(feed.name)", "rampart.error": "\(error)", "rampart.failures": "\(state.failures)"])
+        }
+        try await store.saveFeedState(state)
+        return state
+    }
+
+    struct Outcome {
+        var items = 0
+        var unchanged = false
+    }
+
+    struct FeedError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    private func pull(_ feed: Config.Feed, _ state: inout FeedState) async throws -> Outcome {
+        switch feed.kind {
+        case .taxii:
+            return try await pullTAXII(feed, &state)
+        case .stix, .text, .csv:
+            guard let (body, headers) = try await get(feed, feed.url, conditional: state) else { return Outcome(unchanged: true) }
+            state.etag = headers.first(name: "ETag")
+            state.lastModified = headers.first(name: "Last-Modified")
+            if feed.kind == .stix {
+                let summary = try await pipeline.ingest(body, format: .stix, defaults: feed.defaults, via: feed.via)
+                return Outcome(items: summary.ids.count)
+            }
+            return try await ingestList(feed, body, &state)
+        }
+    }
+
+    /// A text or CSV feed: its values, the new ones stored, the vanished ones revoked (`sync`).
+    private func ingestList(_ feed: Config.Feed, _ body: ByteBuffer, _ state: inout FeedState) async throws -> Outcome {
+        let at = now()
+        let known = try await store.feedValues(feed.name)
+        // With a ttl, a value still listed is stored again once half of it has passed.
+        let epoch = feed.defaults.ttl.map { ttl in Int(at.timeIntervalSince1970 / max(1, Double(ttl.milliseconds) / 2000)) } ?? 0
+        var entries: [IngestParser.Entry] = []
+        var listed: [String: String] = [:]
+        var line = 0
+        for raw in body.readableBytesView.split(separator: 0x0a, omittingEmptySubsequences: false) {
+            line += 1
+            guard let value = Self.value(of: raw, feed) else { continue }
+            do {
+                let indicator = try Indicator(line: Substring(value), defaults: feed.defaults, now: at)
+                guard listed[indicator.value] == nil else { continue }
+                let id = IDGenerator.derived(["feed", feed.name, indicator.value, String(epoch)])
+                listed[indicator.value] = id
+                if known[indicator.value] == id { continue }
+                entries.append(IngestParser.Entry(position: line, result: .success(.indicator(indicator)), id: id))
+            } catch {
+                entries.append(IngestParser.Entry(position: line, result: .failure(error), raw: String(value.prefix(256))))
+            }
+        }
+        var next = entries.makeIterator()
+        let summary = try await pipeline.ingest(entries: { next.next() }, stix: false, positionName: "line", via: feed.via, at: at)
+        let vanished = known.keys.filter { listed[$0] == nil }
+        if feed.sync {
+            try await pipeline.withdraw(items: vanished.compactMap { known[$0] }, via: feed.via, reason: "no longer in feed \(feed.name)")
+        }
+        try await store.updateFeedValues(feed.name, set: listed.filter { known[$0.key] != $0.value }.map { ($0.key, $0.value) }, removed: vanished)
+        state.values = listed.count
+        return Outcome(items: summary.ids.count)
+    }
+
+    /// The value of a line of a list feed: its column (whitespace-separated for text, the
+    /// delimiter for CSV), nil for blank and `#` lines.
+    static func value(of raw: some Collection<UInt8>, _ feed: Config.Feed) -> String? {
+        var line = String(decoding: raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !line.isEmpty, !line.hasPrefix("#"), !(feed.kind == .text && line.hasPrefix(";")) else { return nil }
+        if feed.kind == .csv {
+            let cells = line.utf8.split(separator: feed.delimiter, omittingEmptySubsequences: false)
+            guard feed.column <= cells.count else { return nil }
+            line = String(decoding: cells[feed.column - 1], as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("\""), line.hasSuffix("\""), line.count >= 2 { line = String(line.dropFirst().dropLast()) }
+        } else {
+            let cells = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard feed.column <= cells.count else { return nil }
+            line = String(cells[feed.column - 1])
+        }
+        return line.isEmpty ? nil : line
+    }
+
+    /// A TAXII 2.1 collection, from where the last pull ended, a page of up to 1,000 at a time.
+    private func pullTAXII(_ feed: Config.Feed, _ state: inout FeedState) async throws -> Outcome {
+        var root = feed.url
+        if !root.hasSuffix("/") { root += "/" }
+        let base = root + "collections/\(feed.collection ?? "")/objects/?limit=1000"
+        var outcome = Outcome()
+        // Paging keeps the pull's first query and adds next; a page with more but no next is
+        // followed by added_after its last date_added, as TAXII 2.1 says.
+        var after = state.cursor
+        var next: String?
+        var more = false
+        var pages = 0
+        repeat {
+            var url = base
+            if let after { url += "&added_after=" + Self.queryEscaped(after) }
+            if let next { url += "&next=" + Self.queryEscaped(next) }
+            guard let (body, headers) = try await get(feed, url, conditional: nil, accept: TAXIIRoutes.mediaType) else { break }
+            let envelope = try JSONValue.parse(body.readableBytesView, maxDepth: 64)
+            if case .array(let objects)? = envelope["objects"], !objects.isEmpty {
+                outcome.items += try await pipeline.ingest(body, format: .stix, defaults: feed.defaults, via: feed.via).ids.count
+            }
+            let last = headers.first(name: "X-TAXII-Date-Added-Last")
+            if let last { state.cursor = last }
+            more = envelope["more"] == .bool(true)
+            if case .string(let token)? = envelope["next"], more {
+                next = token
+            } else {
+                next = nil
+                after = last ?? after
+            }
+            pages += 1
+        } while more && pages < 10_000
+        return outcome
+    }
+
+    static func queryEscaped(_ text: String) -> String {
+        var allowed = CharacterSet.urlQueryAllowed
+        allowed.remove(charactersIn: "&+=")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    /// GETs `url` with the feed's credentials, size limit and timeout; nil when the server says
+    /// the body is unchanged (304).
+    private func get(
+        _ feed: Config.Feed, _ url: String, conditional state: FeedState?, accept: String? = nil
+    ) async throws -> (ByteBuffer, HTTPHeaders)? {
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "User-Agent", value: "rampart-feeds")
+        if let accept { request.headers.add(name: "Accept", value: accept) }
+        if let etag = state?.etag { request.headers.add(name: "If-None-Match", value: etag) }
+        if let modified = state?.lastModified { request.headers.add(name: "If-Modified-Since", value: modified) }
+        switch feed.auth {
+        case .basic(let user, let file)?:
+            let password = try Self.secret(file)
+            request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
+        case .bearer(let file)?:
+            request.headers.add(name: "Authorization", value: "Bearer " + (try Self.secret(file)))
+        case .header(let name, let file)?:
+            request.headers.add(name: name, value: try Self.secret(file))
+        case nil:
+            break
+        }
+        let response = try await client.execute(request, timeout: .milliseconds(feed.timeout.milliseconds))
+        if response.status == .notModified { return nil }
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw FeedError(description: "\(url.preview) answered \(response.status.code) \(response.status.reasonPhrase)")
+        }
+        do {
+            return (try await response.body.collect(upTo: feed.maxBytes), response.headers)
+        } catch is NIOTooManyBytesError {
+            throw FeedError(description: "\(url.preview) sent more than max_bytes (\(feed.maxBytes) bytes)")
+        }
+    }
+
+    /// A secret from its file (first line), never logged.
+    static func secret(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw FeedError(description: "cannot read the secret file \(path)")
+        }
+        return text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import RampartTesting
+import Testing
+
+/// Feeds pulled by a running daemon from real publishers on loopback: a list server with ETags
+/// (the ipsum feed as text, a CSV), and medallion as a TAXII 2.1 collection that taxii2-client
+/// publishes to.
+@Suite struct FeedTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/feeds").path
+    static let blockIPs = "name: block-ips\nmatch: {kind: [ipv4, cidr]}\nactions: [{block: {duration: 1h}}]\n"
+
+    static func daemon(feeds: String) throws -> (Sandbox, DaemonProcess) {
+        let sandbox = try Sandbox(extra: "feeds:\n" + feeds)
+        try blockIPs.write(toFile: sandbox.directory.appendingPathComponent("playbooks/block.yaml").path, atomically: true, encoding: .utf8)
+        return (sandbox, try DaemonProcess(sandbox))
+    }
+
+    static func api(_ daemon: DaemonProcess, _ path: String, method: String = "GET") throws -> [String: Any] {
+        let out = try run("/usr/bin/curl", ["-s", "-X", method, "-H", "Authorization: Bearer \(Sandbox.adminToken)", daemon.url + path])
+        return (try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    static func feed(_ daemon: DaemonProcess, _ name: String) throws -> [String: Any] {
+        ((try api(daemon, "/v1/feeds")["feeds"] as? [[String: Any]]) ?? []).first { $0["name"] as? String == name } ?? [:]
+    }
+
+    static func decision(_ daemon: DaemonProcess, _ value: String) throws -> String? {
+        ((try api(daemon, "/v1/decisions?value=\(value)")["decisions"] as? [[String: Any]]) ?? []).first?["state"] as? String
+    }
+
+    @Test func listFeedsWithConditionalGETAndSync() async throws {
+        try await onOwnThread {
+            let site = Scratch.directory("feed-site")
+            try FileManager.default.createDirectory(at: site, withIntermediateDirectories: true)
+            let ipsum = try String(contentsOfFile: Self.fixtures + "/ipsum-head.txt", encoding: .utf8)
+            try ipsum.write(to: site.appendingPathComponent("ipsum.txt"), atomically: true, encoding: .utf8)
+            try "# id,address,port\n1,77.90.185.40,443\n2,\"77.90.185.41\",80\n3,not-an-address,22\n".write(
+                to: site.appendingPathComponent("list.csv"), atomically: true, encoding: .utf8)
+            let port = try freePort()
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            server.arguments = [Self.fixtures + "/feed_server.py", site.path, String(port)]
+            try server.run()
+            defer {
+                kill(server.processIdentifier, SIGKILL)
+                server.waitUntilExit()
+            }
+            #expect(eventually(10) { (try? run("/usr/bin/curl", ["-sf", "-o", "/dev/null", "http://127.0.0.1:\(port)/list.csv"]))?.status == 0 })
+            let (sandbox, daemon) = try Self.daemon(
+                feeds: """
+                      - {name: ipsum, kind: text, url: "http://127.0.0.1:\(port)/ipsum.txt", interval: 1h, sync: true, defaults: {source: ipsum, confidence: 60, tlp: clear, tags: [scanner], ttl: 24h}}
+                      - {name: list, kind: csv, url: "http://127.0.0.1:\(port)/list.csv", column: 2}
+                      - {name: gone, kind: text, url: "http://127.0.0.1:\(port)/missing.txt"}
+                    """)
+            defer { _ = daemon.stop() }
+            // Pulled at start; the failing feed does not stop the others.
+            #expect(
+                eventually(15) {
+                    (try? Self.feed(daemon, "ipsum"))?["last_success"] != nil && (try? Self.feed(daemon, "list"))?["last_success"] != nil
+                })
+            #expect(eventually(15) { ((try? Self.feed(daemon, "gone"))?["failures"] as? Int ?? 0) >= 1 })
+            #expect((try Self.feed(daemon, "gone")["last_error"] as? String)?.contains("404") == true)
+            let listed = try Self.feed(daemon, "ipsum")
+            #expect(listed["values"] as? Int == 33 && listed["items"] as? Int == 33, "\(listed)")
+            #expect(try Self.decision(daemon, "77.90.185.20") == "active")
+            #expect(try Self.decision(daemon, "77.90.185.41") == "active", "a quoted CSV cell")
+            // The audit names the CSV's bad value.
+            let audit = try run("/usr/bin/curl", ["-s", "-H", "Authorization: Bearer \(Sandbox.adminToken)", daemon.url + "/v1/audit?limit=1000"])
+            #expect(audit.stdout.contains("not-an-address"))
+
+            // Unchanged: a 304, nothing stored.
+            let again = try run(
+                rampartBinary, ["feeds", "pull", "ipsum", "--config", sandbox.configPath, "--url", daemon.url, "--token", Sandbox.adminToken])
+            #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+            let requests = try String(contentsOf: site.appendingPathComponent("requests.log"), encoding: .utf8)
+            #expect(requests.contains("/ipsum.txt \"") && requests.contains(" 304"), "\(requests)")
+            #expect(try Self.feed(daemon, "ipsum")["items"] as? Int == 0)
+
+            // sync: a value gone from the list is revoked; the others stay.
+            try ipsum.split(separator: "\n").filter { !$0.hasPrefix("77.90.185.20") }.joined(separator: "\n").write(
+                to: site.appendingPathComponent("ipsum.txt"), atomically: true, encoding: .utf8)
+            _ = try Self.api(daemon, "/v1/feeds/ipsum/pull", method: "POST")
+            #expect(try Self.decision(daemon, "77.90.185.20") == "revoked")
+            #expect(try Self.decision(daemon, "77.239.124.102") == "active")
+            #expect(try Self.feed(daemon, "ipsum")["values"] as? Int == 32)
+            let metrics = try run("/usr/bin/curl", ["-s", daemon.url + "/metrics"]).stdout
+            #expect(metrics.contains(#"rampart_feed_pulls_total{feed="ipsum",outcome="unchanged"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"rampart_feed_pulls_total{feed="gone",outcome="failed"}"#))
+        }
+    }
+
+    @Test(.enabled(if: TAXIIClientTests.unavailable == nil, "\(TAXIIClientTests.unavailable ?? "")"))
+    func taxiiFeedFromMedallion() async throws {
+        try await onOwnThread {
+            let medallion = try Medallion()
+            defer { medallion.stop() }
+            let state = Scratch.directory("taxii-publish").path + ".json"
+            func publish(_ action: String, _ addresses: String...) throws {
+                let out = try run(
+                    "/usr/bin/env",
+                    [Venv.python, Self.fixtures + "/taxii_publish.py", medallion.collectionURL, "admin", "Password0", state, action] + addresses)
+                #expect(out.status == 0, "\(out.stdout)\(out.stderr)")
+            }
+            try publish("add", "77.90.185.50", "77.90.185.51")
+            let password = Scratch.directory("medallion-password").path
+            try "Password0\n".write(toFile: password, atomically: true, encoding: .utf8)
+            let (sandbox, daemon) = try Self.daemon(
+                feeds: """
+                      - {name: partner, kind: taxii, url: "\(medallion.apiRoot)", collection: \(Medallion.collection), auth: {basic: {user: admin, password_file: \(password)}}}
+                    """)
+            defer { _ = daemon.stop() }
+            #expect(eventually(15) { (try? Self.feed(daemon, "partner"))?["last_success"] != nil })
+            #expect(try Self.decision(daemon, "77.90.185.50") == "active")
+            #expect(try Self.decision(daemon, "77.90.185.51") == "active")
+            let pull = ["feeds", "pull", "partner", "--config", sandbox.configPath, "--url", daemon.url, "--token", Sandbox.adminToken]
+            // A later pull reads only what was added after the last (added_after).
+            try publish("add", "77.90.185.52")
+            #expect(try run(rampartBinary, pull).status == 0)
+            #expect(try Self.feed(daemon, "partner")["items"] as? Int == 1)
+            #expect(try Self.decision(daemon, "77.90.185.52") == "active")
+            // A revoked newer version withdraws the block.
+            try publish("revoke", "77.90.185.50")
+            #expect(try run(rampartBinary, pull).status == 0)
+            #expect(try Self.decision(daemon, "77.90.185.50") == "revoked")
+            #expect(try Self.decision(daemon, "77.90.185.51") == "active")
+            // Paging across pulls: more objects than one page of medallion's (100).
+            let many = (1...150).map { "77.91.\($0 / 200).\($0 % 200 + 1)" }
+            let out = try run(
+                "/usr/bin/env",
+                [Venv.python, Self.fixtures + "/taxii_publish.py", medallion.collectionURL, "admin", "Password0", state, "add"] + many)
+            #expect(out.status == 0, "\(out.stdout)\(out.stderr)")
+            #expect(try run(rampartBinary, pull).status == 0)
+            let partner = try Self.feed(daemon, "partner")
+            #expect(partner["items"] as? Int == 150, "\(partner)")
+        }
+    }
+}
