@@ -239,7 +239,8 @@ public enum IngestParser {
         return bytes.last.map { $0 == 0x0a ? count : count + 1 } ?? 0
     }
 
-    static func trimmed(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+    /// Without leading and trailing spaces, tabs and carriage returns.
+    public static func trimmed(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
         var low = 0
         var high = line.count
         func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0d }

@@ -134,55 +134,81 @@ final class FeedService: Service, Sendable {
     }
 
     /// A text or CSV feed: its values, the new ones stored, the vanished ones revoked (`sync`).
+    /// Lines are read as the ingest path asks for them, so that reading overlaps the commits.
     private func ingestList(_ feed: Config.Feed, _ body: ByteBuffer, _ state: inout FeedState) async throws -> Outcome {
         let at = now()
         let known = try await store.feedValues(feed.name)
         // With a ttl, a value still listed is stored again once half of it has passed.
-        let epoch = feed.defaults.ttl.map { ttl in Int(at.timeIntervalSince1970 / max(1, Double(ttl.milliseconds) / 2000)) } ?? 0
-        var entries: [IngestParser.Entry] = []
+        // Items' ids come from the feed, the value and that period (so that a retried pull stores
+        // nothing twice), in the order of the period's start and the line.
+        let period = feed.defaults.ttl.map { ttl in max(1, Double(ttl.milliseconds) / 2000) }
+        let epoch = period.map { Int(at.timeIntervalSince1970 / $0) } ?? 0
+        let epochStart = Date(timeIntervalSince1970: period.map { Double(epoch) * $0 } ?? 0)
+        let bytes = Array(body.readableBytesView)
         var listed: [String: String] = [:]
+        listed.reserveCapacity(known.count)
+        var offset = 0
         var line = 0
-        for raw in body.readableBytesView.split(separator: 0x0a, omittingEmptySubsequences: false) {
-            line += 1
-            guard let value = Self.value(of: raw, feed) else { continue }
-            do {
-                let indicator = try Indicator(line: Substring(value), defaults: feed.defaults, now: at)
-                guard listed[indicator.value] == nil else { continue }
-                let id = IDGenerator.derived(["feed", feed.name, indicator.value, String(epoch)])
-                listed[indicator.value] = id
-                if known[indicator.value] == id { continue }
-                entries.append(IngestParser.Entry(position: line, result: .success(.indicator(indicator)), id: id))
-            } catch {
-                entries.append(IngestParser.Entry(position: line, result: .failure(error), raw: String(value.prefix(256))))
+        func next() -> IngestParser.Entry? {
+            while offset < bytes.count {
+                let end = bytes[offset...].firstIndex(of: 0x0a) ?? bytes.count
+                let range = offset..<end
+                offset = end + 1
+                line += 1
+                guard let value = bytes[range].withUnsafeBufferPointer({ Self.value(of: $0, feed) }) else { continue }
+                do {
+                    let indicator = try Indicator(line: Substring(value), defaults: feed.defaults, now: at)
+                    guard listed[indicator.value] == nil else { continue }
+                    let id = IDGenerator.ordered(at: epochStart, sequence: line, ["feed", feed.name, indicator.value, String(epoch)])
+                    listed[indicator.value] = id
+                    if known[indicator.value] == id { continue }
+                    return IngestParser.Entry(position: line, result: .success(.indicator(indicator)), id: id)
+                } catch {
+                    return IngestParser.Entry(position: line, result: .failure(error), raw: String(value.prefix(256)))
+                }
             }
+            return nil
         }
-        var next = entries.makeIterator()
-        let summary = try await pipeline.ingest(entries: { next.next() }, stix: false, positionName: "line", via: feed.via, at: at)
-        let vanished = known.keys.filter { listed[$0] == nil }
+        let summary = try await pipeline.ingest(entries: next, stix: false, positionName: "line", via: feed.via, at: at)
         if feed.sync {
-            try await pipeline.withdraw(items: vanished.compactMap { known[$0] }, via: feed.via, reason: "no longer in feed \(feed.name)")
+            let vanished = known.compactMap { value, item in listed[value] == nil ? item : nil }
+            try await pipeline.withdraw(items: vanished, via: feed.via, reason: "no longer in feed \(feed.name)")
         }
-        try await store.updateFeedValues(feed.name, set: listed.filter { known[$0.key] != $0.value }.map { ($0.key, $0.value) }, removed: vanished)
+        try await store.setFeedValues(feed.name, listed)
         state.values = listed.count
         return Outcome(items: summary.ids.count)
     }
 
     /// The value of a line of a list feed: its column (whitespace-separated for text, the
-    /// delimiter for CSV), nil for blank and `#` lines.
-    static func value(of raw: some Collection<UInt8>, _ feed: Config.Feed) -> String? {
-        var line = String(decoding: raw, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !line.isEmpty, !line.hasPrefix("#"), !(feed.kind == .text && line.hasPrefix(";")) else { return nil }
-        if feed.kind == .csv {
-            let cells = line.utf8.split(separator: feed.delimiter, omittingEmptySubsequences: false)
-            guard feed.column <= cells.count else { return nil }
-            line = String(decoding: cells[feed.column - 1], as: UTF8.self).trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("\""), line.hasSuffix("\""), line.count >= 2 { line = String(line.dropFirst().dropLast()) }
-        } else {
-            let cells = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard feed.column <= cells.count else { return nil }
-            line = String(cells[feed.column - 1])
+    /// delimiter for CSV, quotes around a cell removed), nil for blank and comment lines.
+    static func value(of raw: UnsafeBufferPointer<UInt8>, _ feed: Config.Feed) -> String? {
+        let line = IngestParser.trimmed(raw)
+        guard let first = line.first, first != UInt8(ascii: "#"), !(feed.kind == .text && first == UInt8(ascii: ";")) else { return nil }
+        var column = 1
+        var start = 0
+        var index = 0
+        func isSeparator(_ byte: UInt8) -> Bool {
+            feed.kind == .csv ? byte == feed.delimiter : byte == 0x20 || byte == 0x09
         }
-        return line.isEmpty ? nil : line
+        while true {
+            let end = index < line.count && !isSeparator(line[index])
+            if end {
+                index += 1
+                continue
+            }
+            if column == feed.column {
+                var cell: UnsafeBufferPointer<UInt8> = IngestParser.trimmed(UnsafeBufferPointer(rebasing: line[start..<index]))
+                if cell.count >= 2, cell.first == UInt8(ascii: "\""), cell.last == UInt8(ascii: "\"") {
+                    cell = UnsafeBufferPointer(rebasing: cell[1..<cell.count - 1])
+                }
+                return cell.isEmpty ? nil : String(decoding: cell, as: UTF8.self)
+            }
+            guard index < line.count else { return nil }
+            // Text: a run of spaces and tabs is one separator.
+            if feed.kind == .text { while index < line.count, isSeparator(line[index]) { index += 1 } } else { index += 1 }
+            start = index
+            column += 1
+        }
     }
 
     /// A TAXII 2.1 collection, from where the last pull ended, a page of up to 1,000 at a time.

@@ -27,7 +27,11 @@ extension Store {
     public func feedStates() async throws -> [String: FeedState] {
         try await pool.read { db in
             var states: [String: FeedState] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM feed_state") {
+            for row in try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT name, etag, last_modified, cursor, last_success, last_attempt, last_error, failures, items, duration_ms, values_listed FROM feed_state"
+            ) {
                 var state = FeedState(name: row["name"])
                 state.etag = row["etag"]
                 state.lastModified = row["last_modified"]
@@ -49,8 +53,10 @@ extension Store {
         try await write { tx in
             try tx.execute(
                 """
-                INSERT OR REPLACE INTO feed_state(name, etag, last_modified, cursor, last_success, last_attempt, last_error, failures, items, duration_ms, values_listed)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO feed_state(name, etag, last_modified, cursor, last_success, last_attempt, last_error, failures, items, duration_ms, values_listed)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                ON CONFLICT(name) DO UPDATE SET etag = ?2, last_modified = ?3, cursor = ?4, last_success = ?5, last_attempt = ?6,
+                    last_error = ?7, failures = ?8, items = ?9, duration_ms = ?10, values_listed = ?11
                 """,
                 [
                     state.name, state.etag, state.lastModified, state.cursor, state.lastSuccess?.milliseconds, state.lastAttempt?.milliseconds,
@@ -61,21 +67,28 @@ extension Store {
 
     /// The values a list feed holds, with the item each last became.
     public func feedValues(_ feed: String) async throws -> [String: String] {
-        try await pool.read { db in
-            var values: [String: String] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT value, item FROM feed_value WHERE feed = ?", arguments: [feed]) {
-                values[row["value"]] = row["item"]
-            }
-            return values
+        let text = try await pool.read { db in try String.fetchOne(db, sql: "SELECT listed FROM feed_list WHERE name = ?", arguments: [feed]) }
+        var values: [String: String] = [:]
+        for line in (text ?? "").split(separator: "\n") {
+            guard let tab = line.firstIndex(of: "\t") else { continue }
+            values[String(line[..<tab])] = String(line[line.index(after: tab)...])
         }
+        return values
     }
 
-    /// Records the values a list feed holds now: `set` added or moved to a new item, `removed` gone.
-    public func updateFeedValues(_ feed: String, set: [(String, String)], removed: [String]) async throws {
-        guard !set.isEmpty || !removed.isEmpty else { return }
+    /// Records the values a list feed holds now, with their items.
+    public func setFeedValues(_ feed: String, _ values: [String: String]) async throws {
+        var text = ""
+        text.reserveCapacity(values.count * 56)
+        for (value, item) in values {
+            text += value
+            text += "\t"
+            text += item
+            text += "\n"
+        }
+        let listed = text
         try await write { tx in
-            for (value, item) in set { try tx.execute("INSERT OR REPLACE INTO feed_value(feed, value, item) VALUES (?, ?, ?)", [feed, value, item]) }
-            for value in removed { try tx.execute("DELETE FROM feed_value WHERE feed = ? AND value = ?", [feed, value]) }
+            try tx.execute("INSERT OR REPLACE INTO feed_list(name, listed) VALUES (?, ?)", [feed, listed])
         }
     }
 }

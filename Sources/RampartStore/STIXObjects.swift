@@ -80,28 +80,46 @@ extension StoreTransaction {
 extension StoreTransaction {
     /// The first 8 bytes of a STIX id's UUID, as an integer (`stix_export.object_key`).
     static func objectKey(_ id: String) -> Int64 {
-        let key = Self.key(id)
-        return key.prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) }
+        var key: UInt64 = 0
+        _ = uuidBytes(id) { index, byte in
+            if index < 8 { key = key << 8 | UInt64(byte) }
+        }
+        return Int64(bitPattern: key)
     }
 
     /// A STIX id's UUID as 16 bytes (the id as text if it holds none).
     static func key(_ id: String) -> Data {
-        let hex = Array(id.utf8.suffix(36).filter { $0 != UInt8(ascii: "-") })
-        func nibble(_ c: UInt8) -> UInt8? {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard uuidBytes(id, { index, byte in bytes[index] = byte }) else { return Data(id.utf8) }
+        return Data(bytes)
+    }
+
+    /// Calls `body` with each byte of the UUID that ends `id` (`type--UUID`), in order; false when
+    /// there is none.
+    private static func uuidBytes(_ id: String, _ body: (Int, UInt8) -> Void) -> Bool {
+        let utf8 = id.utf8
+        guard utf8.count >= 36 else { return false }
+        var index = 0
+        var high: UInt8?
+        for c in utf8.suffix(36) {
+            let nibble: UInt8
             switch c {
-            case 0x30...0x39: c - 0x30
-            case 0x61...0x66: c - 0x61 + 10
-            case 0x41...0x46: c - 0x41 + 10
-            default: nil
+            case 0x30...0x39: nibble = c - 0x30
+            case 0x61...0x66: nibble = c - 0x61 + 10
+            case 0x41...0x46: nibble = c - 0x41 + 10
+            case UInt8(ascii: "-"): continue
+            default: return false
+            }
+            if let h = high {
+                guard index < 16 else { return false }
+                body(index, h << 4 | nibble)
+                index += 1
+                high = nil
+            } else {
+                high = nibble
             }
         }
-        guard hex.count == 32 else { return Data(id.utf8) }
-        var bytes = Data(capacity: 16)
-        for i in stride(from: 0, to: 32, by: 2) {
-            guard let high = nibble(hex[i]), let low = nibble(hex[i + 1]) else { return Data(id.utf8) }
-            bytes.append(high << 4 | low)
-        }
-        return bytes
+        return index == 16
     }
 }
 

@@ -446,13 +446,13 @@ public final class Store: Sendable {
                         duration_ms INTEGER NOT NULL DEFAULT 0,
                         values_listed INTEGER NOT NULL DEFAULT 0
                     ) WITHOUT ROWID;
-                    -- The values a list feed (text, csv) holds now, each with the item it last became:
-                    -- a value seen again is not stored again; one that vanished is revoked (sync).
-                    CREATE TABLE feed_value (
-                        feed TEXT NOT NULL,
-                        value TEXT NOT NULL,
-                        item TEXT NOT NULL,
-                        PRIMARY KEY (feed, value)
+                    -- The values a list feed (text, csv) holds now, each with the item it last became, a
+                    -- line "value<TAB>item" each: a value seen again is not stored again, one that vanished
+                    -- is revoked (sync). One text a feed, read and written whole, apart from feed_state
+                    -- (which each pull updates, and SQLite rewrites a row whole).
+                    CREATE TABLE feed_list (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        listed TEXT NOT NULL
                     ) WITHOUT ROWID;
                     """
             )
