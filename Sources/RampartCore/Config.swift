@@ -161,6 +161,8 @@ public struct Config: Sendable {
             case text
             /// Comma- (or `delimiter`-) separated; the value in `column`; `#` lines are comments.
             case csv
+            /// A MISP JSON feed directory (`url`: where its `manifest.json` is).
+            case misp
         }
 
         public enum Auth: Sendable {
@@ -614,7 +616,7 @@ public struct Config: Sendable {
                 kindNode, "feeds.kind",
                 { (text) throws(ValueError) -> Feed.Kind in
                     guard let kind = Feed.Kind(rawValue: text) else {
-                        throw ValueError(.invalidField, "unknown kind '\(text.preview)'; expected taxii, stix, text or csv")
+                        throw ValueError(.invalidField, "unknown kind '\(text.preview)'; expected taxii, stix, misp, text or csv")
                     }
                     return kind
                 }),

@@ -26,6 +26,11 @@ public enum JSONValue: Sendable, Equatable {
         return members.first(where: { $0.0 == key })?.1
     }
 
+    /// The elements of an array (nothing for anything else).
+    public var arrayValues: [JSONValue] {
+        if case .array(let list) = self { list } else { [] }
+    }
+
     public var typeName: String {
         switch self {
         case .null: "null"

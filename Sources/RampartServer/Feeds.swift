@@ -12,7 +12,8 @@ import Synchronization
 /// `via: feed:NAME`. A pull sends `If-None-Match`/`If-Modified-Since` and skips an unchanged
 /// body; a list feed (text, csv) stores only the values it did not hold yet (and again once half
 /// their `ttl` has passed) and, with `sync`, revokes those that vanished; a TAXII feed reads from
-/// where its last pull ended (`added_after`), following `next`. A failing feed backs off with
+/// where its last pull ended (`added_after`), following `next`; a MISP feed reads the events
+/// its manifest says changed. A failing feed backs off with
 /// jitter, keeps what it brought in force, and touches nothing else. The feeds in force follow
 /// reloads.
 final class FeedService: Service, Sendable {
@@ -121,6 +122,8 @@ final class FeedService: Service, Sendable {
         switch feed.kind {
         case .taxii:
             return try await pullTAXII(feed, &state)
+        case .misp:
+            return try await pullMISP(feed, &state)
         case .stix, .text, .csv:
             guard let (body, headers) = try await get(feed, feed.url, conditional: state) else { return Outcome(unchanged: true) }
             state.etag = headers.first(name: "ETag")
@@ -208,6 +211,101 @@ final class FeedService: Service, Sendable {
             if feed.kind == .text { while index < line.count, isSeparator(line[index]) { index += 1 } } else { index += 1 }
             start = index
             column += 1
+        }
+    }
+
+    /// A MISP JSON feed: its `manifest.json`, then each event whose timestamp is newer than the
+    /// one read last; of an event's attributes (its objects' too) those with `to_ids` become
+    /// indicators, a `deleted` one (or one no longer `to_ids`) is withdrawn, and a changed one
+    /// replaces its earlier item. `tlp:*` tags (the attribute's, else the event's) set the TLP.
+    /// The list kept for the feed holds `event:UUID` with its timestamp and each attribute's item.
+    private func pullMISP(_ feed: Config.Feed, _ state: inout FeedState) async throws -> Outcome {
+        var base = feed.url
+        if !base.hasSuffix("/") { base += "/" }
+        guard let (body, headers) = try await get(feed, base + "manifest.json", conditional: state) else { return Outcome(unchanged: true) }
+        guard case .object(let events) = try JSONValue.parse(body.readableBytesView, maxDepth: 16) else {
+            throw FeedError(description: "manifest.json is not a JSON object of events")
+        }
+        var listed = try await store.feedValues(feed.name)
+        var outcome = Outcome()
+        var replaced: [String] = []
+        for (uuid, summary) in events {
+            // {"uuid": {"timestamp": "1472638251", ...}}, or (old generators) {"uuid": timestamp}.
+            let stamp = Self.number(summary["timestamp"] ?? summary) ?? 0
+            guard PeerMessage.isItemID(uuid.lowercased()), listed["event:" + uuid].flatMap(Int.init) ?? -1 < stamp else { continue }
+            guard let (eventBody, _) = try await get(feed, base + uuid + ".json", conditional: nil),
+                let event = try JSONValue.parse(eventBody.readableBytesView, maxDepth: 32)["Event"], case .object = event
+            else { throw FeedError(description: "event \(uuid) is not a MISP event") }
+            var defaults = feed.defaults
+            if case .string(let org)? = event["Orgc"]?["name"], defaults.source == nil { defaults.source = String(org.prefix(256)) }
+            let eventTLP = Self.tlp(event["Tag"])
+            var attributes = event["Attribute"]?.arrayValues ?? []
+            for object in event["Object"]?.arrayValues ?? [] { attributes += object["Attribute"]?.arrayValues ?? [] }
+            let at = now()
+            var entries: [IngestParser.Entry] = []
+            for (index, attribute) in attributes.enumerated() {
+                guard case .string(let attributeID)? = attribute["uuid"] else { continue }
+                let key = "attribute:" + attributeID
+                let actionable = attribute["to_ids"] == .bool(true) && attribute["deleted"] != .bool(true)
+                guard actionable, case .string(let type)? = attribute["type"], let kind = Self.mispKinds[type],
+                    case .string(let raw)? = attribute["value"]
+                else {
+                    if let item = listed.removeValue(forKey: key) { replaced.append(item) }
+                    continue
+                }
+                let value = type.contains("|") ? String(raw.split(separator: "|").first ?? "") : raw
+                // The same id while the attribute's timestamp stays: a re-read event stores nothing twice.
+                let changed = Self.number(attribute["timestamp"]) ?? stamp
+                let id = IDGenerator.ordered(
+                    at: Date(timeIntervalSince1970: Double(changed)), sequence: index, ["misp", feed.name, attributeID, String(changed)])
+                if listed[key] == id { continue }
+                var entryDefaults = defaults
+                entryDefaults.kind = kind
+                entryDefaults.tlp = Self.tlp(attribute["Tag"]) ?? eventTLP ?? defaults.tlp
+                do {
+                    let indicator = try Indicator(line: Substring(value), defaults: entryDefaults, now: at)
+                    entries.append(IngestParser.Entry(position: index, result: .success(.indicator(indicator)), id: id))
+                    if let previous = listed[key] { replaced.append(previous) }
+                    listed[key] = id
+                } catch {
+                    entries.append(IngestParser.Entry(position: index, result: .failure(error), raw: String(value.prefix(256))))
+                }
+            }
+            var next = entries.makeIterator()
+            outcome.items += try await pipeline.ingest(entries: { next.next() }, stix: false, positionName: "attribute", via: feed.via, at: at).ids
+                .count
+            listed["event:" + uuid] = String(stamp)
+        }
+        // Replaced and deleted attributes go once what replaces them is in.
+        try await pipeline.withdraw(items: replaced, via: feed.via, reason: "deleted or changed in MISP feed \(feed.name)")
+        try await store.setFeedValues(feed.name, listed)
+        state.etag = headers.first(name: "ETag")
+        state.lastModified = headers.first(name: "Last-Modified")
+        state.values = listed.keys.filter { $0.hasPrefix("attribute:") }.count
+        return outcome
+    }
+
+    /// MISP attribute types Rampart acts on, and the kind each holds (nil: an address or network).
+    static let mispKinds: [String: IndicatorKind?] = [
+        "ip-src": nil, "ip-dst": nil, "ip-src|port": nil, "ip-dst|port": nil, "domain": .domain, "hostname": .domain, "url": .url,
+        "md5": .md5, "sha1": .sha1, "sha256": .sha256, "email-src": .email, "email-dst": .email,
+    ]
+
+    /// The most restrictive `tlp:*` tag of a MISP tag list.
+    static func tlp(_ tags: JSONValue?) -> TLP? {
+        var found: TLP?
+        for tag in tags?.arrayValues ?? [] {
+            guard case .string(let name)? = tag["name"], name.lowercased().hasPrefix("tlp:"), let level = try? TLP(name: name) else { continue }
+            found = max(found ?? level, level)
+        }
+        return found
+    }
+
+    static func number(_ value: JSONValue?) -> Int? {
+        switch value {
+        case .string(let text)?: Int(text)
+        case .number(let n)?: Int(exactly: n.rounded(.down))
+        default: nil
         }
     }
 

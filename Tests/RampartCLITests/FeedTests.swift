@@ -134,4 +134,77 @@ import Testing
             #expect(partner["items"] as? Int == 150, "\(partner)")
         }
     }
+
+    /// A MISP JSON feed directory in the format of the MISP core format RFC (manifest.json, one
+    /// file an event): to_ids attributes (an object's too) become blocks, others not; tlp tags
+    /// mark them; an event with a newer timestamp is read again, and a deleted attribute revoked.
+    @Test func mispFeed() async throws {
+        try await onOwnThread {
+            let site = Scratch.directory("misp-site")
+            try FileManager.default.createDirectory(at: site, withIntermediateDirectories: true)
+            let event = "5a8e2a0c-0f4e-4b8e-9d4a-1c2b3c4d5e6f"
+            func publish(timestamp: Int, deleted: Bool) throws {
+                let manifest = """
+                    {"\(event)": {"info": "Scanners", "Orgc": {"id": "1", "name": "CIRCL", "uuid": "55f6ea5e-2c60-40e5-964f-47a8950d210f"},
+                     "analysis": "2", "Tag": [{"name": "tlp:green", "colour": "#33FF00"}], "timestamp": "\(timestamp)", "date": "2026-11-30", "threat_level_id": "2"}}
+                    """
+                func attribute(_ id: Int, _ type: String, _ value: String, toIDs: Bool, extra: String = "") -> String {
+                    """
+                    {"uuid": "00000000-0000-4000-8000-00000000000\(id)", "type": "\(type)", "category": "Network activity", "value": "\(value)",
+                     "to_ids": \(toIDs), "timestamp": "\(id == 1 ? timestamp : 1_764_460_800)", "comment": ""\(extra)}
+                    """
+                }
+                let attributes = [
+                    attribute(1, "ip-dst", "77.90.185.60", toIDs: true, extra: deleted ? #", "deleted": true"# : ""),
+                    attribute(2, "ip-src|port", "77.90.185.61|8080", toIDs: true),
+                    attribute(3, "ip-dst", "77.90.185.62", toIDs: false),
+                    attribute(4, "domain", "red.example", toIDs: true, extra: ##", "Tag": [{"name": "tlp:red", "colour": "#CC0033"}]"##),
+                    attribute(5, "comment", "seen on sensors", toIDs: false),
+                ]
+                let file = """
+                    {"Event": {"uuid": "\(event)", "info": "Scanners", "date": "2026-11-30", "timestamp": "\(timestamp)", "threat_level_id": "2",
+                     "analysis": "2", "published": true, "Orgc": {"id": "1", "name": "CIRCL", "uuid": "55f6ea5e-2c60-40e5-964f-47a8950d210f"},
+                     "Tag": [{"name": "tlp:green", "colour": "#33FF00"}], "Attribute": [\(attributes.joined(separator: ","))],
+                     "Object": [{"name": "ip-port", "meta-category": "network", "uuid": "6a8e2a0c-0f4e-4b8e-9d4a-1c2b3c4d5e6f",
+                       "Attribute": [\(attribute(6, "ip-dst", "77.90.185.63", toIDs: true))], "ObjectReference": []}]}}
+                    """
+                try manifest.write(to: site.appendingPathComponent("manifest.json"), atomically: true, encoding: .utf8)
+                try file.write(to: site.appendingPathComponent("\(event).json"), atomically: true, encoding: .utf8)
+            }
+            try publish(timestamp: 1_764_460_800, deleted: false)
+            let port = try freePort()
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            server.arguments = [Self.fixtures + "/feed_server.py", site.path, String(port)]
+            try server.run()
+            defer {
+                kill(server.processIdentifier, SIGKILL)
+                server.waitUntilExit()
+            }
+            #expect(
+                eventually(10) { (try? run("/usr/bin/curl", ["-sf", "-o", "/dev/null", "http://127.0.0.1:\(port)/manifest.json"]))?.status == 0 })
+            let (sandbox, daemon) = try Self.daemon(feeds: "  - {name: circl, kind: misp, url: \"http://127.0.0.1:\(port)/\"}\n")
+            defer { _ = daemon.stop() }
+            #expect(eventually(15) { (try? Self.feed(daemon, "circl"))?["last_success"] != nil })
+            let first = try Self.feed(daemon, "circl")
+            #expect(first["items"] as? Int == 4, "\(first)")
+            #expect(try Self.decision(daemon, "77.90.185.60") == "active")
+            #expect(try Self.decision(daemon, "77.90.185.61") == "active", "ip-src|port: the address")
+            #expect(try Self.decision(daemon, "77.90.185.63") == "active", "an object's attribute")
+            #expect(try Self.decision(daemon, "77.90.185.62") == nil, "to_ids false")
+            // The tlp:red attribute is stored as TLP:RED: nothing exports it.
+            let export = try run(rampartBinary, ["export", "stix", "--config", sandbox.configPath])
+            #expect(export.stdout.contains("77.90.185.61") && !export.stdout.contains("red.example"))
+            // Unchanged manifest: a 304.
+            let pull = ["feeds", "pull", "circl", "--config", sandbox.configPath, "--url", daemon.url, "--token", Sandbox.adminToken]
+            #expect(try run(rampartBinary, pull).status == 0)
+            #expect(try String(contentsOf: site.appendingPathComponent("requests.log"), encoding: .utf8).contains("/manifest.json \"") == true)
+            // A newer event with one attribute deleted: its block is revoked, the others stay, nothing is stored twice.
+            try publish(timestamp: 1_764_547_200, deleted: true)
+            #expect(try run(rampartBinary, pull).status == 0)
+            #expect(try Self.decision(daemon, "77.90.185.60") == "revoked")
+            #expect(try Self.decision(daemon, "77.90.185.61") == "active")
+            #expect(try Self.feed(daemon, "circl")["items"] as? Int == 0)
+        }
+    }
 }

@@ -167,7 +167,7 @@ public struct PeerMessage: Sendable {
     }
 
     /// Item ids are UUIDs in their 36-character text form.
-    static func isItemID(_ text: String) -> Bool {
+    public static func isItemID(_ text: String) -> Bool {
         text.utf8.count == 36
             && text.utf8.enumerated().allSatisfy { index, byte in
                 [8, 13, 18, 23].contains(index) ? byte == 0x2d : (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66)
