@@ -185,6 +185,10 @@ public struct Config: Sendable {
         /// text and csv: the 1-based column holding the value.
         public var column = 1
         public var delimiter: UInt8 = UInt8(ascii: ",")
+        /// text and csv: lines starting with this are comments.
+        public var comment = "#"
+        /// text and csv: values matching this are left out (MISP's `excluderegex`), matched in linear time.
+        public var exclude: LinearRegex?
 
         public var via: String { "feed:\(name)" }
     }
@@ -245,7 +249,7 @@ public struct Config: Sendable {
 
         /// The keys of `feeds`.
         public enum Feed: String, ConfigKey {
-            case name, kind, url, collection, interval, sync, defaults, auth, maxBytes = "max_bytes", timeout, column, delimiter
+            case name, kind, url, collection, interval, sync, defaults, auth, maxBytes = "max_bytes", timeout, column, delimiter, comment, exclude
         }
 
         /// The keys of `feeds.defaults`.
@@ -681,6 +685,10 @@ public struct Config: Sendable {
             }
         }
         if let n = f[.column], let column = reader.int(n, "feeds.column", in: 1...1000) { feed.column = column }
+        if let n = f[.comment], let text = reader.string(n, "feeds.comment") {
+            if (1...8).contains(text.utf8.count) { feed.comment = text } else { reader.error(n, "feeds.comment must be 1 to 8 characters") }
+        }
+        if let n = f[.exclude] { feed.exclude = reader.word(n, "feeds.exclude") { (text) throws(ValueError) in try LinearRegex(text) } }
         if let n = f[.delimiter], let text = reader.string(n, "feeds.delimiter") {
             let byte = text == "\\t" ? [UInt8(ascii: "\t")] : Array(text.utf8)
             if byte.count == 1 { feed.delimiter = byte[0] } else { reader.error(n, "feeds.delimiter must be one character (\\t for a tab)") }

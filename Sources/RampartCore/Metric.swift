@@ -28,6 +28,7 @@ public enum Metric: String, CaseIterable, Sendable {
     case feedItems = "rampart_feed_items_total"
     case feedLastSuccess = "rampart_feed_last_success_timestamp_seconds"
     case feedFailures = "rampart_feed_failures"
+    case feedPullSeconds = "rampart_feed_pull_seconds"
 }
 
 /// Counts gathered while work is done (on the writer thread, inside a commit), added to the

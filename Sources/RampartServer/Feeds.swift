@@ -183,10 +183,11 @@ final class FeedService: Service, Sendable {
     }
 
     /// The value of a line of a list feed: its column (whitespace-separated for text, the
-    /// delimiter for CSV, quotes around a cell removed), nil for blank and comment lines.
+    /// delimiter for CSV, quotes around a cell removed), nil for blank and comment lines and for
+    /// a value `exclude` matches.
     static func value(of raw: UnsafeBufferPointer<UInt8>, _ feed: Config.Feed) -> String? {
         let line = IngestParser.trimmed(raw)
-        guard let first = line.first, first != UInt8(ascii: "#"), !(feed.kind == .text && first == UInt8(ascii: ";")) else { return nil }
+        guard let first = line.first, !line.starts(with: feed.comment.utf8), !(feed.kind == .text && first == UInt8(ascii: ";")) else { return nil }
         var column = 1
         var start = 0
         var index = 0
@@ -204,7 +205,9 @@ final class FeedService: Service, Sendable {
                 if cell.count >= 2, cell.first == UInt8(ascii: "\""), cell.last == UInt8(ascii: "\"") {
                     cell = UnsafeBufferPointer(rebasing: cell[1..<cell.count - 1])
                 }
-                return cell.isEmpty ? nil : String(decoding: cell, as: UTF8.self)
+                guard !cell.isEmpty else { return nil }
+                let value = String(decoding: cell, as: UTF8.self)
+                return feed.exclude?.matches(value) == true ? nil : value
             }
             guard index < line.count else { return nil }
             // Text: a run of spaces and tabs is one separator.

@@ -56,6 +56,8 @@ public final class RampartMetrics: Sendable {
             Gauge(label: Metric.feedLastSuccess.rawValue, dimensions: [("feed", name)], factory: factory)
                 .record(state.lastSuccess?.timeIntervalSince1970 ?? 0)
             Gauge(label: Metric.feedFailures.rawValue, dimensions: [("feed", name)], factory: factory).record(state.failures)
+            Gauge(label: Metric.feedPullSeconds.rawValue, dimensions: [("feed", name)], factory: factory)
+                .record(Double(state.duration.milliseconds) / 1000)
         }
         return registry.emitToBuffer()
     }

@@ -50,7 +50,8 @@ import Testing
         var files: [String: String] = [:]
         for format in ["sigma", "suricata", "snort", "yara"] {
             let directory = root.appendingPathComponent(format)
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] {
+            // Not the temporary file of an atomic write in progress (hidden, renamed once written).
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where !name.hasPrefix(".") {
                 files["\(format)/\(name)"] = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
             }
         }
@@ -81,7 +82,11 @@ import Testing
         // A C2 indicator at a: the Suricata rule it renders goes to b too.
         try a.ingest(["198.18.7.1"], "confidence=90&tags=c2")
 
-        #expect(try eventually(10) { try Self.installed(at: b).count == Self.sigmaFiles.count + 1 })
+        #expect(
+            try eventually(10) {
+                let files = try Self.installed(at: b)
+                return files.count == Self.sigmaFiles.count + 1 && files["suricata/c2-suricata-198.18.7.1.rules"] != nil
+            })
         let atB = try Self.installed(at: b)
         for file in Self.sigmaFiles {
             let original = try Data(contentsOf: Self.sigmaDirectory.appendingPathComponent(file))

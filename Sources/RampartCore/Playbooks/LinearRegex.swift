@@ -10,14 +10,14 @@
 /// `^` and `$`, groups `(...)` and `(?:...)`, alternation `|`, the quantifiers `*`, `+`, `?`,
 /// `{m}`, `{m,}`, `{m,n}` (lazy forms match the same values), and `(?i)` at the start for a
 /// case-insensitive match. Backreferences and lookaround are refused with a message.
-struct LinearRegex: Sendable {
+public struct LinearRegex: Sendable {
     /// The most instructions a pattern may compile to (bounded repetitions are unrolled).
     static let maxProgram = 4_000
 
     private let program: [Instruction]
     private let caseInsensitive: Bool
 
-    init(_ pattern: String) throws(ValueError) {
+    public init(_ pattern: String) throws(ValueError) {
         var parser = Parser(Array(pattern.unicodeScalars))
         let node = try parser.parse()
         caseInsensitive = parser.caseInsensitive
@@ -28,7 +28,7 @@ struct LinearRegex: Sendable {
     }
 
     /// Whether the pattern matches anywhere in `text`.
-    func matches(_ text: String) -> Bool {
+    public func matches(_ text: String) -> Bool {
         let scalars = caseInsensitive ? Array(text.lowercased().unicodeScalars) : Array(text.unicodeScalars)
         var current = ThreadList(count: program.count)
         var next = ThreadList(count: program.count)
