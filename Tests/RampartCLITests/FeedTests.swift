@@ -87,6 +87,19 @@ import Testing
             let metrics = try run("/usr/bin/curl", ["-s", daemon.url + "/metrics"]).stdout
             #expect(metrics.contains(#"rampart_feed_pulls_total{feed="ipsum",outcome="unchanged"} 1"#), "\(metrics)")
             #expect(metrics.contains(#"rampart_feed_pulls_total{feed="gone",outcome="failed"}"#))
+
+            // A reload removes a feed and adds one, which is pulled at once.
+            let config = try String(contentsOfFile: sandbox.configPath, encoding: .utf8)
+            try config.replacingOccurrences(
+                of: "name: gone, kind: text, url: \"http://127.0.0.1:\(port)/missing.txt\"",
+                with: "name: again, kind: csv, url: \"http://127.0.0.1:\(port)/list.csv\", column: 2"
+            )
+            .write(toFile: sandbox.configPath, atomically: true, encoding: .utf8)
+            let reloaded = try run(rampartBinary, ["reload", "--config", sandbox.configPath, "--url", daemon.url, "--token", Sandbox.adminToken])
+            #expect(reloaded.status == 0, "\(reloaded.stdout)\(reloaded.stderr)")
+            #expect(eventually(15) { (try? Self.feed(daemon, "again"))?["last_success"] != nil })
+            let names = ((try Self.api(daemon, "/v1/feeds")["feeds"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String }
+            #expect(names == ["ipsum", "list", "again"], "\(names)")
         }
     }
 
