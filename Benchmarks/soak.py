@@ -1,0 +1,155 @@
+"""Soak, run by Benchmarks/soak.sh (release build).
+
+Node A (port 8475) shares every ipv4 item with 10 peers (ports 8481-8490, signed v1a), each of
+which blocks what A suggests; 500 new indicators a second are posted to A (50 every 100 ms).
+Peer 10 flaps: up 30 s, down 30 s. Every 5 s: A's RSS, its open file descriptors, its WAL size,
+and each peer's oldest undelivered entry (GET /v1/peers). At the end: the RSS slope (least
+squares, MiB per hour, after the first minute), file descriptors and WAL at most, the outbox lag
+p99 of the nine steady peers, the flapping peer's lag at most, and that every steady peer holds
+every item A acknowledged.
+"""
+import atexit, hashlib, json, os, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+
+binary, duration = sys.argv[1], int(sys.argv[2])
+work = tempfile.mkdtemp(prefix="rampart-soak-")
+atexit.register(shutil.rmtree, work, True)
+token = "rmp_bench_token"
+digest = hashlib.sha256(token.encode()).hexdigest()
+PEERS = 10
+processes = {}
+
+
+def keygen(name):
+    out = subprocess.run([binary, "keygen", "--out", f"{work}/{name}.key"], capture_output=True, text=True, check=True).stdout
+    return out.strip().split()[-1]
+
+
+def write_config(name, port, peers, playbook):
+    os.makedirs(f"{work}/{name}/playbooks", exist_ok=True)
+    open(f"{work}/{name}/playbooks/p.yaml", "w").write(playbook)
+    open(f"{work}/{name}/rampart.yaml", "w").write(f"""node: {{id: {name}}}
+listen: 127.0.0.1:{port}
+state_dir: state
+playbooks: playbooks
+firewall: {{backend: dry-run}}
+safety: {{max_active_blocks: 5000000}}
+api_keys:
+  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{digest}"}}
+signing: {{key_file: {work}/{name}.key}}
+log: {{level: warning}}
+peers:
+""" + "".join(peers))
+
+
+def start(name):
+    process = subprocess.Popen([binary, "serve", "--config", f"{work}/{name}/rampart.yaml"], stdout=open(f"{work}/{name}.log", "a"),
+                               stderr=subprocess.STDOUT)
+    processes[name] = process
+    return process
+
+
+def api(port, path, body=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body else "GET")
+    request.add_header("Authorization", f"Bearer {token}")
+    if body:
+        request.add_header("Content-Type", "text/plain")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def ready(port):
+    for _ in range(400):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            return
+        except Exception:
+            time.sleep(0.05)
+    sys.exit(f"node on {port} did not become ready; see {work}")
+
+
+key_a = keygen("a")
+names = [f"p{i}" for i in range(1, PEERS + 1)]
+keys = {name: keygen(name) for name in names}
+write_config("a", 8475, [f'  - {{name: {n}, url: "http://127.0.0.1:{8480 + i}/v1/peer/events", public_key: {keys[n]}}}\n'
+                         for i, n in enumerate(names, 1)],
+             "name: share\nmatch: {kind: [ipv4]}\nactions:\n  - propagate: {to: all, suggest: [block]}\n")
+for i, name in enumerate(names, 1):
+    write_config(name, 8480 + i, [f'  - {{name: a, url: "http://127.0.0.1:8475/v1/peer/events", public_key: {key_a}, accept: {{suggested: [block]}}}}\n'],
+                 "name: block\nmatch: {kind: [ipv4], from: [peer:a], suggested: [block]}\nactions:\n  - block: {duration: 4h}\n")
+atexit.register(lambda: [p.kill() for p in processes.values()])
+a = start("a")
+ready(8475)
+for i, name in enumerate(names, 1):
+    start(name)
+    ready(8480 + i)
+
+stop = threading.Event()
+acknowledged = [0]
+
+
+def load():
+    n = 0x0D000000
+    next_at = time.time()
+    while not stop.is_set():
+        values = []
+        while len(values) < 50:
+            n += 1
+            if n & 255 not in (0, 255):
+                values.append(f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}")
+        try:
+            acknowledged[0] += api(8475, "/v1/indicators", ("\n".join(values) + "\n").encode())["accepted"]
+        except Exception as error:
+            print(f"post failed: {error}", file=sys.stderr)
+        next_at += 0.1
+        time.sleep(max(0, next_at - time.time()))
+
+
+def flap():
+    name, port = names[-1], 8480 + PEERS
+    while not stop.wait(30):
+        processes[name].terminate()
+        processes[name].wait()
+        if stop.wait(30):
+            break
+        start(name)
+        ready(port)
+
+
+samples = []
+threads = [threading.Thread(target=load), threading.Thread(target=flap)]
+for t in threads:
+    t.start()
+started = time.time()
+while time.time() - started < duration:
+    time.sleep(5)
+    status = open(f"/proc/{a.pid}/status").read()
+    rss = int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1]) / 1024
+    fds = len(os.listdir(f"/proc/{a.pid}/fd"))
+    wal = os.path.getsize(f"{work}/a/state/rampart.sqlite-wal") / 2**20 if os.path.exists(f"{work}/a/state/rampart.sqlite-wal") else 0
+    peers = {p["name"]: p.get("oldest_undelivered_seconds") or 0 for p in api(8475, "/v1/peers")["peers"]}
+    samples.append((time.time() - started, rss, fds, wal, peers))
+stop.set()
+for t in threads:
+    t.join()
+# Let the steady peers drain, then count what each holds.
+time.sleep(5)
+if processes[names[-1]].poll() is not None:
+    start(names[-1])
+
+steady = [s for s in samples if s[0] >= 60] or samples
+xs, ys = [s[0] for s in steady], [s[1] for s in steady]
+mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
+slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / max(1e-9, sum((x - mean_x) ** 2 for x in xs)) * 3600
+lags = sorted(s[4].get(n, 0) for s in samples for n in names[:-1])
+p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+flapping = max(s[4].get(names[-1], 0) for s in samples)
+held = []
+for name in names[:-1]:
+    db = sqlite3.connect(f"file:{work}/{name}/state/rampart.sqlite?mode=ro", uri=True)
+    held.append(db.execute("SELECT count(*) FROM item").fetchone()[0])
+    db.close()
+print(f"soak {duration} s, 500 items/s to A, 10 peers (p10 flapping 30 s up / 30 s down): {acknowledged[0]} items acknowledged")
+print(f"  A's RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MiB, slope {slope:+.1f} MiB/h (least squares after the first minute)")
+print(f"  A's open file descriptors {min(s[2] for s in samples)}-{max(s[2] for s in samples)}; WAL at most {max(s[3] for s in samples):.1f} MiB")
+print(f"  outbox lag (oldest undelivered) of the 9 steady peers: p99 {p99} s; the flapping peer's at most {flapping} s")
+print(f"  items held by each steady peer: min {min(held)}, max {max(held)} (of {acknowledged[0]})")
