@@ -48,3 +48,29 @@ def call(token, method, path, body=None, content_type="application/json"):
         request.add_header("Content-Type", content_type)
     with urllib.request.urlopen(request, timeout=600) as answer:
         return answer.status, answer.read()
+
+
+def start_daemon(binary, work, token, extra="", fresh=True):
+    """`rampart serve` on 127.0.0.1:8475 from a configuration of its own in `work` (dry-run
+    firewall, one API key with every role for `token`, big bodies allowed, `extra` YAML added),
+    once ready; `fresh`: its state directory emptied first."""
+    import hashlib, os, shutil, subprocess
+    if fresh:
+        shutil.rmtree(f"{work}/state", ignore_errors=True)
+    os.makedirs(f"{work}/playbooks", exist_ok=True)
+    with open(f"{work}/rampart.yaml", "w") as f:
+        f.write(f"""node: {{id: bench}}
+listen: 127.0.0.1:8475
+state_dir: state
+playbooks: playbooks
+firewall: {{backend: dry-run}}
+safety: {{max_active_blocks: 5000000}}
+http: {{max_items: 2000000, max_body: 256MiB}}
+api_keys:
+  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"}}
+log: {{level: warning}}
+""" + extra)
+    daemon = subprocess.Popen([binary, "serve", "--config", f"{work}/rampart.yaml"], stdout=open(f"{work}/daemon.log", "a"),
+                              stderr=subprocess.STDOUT)
+    wait_ready(daemon, work)
+    return daemon

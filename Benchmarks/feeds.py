@@ -6,9 +6,9 @@
    answer comes once every item is durable). The ratio pull/post.
 2. A second pull of the unchanged feed (a 304): its time, median of 20.
 """
-import atexit, hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import atexit, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
-from benchdaemon import call, wait_ready
+from benchdaemon import call, start_daemon
 
 binary, feed, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 work = tempfile.mkdtemp(prefix="rampart-feed-bench-")
@@ -25,25 +25,11 @@ daemon = None
 
 def start():
     global daemon
-    shutil.rmtree(f"{work}/state", ignore_errors=True)
     if os.path.exists(f"{site}/feed.txt"):
         os.remove(f"{site}/feed.txt")
-    os.makedirs(f"{work}/playbooks", exist_ok=True)
-    open(f"{work}/rampart.yaml", "w").write(f"""node: {{id: bench}}
-listen: 127.0.0.1:8475
-state_dir: state
-playbooks: playbooks
-firewall: {{backend: dry-run}}
-http: {{max_items: 2000000, max_body: 256MiB}}
-api_keys:
-  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"}}
-log: {{level: warning}}
-feeds:
-  - {{name: bench, kind: text, url: "http://127.0.0.1:8496/feed.txt", interval: 1h, defaults: {{source: ipsum}}}}
+    daemon = start_daemon(binary, work, token, """feeds:
+  - {name: bench, kind: text, url: "http://127.0.0.1:8496/feed.txt", interval: 1h, defaults: {source: ipsum}}
 """)
-    daemon = subprocess.Popen([binary, "serve", "--config", f"{work}/rampart.yaml"], stdout=open(f"{work}/daemon.log", "a"),
-                              stderr=subprocess.STDOUT)
-    wait_ready(daemon, work)
     # The pull at start finds no file (404); the measured pull is the one asked for below.
     for _ in range(200):
         feeds = json.loads(call(token, "GET", "/v1/feeds")[1])["feeds"]

@@ -7,9 +7,9 @@ and started again. At the end, with the daemon stopped: every id an answer ackno
 (lost: none may be missing), no value is stored twice (duplicates), and `rampart audit verify`
 passes; after each restart the daemon must become ready.
 """
-import atexit, hashlib, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request, uuid
+import atexit, json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request, uuid
 
-from benchdaemon import URL, wait_ready
+from benchdaemon import URL, start_daemon
 
 binary, rounds = sys.argv[1], int(sys.argv[2])
 work = tempfile.mkdtemp(prefix="rampart-kill-campaign-")
@@ -17,16 +17,6 @@ atexit.register(shutil.rmtree, work, True)
 token = "rmp_bench_token"
 os.makedirs(f"{work}/playbooks")
 open(f"{work}/playbooks/block.yaml", "w").write("name: block-all\nmatch: {kind: ipv4}\nactions: [{block: {duration: 4h}}]\n")
-open(f"{work}/rampart.yaml", "w").write(f"""node: {{id: bench}}
-listen: 127.0.0.1:8475
-state_dir: state
-playbooks: playbooks
-firewall: {{backend: dry-run}}
-safety: {{max_active_blocks: 5000000}}
-api_keys:
-  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"}}
-log: {{level: warning}}
-""")
 acknowledged, lock = {}, threading.Lock()
 counter = [0x0C000000]
 
@@ -63,9 +53,8 @@ def client(stop):
 
 
 def start():
-    daemon = subprocess.Popen([binary, "serve", "--config", f"{work}/rampart.yaml"], stdout=open(f"{work}/daemon.log", "a"), stderr=subprocess.STDOUT)
-    wait_ready(daemon, work)
-    return daemon
+    # One state directory for the whole campaign: each restart recovers what the kill left.
+    return start_daemon(binary, work, token, fresh=False)
 
 
 stop = threading.Event()

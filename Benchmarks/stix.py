@@ -6,9 +6,9 @@
 2. The collection of those COUNT objects paged through TAXII with limit=1000, following `next`:
    objects/s, and the daemon's RSS before and after.
 """
-import atexit, base64, hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request, uuid
+import atexit, base64, json, shutil, statistics, sys, tempfile, time, urllib.request, uuid
 
-from benchdaemon import URL, call, feed_addresses, wait_ready
+from benchdaemon import URL, call, feed_addresses, start_daemon
 
 binary, feed, count, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 work = tempfile.mkdtemp(prefix="rampart-stix-bench-")
@@ -29,24 +29,10 @@ daemon = None
 
 def start():
     global daemon
-    shutil.rmtree(f"{work}/state", ignore_errors=True)
-    os.makedirs(f"{work}/playbooks", exist_ok=True)
-    open(f"{work}/rampart.yaml", "w").write(f"""node: {{id: bench}}
-listen: 127.0.0.1:8475
-state_dir: state
-playbooks: playbooks
-firewall: {{backend: dry-run}}
-http: {{max_items: 2000000, max_body: 256MiB}}
-api_keys:
-  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"}}
-log: {{level: warning}}
-taxii:
+    daemon = start_daemon(binary, work, token, f"""taxii:
   collections:
     - {{id: {collection}, title: bench, read: [bench], write: [bench]}}
 """)
-    daemon = subprocess.Popen([binary, "serve", "--config", f"{work}/rampart.yaml"], stdout=open(f"{work}/daemon.log", "a"),
-                              stderr=subprocess.STDOUT)
-    wait_ready(daemon, work)
 
 
 def stop():

@@ -24,6 +24,22 @@ import Testing
         ((try api(daemon, "/v1/feeds")["feeds"] as? [[String: Any]]) ?? []).first { $0["name"] as? String == name } ?? [:]
     }
 
+    /// The files of `site` served with ETags (feed_server.py) on a free port, once `probe` answers.
+    static func serve(_ site: URL, probe: String) throws -> (process: Process, port: Int) {
+        let port = try freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = [fixtures + "/feed_server.py", site.path, String(port)]
+        try server.run()
+        #expect(eventually(10) { (try? run("/usr/bin/curl", ["-sf", "-o", "/dev/null", "http://127.0.0.1:\(port)/\(probe)"]))?.status == 0 })
+        return (server, port)
+    }
+
+    static func stop(_ server: Process) {
+        kill(server.processIdentifier, SIGKILL)
+        server.waitUntilExit()
+    }
+
     static func decision(_ daemon: DaemonProcess, _ value: String) throws -> String? {
         ((try api(daemon, "/v1/decisions?value=\(value)")["decisions"] as? [[String: Any]]) ?? []).first?["state"] as? String
     }
@@ -36,16 +52,9 @@ import Testing
             try ipsum.write(to: site.appendingPathComponent("ipsum.txt"), atomically: true, encoding: .utf8)
             try "# id,address,port\n1,77.90.185.40,443\n2,\"77.90.185.41\",80\n3,not-an-address,22\n".write(
                 to: site.appendingPathComponent("list.csv"), atomically: true, encoding: .utf8)
-            let port = try freePort()
-            let server = Process()
-            server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            server.arguments = [Self.fixtures + "/feed_server.py", site.path, String(port)]
-            try server.run()
-            defer {
-                kill(server.processIdentifier, SIGKILL)
-                server.waitUntilExit()
-            }
-            #expect(eventually(10) { (try? run("/usr/bin/curl", ["-sf", "-o", "/dev/null", "http://127.0.0.1:\(port)/list.csv"]))?.status == 0 })
+            let server = try Self.serve(site, probe: "list.csv")
+            defer { Self.stop(server.process) }
+            let port = server.port
             let (sandbox, daemon) = try Self.daemon(
                 feeds: """
                       - {name: ipsum, kind: text, url: "http://127.0.0.1:\(port)/ipsum.txt", interval: 1h, sync: true, exclude: '^77\\.239\\.', defaults: {source: ipsum, confidence: 60, tlp: clear, tags: [scanner], ttl: 24h}}
@@ -186,17 +195,9 @@ import Testing
                 try file.write(to: site.appendingPathComponent("\(event).json"), atomically: true, encoding: .utf8)
             }
             try publish(timestamp: 1_764_460_800, deleted: false)
-            let port = try freePort()
-            let server = Process()
-            server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            server.arguments = [Self.fixtures + "/feed_server.py", site.path, String(port)]
-            try server.run()
-            defer {
-                kill(server.processIdentifier, SIGKILL)
-                server.waitUntilExit()
-            }
-            #expect(
-                eventually(10) { (try? run("/usr/bin/curl", ["-sf", "-o", "/dev/null", "http://127.0.0.1:\(port)/manifest.json"]))?.status == 0 })
+            let server = try Self.serve(site, probe: "manifest.json")
+            defer { Self.stop(server.process) }
+            let port = server.port
             let (sandbox, daemon) = try Self.daemon(feeds: "  - {name: circl, kind: misp, url: \"http://127.0.0.1:\(port)/\"}\n")
             defer { _ = daemon.stop() }
             #expect(eventually(15) { (try? Self.feed(daemon, "circl"))?["last_success"] != nil })
