@@ -630,12 +630,7 @@ public struct Config: Sendable {
             reader.error(nameNode, "feed names are 1-64 letters, digits, '-', '_' or '.'")
             return nil
         }
-        if let components = URLComponents(string: url), ["http", "https"].contains(components.scheme), components.host?.isEmpty == false,
-            components.user == nil
-        {
-        } else {
-            reader.error(urlNode, "feeds.url must be an http:// or https:// URL without credentials (put them in auth)")
-        }
+        if !isHTTPURL(url) { reader.error(urlNode, "feeds.url must be an http:// or https:// URL without credentials (put them in auth)") }
         var feed = Feed(name: name, kind: kind, url: url)
         if kind == .taxii {
             if let n = f.required(.collection) { feed.collection = reader.string(n, "feeds.collection") }
@@ -855,6 +850,13 @@ public struct Config: Sendable {
         }
         guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
         return Listen(host: String(host), port: port)
+    }
+
+    /// An http:// or https:// URL with a host and no credentials (peers, feeds, notify webhooks).
+    static func isHTTPURL(_ text: String) -> Bool {
+        guard let components = URLComponents(string: text) else { return false }
+        return ["http", "https"].contains(components.scheme) && components.host?.isEmpty == false && components.user == nil
+            && components.password == nil
     }
 
     static func isName(_ text: String) -> Bool {

@@ -46,9 +46,11 @@ final class FeedService: Service, Sendable {
     func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                let states = (try? await store.feedStates()) ?? [:]
+                // No feeds configured (the common case): no read of their states each second.
+                let inForce = feeds()
+                let states = inForce.isEmpty ? [:] : (try? await store.feedStates()) ?? [:]
                 let at = now()
-                for feed in feeds() where Self.isDue(feed, states[feed.name], at: at) && begin(feed.name) {
+                for feed in inForce where Self.isDue(feed, states[feed.name], at: at) && begin(feed.name) {
                     group.addTask { _ = try? await self.pullNow(feed, alreadyRunning: true) }
                 }
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }

@@ -48,11 +48,7 @@ struct Bouncers: AsyncParsableCommand {
             let answer = try await api.client().call(.GET, "/v1/bouncers")
             guard case .array(let bouncers)? = answer["bouncers"] else { throw CLIError("unexpected answer") }
             if json {
-                for bouncer in bouncers {
-                    var w = JSONWriter()
-                    w.value(bouncer)
-                    print(w.string)
-                }
+                printJSONLines(bouncers)
                 return
             }
             var rows: [[String]] = []

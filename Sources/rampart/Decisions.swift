@@ -29,14 +29,9 @@ struct Decisions: AsyncParsableCommand {
                 let page = try await client.call(
                     .GET, "/v1/decisions?" + (parameters + (cursor.map { ["cursor=\($0)"] } ?? [])).joined(separator: "&"))
                 guard case .array(let decisions)? = page["decisions"] else { throw CLIError("unexpected answer") }
-                for decision in decisions {
-                    if json {
-                        var w = JSONWriter()
-                        w.value(decision)
-                        print(w.string)
-                    } else {
-                        rows.append(["id", "value", "direction", "expires_at", "state", "playbook", "reason"].map { decision[$0]?.text ?? "-" })
-                    }
+                if json { printJSONLines(decisions) }
+                for decision in decisions where !json {
+                    rows.append(["id", "value", "direction", "expires_at", "state", "playbook", "reason"].map { decision[$0]?.text ?? "-" })
                 }
                 if case .string(let next)? = page["next"] { cursor = next } else { cursor = nil }
             } while cursor != nil
@@ -101,6 +96,15 @@ extension JSONValue {
         case .null: "-"
         default: "…"
         }
+    }
+}
+
+/// Each value as one line of JSON (the commands' `--json`).
+func printJSONLines(_ values: [JSONValue]) {
+    for value in values {
+        var w = JSONWriter()
+        w.value(value)
+        print(w.string)
     }
 }
 

@@ -22,11 +22,7 @@ struct Feeds: AsyncParsableCommand {
             let answer = try await api.client().call(.GET, "/v1/feeds")
             guard case .array(let feeds)? = answer["feeds"] else { throw CLIError("unexpected answer") }
             if json {
-                for feed in feeds {
-                    var w = JSONWriter()
-                    w.value(feed)
-                    print(w.string)
-                }
+                printJSONLines(feeds)
                 return
             }
             printTable(header: Feeds.header, rows: feeds.map(Feeds.row))

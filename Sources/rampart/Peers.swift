@@ -18,11 +18,7 @@ struct Peers: AsyncParsableCommand {
             let answer = try await api.client().call(.GET, "/v1/peers")
             guard case .array(let peers)? = answer["peers"] else { throw CLIError("unexpected answer") }
             if json {
-                for peer in peers {
-                    var w = JSONWriter()
-                    w.value(peer)
-                    print(w.string)
-                }
+                printJSONLines(peers)
                 return
             }
             let columns = [

@@ -18,11 +18,7 @@ struct Rules: AsyncParsableCommand {
             let answer = try await api.client().call(.GET, "/v1/rules")
             guard case .array(let rules)? = answer["rules"] else { throw CLIError("unexpected answer") }
             if json {
-                for rule in rules {
-                    var w = JSONWriter()
-                    w.value(rule)
-                    print(w.string)
-                }
+                printJSONLines(rules)
                 return
             }
             let columns = ["format", "name", "rule_id", "version", "origin", "via", "playbook", "path", "item"]

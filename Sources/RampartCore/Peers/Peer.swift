@@ -149,11 +149,7 @@ extension Config {
             return nil
         }
         var peer = Peer(name: name, url: url)
-        if let components = URLComponents(string: url), ["http", "https"].contains(components.scheme), components.host?.isEmpty == false,
-            components.user == nil, components.password == nil
-        {
-            // fine
-        } else {
+        if !Config.isHTTPURL(url) {
             reader.error(
                 urlNode,
                 "\(path).url must be an http:// or https:// URL without credentials, such as https://rampart.cert-fr.example:8470/v1/peer/events")

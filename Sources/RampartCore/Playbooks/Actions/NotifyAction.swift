@@ -18,9 +18,9 @@ public struct NotifyAction: PlaybookAction {
         guard let notify = reader.fields(body, allowed: ["url", "template"], what: "\(path).notify") else { return nil }
         let url = notify.required("url").flatMap { n in
             reader.word(n, "\(path).notify.url") { (text) throws(ValueError) -> String in
-                guard let components = URLComponents(string: text), ["http", "https"].contains(components.scheme),
-                    components.host?.isEmpty == false, components.user == nil, components.password == nil
-                else { throw ValueError(.invalidField, "expected an http:// or https:// URL without credentials, found '\(text.preview)'") }
+                guard Config.isHTTPURL(text) else {
+                    throw ValueError(.invalidField, "expected an http:// or https:// URL without credentials, found '\(text.preview)'")
+                }
                 return text
             }
         }
