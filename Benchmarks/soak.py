@@ -8,7 +8,7 @@ squares, MiB per hour, after the first minute), file descriptors and WAL at most
 p99 of the nine steady peers, the flapping peer's lag at most, and that every steady peer holds
 every item A acknowledged.
 """
-import atexit, hashlib, json, os, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import atexit, hashlib, socket, json, os, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 binary, duration = sys.argv[1], int(sys.argv[2])
 work = tempfile.mkdtemp(prefix="rampart-soak-")
@@ -42,6 +42,10 @@ peers:
 
 
 def start(name):
+    port = int(open(f"{work}/{name}/rampart.yaml").read().split("listen: 127.0.0.1:")[1].split()[0])
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"port {port} is taken: is an earlier run still going?")
     process = subprocess.Popen([binary, "serve", "--config", f"{work}/{name}/rampart.yaml"], stdout=open(f"{work}/{name}.log", "a"),
                                stderr=subprocess.STDOUT)
     processes[name] = process

@@ -169,8 +169,8 @@ extension StoreTransaction {
     public mutating func markDelivered(peer: String, seqs: [Int64], webhookID: String, at now: Date) throws {
         guard !seqs.isEmpty else { return }
         try execute(
-            "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 WHERE seq IN (\(seqs.map(String.init).joined(separator: ",")))",
-            [now.milliseconds]
+            "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 WHERE seq IN (SELECT value FROM json_each(?))",
+            [now.milliseconds, Self.jsonArray(seqs)]
         )
         try audit(.peerDelivered, subject: peer, at: now) { w in
             w.field("webhook_id", webhookID)
@@ -182,15 +182,22 @@ extension StoreTransaction {
         }
     }
 
+    /// `seqs` as one JSON array argument: a statement whose text held the list would be prepared and
+    /// cached anew for every batch, and the statement cache would grow without bound.
+    static func jsonArray(_ seqs: [Int64]) -> String {
+        "[" + seqs.map(String.init).joined(separator: ",") + "]"
+    }
+
     /// A failed attempt: entries created before `deadBefore` go to the dead-letter state, the
     /// others stay pending. Returns how many were dead-lettered.
     @discardableResult
     public mutating func markFailed(peer: String, seqs: [Int64], error: String, deadBefore: Date, at now: Date) throws -> Int {
         guard !seqs.isEmpty else { return 0 }
-        let list = seqs.map(String.init).joined(separator: ",")
-        try execute("UPDATE outbox SET attempts = attempts + 1, error = ? WHERE seq IN (\(list))", [error])
+        let list = Self.jsonArray(seqs)
+        try execute("UPDATE outbox SET attempts = attempts + 1, error = ? WHERE seq IN (SELECT value FROM json_each(?))", [error, list])
         try execute(
-            "UPDATE outbox SET state = 'dead', done_at = ? WHERE seq IN (\(list)) AND created_at < ?", [now.milliseconds, deadBefore.milliseconds]
+            "UPDATE outbox SET state = 'dead', done_at = ? WHERE seq IN (SELECT value FROM json_each(?)) AND created_at < ?",
+            [now.milliseconds, list, deadBefore.milliseconds]
         )
         let dead = db.changesCount
         try audit(.peerDeliveryFailed, subject: peer, at: now) { w in
