@@ -11,19 +11,27 @@ extension StoreTransaction {
     ) throws {
         let incoming = version.date.milliseconds
         let key = Self.key(version.id)
+        defer { stixObject = nil }
         // A new object (the common case) takes its row at once; one seen before is read first.
         if !revoked, items.count == 1, case .accepted(let encoded, let matched, let recordSighting) = items[0] {
-            try execute(
-                "INSERT OR IGNORE INTO stix_object(key, id, via, version, modified, revoked, items, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
-                [key, version.id, context.via, incoming, version.modified, "[\"\(encoded.item.id)\"]", context.at.milliseconds])
-            if db.changesCount == 1 {
+            var binder = Binder(statements.insertSTIXObject)
+            binder.bind(blob: Array(key))
+            binder.bind(version.id)
+            binder.bind(context.via)
+            binder.bind(incoming)
+            binder.bind(version.modified)
+            binder.bind("[\"\(encoded.item.id)\"]")
+            binder.bind(context.at.milliseconds)
+            if try binder.step(db) == 1 {
+                stixObject = (version.id, db.lastInsertedRowID)
                 try accept(encoded, matched, recordSighting: recordSighting, context: context, outcomes: &outcomes)
                 outcomes.stixItems.append(encoded.item.id)
                 return
             }
         }
-        let stored = try Row.fetchOne(cached("SELECT via, version, modified, revoked, items FROM stix_object WHERE key = ?"), arguments: [key])
+        let stored = try Row.fetchOne(cached("SELECT rowid, via, version, modified, revoked, items FROM stix_object WHERE key = ?"), arguments: [key])
         if let stored {
+            stixObject = (version.id, stored["rowid"])
             let via: String = stored["via"]
             let modified: String = stored["modified"]
             let reason: String? =
@@ -78,7 +86,18 @@ extension StoreTransaction {
 }
 
 extension StoreTransaction {
-    /// The first 8 bytes of a STIX id's UUID, as an integer (`stix_export.object_key`).
+    /// The keys under which `stix_export` may hold the versions of the object `id` (its
+    /// `object_key`, a small index, so that TAXII finds an object's versions): the first 8 bytes
+    /// of its UUID and, for an object ingested as STIX, the rowid of its `stix_object` row, last.
+    /// An item of our own gets the first (its id, and so its UUID, grows with time), one from STIX
+    /// the second: its UUID is random, and a bulk bundle's export rows would each dirty a page of
+    /// the index (a third of the log a 100,000-object bundle wrote), where rowids grow at its end.
+    static func exportKeys(_ db: Database, object id: String) throws -> [Int64] {
+        let row = try Int64.fetchOne(db.cachedStatement(sql: "SELECT rowid FROM stix_object WHERE key = ?"), arguments: [key(id)])
+        return [objectKey(id)] + (row.map { [$0] } ?? [])
+    }
+
+    /// The first 8 bytes of a STIX id's UUID, as an integer.
     static func objectKey(_ id: String) -> Int64 {
         var key: UInt64 = 0
         _ = uuidBytes(id) { index, byte in
@@ -184,9 +203,11 @@ extension Store {
                 arguments += kinds.sorted() as [any DatabaseValueConvertible]
             }
             if let objects = query.objects {
-                let marks = objects.map { _ in "?" }.joined(separator: ",")
-                clauses.append("e.object_key IN (\(marks)) AND e.object IN (\(marks))")
-                arguments += objects.map { StoreTransaction.objectKey($0) } as [any DatabaseValueConvertible]
+                let keys = try objects.flatMap { try StoreTransaction.exportKeys(db, object: $0) }
+                clauses.append(
+                    "e.object_key IN (\(keys.map { _ in "?" }.joined(separator: ","))) AND e.object IN (\(objects.map { _ in "?" }.joined(separator: ",")))"
+                )
+                arguments += keys as [any DatabaseValueConvertible]
                 arguments += objects as [any DatabaseValueConvertible]
             }
             switch query.versions {

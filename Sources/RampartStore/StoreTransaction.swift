@@ -13,6 +13,9 @@ public struct StoreTransaction {
     private(set) var firewall: [FirewallChange] = []
     /// The item being ingested: what it causes goes into its entry.
     private var open: OpenItem?
+    /// The STIX object whose version is being applied, and its `stix_object` row: the key of
+    /// its items' export rows (`exportKeys`), known without reading it back.
+    var stixObject: (id: String, row: Int64)?
 
     init(db: Database, state: WriterState, statements: PreparedStatements) {
         self.db = db
@@ -131,7 +134,13 @@ public struct StoreTransaction {
         binder.bind(state.nextExportSeq(at: now))
         let object = STIX.objectID(of: item)
         binder.bind(object)
-        binder.bind(Self.objectKey(object))
+        if item.stix == nil {
+            binder.bind(Self.objectKey(object))
+        } else if let known = stixObject, known.id == object {
+            binder.bind(known.row)
+        } else {
+            binder.bind(try Self.exportKeys(db, object: object).last!)
+        }
         binder.bind(item.id)
         binder.bind(item.indicator?.kind.rawValue ?? "rule")
         binder.bind(Int64(TLP.allCases.firstIndex(of: tlp) ?? 4))
@@ -485,6 +494,7 @@ final class PreparedStatements {
     let insertAudit: Statement
     let insertItem: Statement
     let insertExport: Statement
+    let insertSTIXObject: Statement
     let insertDecision: Statement
     let extendDecision: Statement
     let corroborateDecision: Statement
@@ -495,6 +505,8 @@ final class PreparedStatements {
         insertItem = try db.makeStatement(sql: "INSERT OR IGNORE INTO item(id, audit_seq, via) VALUES (?, ?, ?)")
         insertExport = try db.makeStatement(
             sql: "INSERT INTO stix_export(seq, object, object_key, item, kind, tlp, version, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        insertSTIXObject = try db.makeStatement(
+            sql: "INSERT OR IGNORE INTO stix_object(key, id, via, version, modified, revoked, items, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?)")
         insertDecision = try db.makeStatement(
             sql: """
                 INSERT INTO decision(id, value, direction, created_at, expires_at, playbook, item, origin, reason, simulated, state, created_seq, change_seq)

@@ -14,6 +14,10 @@ import Testing
     }
 
     static func bundle(_ objects: String...) -> String {
+        bundle(objects)
+    }
+
+    static func bundle(_ objects: [String]) -> String {
         #"{"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", "objects": ["# + objects.joined(separator: ",") + "]}"
     }
 
@@ -111,6 +115,43 @@ import Testing
 
             let events = try await client.auditEvents().compactMap { $0["event"] as? String }
             #expect(events.filter { $0 == "decision.revoked" }.count == 2)
+        }
+    }
+
+    /// A TAXII collection serves every version of an object ingested as STIX under the object's
+    /// id, the latest (here its revocation) by default, however many other objects came between.
+    @Test func versionsAreServedUnderTheObjectID() async throws {
+        let collection = "365fed99-08fa-4dcd-a1b3-fb247eb41d01"
+        let yaml = "taxii:\n  collections:\n    - {id: \(collection), title: shared, read: [viewer], write: [feeder]}"
+        try await TestNode(extraYAML: yaml).run { client, _ in
+            let id = "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"
+            func post(_ objects: [String]) async throws {
+                let answer = try await client.call(
+                    .post, "/v1/indicators", as: "ingest", contentType: "application/stix+json", body: Self.bundle(objects))
+                #expect(answer.status == .accepted, "\(answer.json)")
+            }
+            try await post([Self.indicator("[ipv4-addr:value = '77.90.185.20']")])
+            // Others between the versions, so that the object's rows are not neighbours.
+            try await post(
+                (0..<20).map { n in
+                    Self.indicator(
+                        "[ipv4-addr:value = '77.90.186.\(n + 1)']",
+                        id: "indicator--\(String(format: "%08x", n * 0x0a3b_1c7d))-17d4-4cbf-938f-98ee46b3cd3f")
+                })
+            try await post([Self.indicator("[ipv4-addr:value = '77.90.185.21']", modified: "2026-01-03T00:00:00.000Z")])
+            try await post([Self.indicator("[ipv4-addr:value = '77.90.185.21']", modified: "2026-01-04T00:00:00.000Z", extra: #", "revoked": true"#)])
+            let base = "/taxii2/api/collections/\(collection)/objects/"
+            let versions = try await client.call(.get, base + id + "/versions/", as: "read")
+            // The revocation is a version of its own, made when it came.
+            let listed = versions["versions"] as? [String] ?? []
+            #expect(listed.prefix(2) == ["2026-01-02T00:00:00.000000Z", "2026-01-03T00:00:00.000000Z"] && listed.count == 3, "\(listed)")
+            let last = try await client.call(.get, base + id + "/", as: "read")
+            let objects = last["objects"] as? [[String: Any]] ?? []
+            #expect(objects.count == 1 && objects.first?["revoked"] as? Bool == true, "\(last.json)")
+            let all = try await client.call(.get, base + "?match[id]=\(id)&match[version]=all", as: "read")
+            #expect((all["objects"] as? [[String: Any]])?.compactMap { $0["pattern"] as? String }.filter { $0.contains("77.90.185.2") }.count == 3)
+            let everything = try await client.call(.get, base + "?limit=100", as: "read")
+            #expect((everything["objects"] as? [[String: Any]])?.count == 21)
         }
     }
 

@@ -310,6 +310,37 @@ struct StoreTests {
         await migrated.close()
     }
 
+    /// Export rows of objects ingested as STIX move to their `stix_object` row's key (migration
+    /// `v15-export-key`); those of items of our own keep theirs.
+    @Test func exportKeysAreMigrated() async throws {
+        let path = directory + "/v14.sqlite"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let old = try DatabaseQueue(path: path)
+        try Store.migrator.migrate(old, upTo: "v14-feeds")
+        let stix = "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"
+        let own = STIX.objectID(ofItem: "01a232f5-94cf-701c-85cb-59c81ef064f9")
+        try await old.write { db in
+            try db.execute(
+                sql:
+                    "INSERT INTO stix_object(rowid, key, id, via, version, modified, revoked, items, updated_at) VALUES (7, ?, ?, 'api:x', 1, 'm', 0, '[]', 1)",
+                arguments: [StoreTransaction.key(stix), stix])
+            for (seq, object) in [(1, stix), (2, own), (3, stix)] {
+                try db.execute(
+                    sql: "INSERT INTO stix_export(seq, object, object_key, item, kind, tlp, version, revoked) VALUES (?, ?, ?, 'i', 'ipv4', 1, 1, 0)",
+                    arguments: [seq, object, StoreTransaction.objectKey(object)])
+            }
+        }
+        try old.close()
+        let migrated = try Store(path: path)
+        let keys = try await migrated.pool.read { db in try Int64.fetchAll(db, sql: "SELECT object_key FROM stix_export ORDER BY seq") }
+        #expect(keys == [7, StoreTransaction.objectKey(own), 7])
+        let found = try await migrated.pool.read { db in
+            (try StoreTransaction.exportKeys(db, object: stix), try StoreTransaction.exportKeys(db, object: own))
+        }
+        #expect(found.0 == [StoreTransaction.objectKey(stix), 7] && found.1 == [StoreTransaction.objectKey(own)])
+        await migrated.close()
+    }
+
     /// Every batch a peer acknowledges or fails names other entries; the statements that mark them
     /// must not be prepared (and cached on the writer's connection) once per batch. The soak found
     /// the writer's statement cache growing by about 5 GB an hour at 500 items/s to 10 peers.
