@@ -189,6 +189,9 @@ public struct Config: Sendable {
         public var comment = "#"
         /// text and csv: values matching this are left out (MISP's `excluderegex`), matched in linear time.
         public var exclude: LinearRegex?
+        /// text and csv: the value is what this matches in the line (its first group, else the
+        /// whole match), in place of a column; lines it does not match are left out.
+        public var regex: LinearRegex?
 
         public var via: String { "feed:\(name)" }
     }
@@ -249,7 +252,8 @@ public struct Config: Sendable {
 
         /// The keys of `feeds`.
         public enum Feed: String, ConfigKey {
-            case name, kind, url, collection, interval, sync, defaults, auth, maxBytes = "max_bytes", timeout, column, delimiter, comment, exclude
+            case name, kind, url, collection, interval, sync, defaults, auth, maxBytes = "max_bytes", timeout, column, delimiter, comment, exclude,
+                regex
         }
 
         /// The keys of `feeds.defaults`.
@@ -684,6 +688,11 @@ public struct Config: Sendable {
             if (1...8).contains(text.utf8.count) { feed.comment = text } else { reader.error(n, "feeds.comment must be 1 to 8 characters") }
         }
         if let n = f[.exclude] { feed.exclude = reader.word(n, "feeds.exclude") { (text) throws(ValueError) in try LinearRegex(text) } }
+        if let n = f[.regex] {
+            feed.regex = reader.word(n, "feeds.regex") { (text) throws(ValueError) in try LinearRegex(text) }
+            if f[.column] != nil { reader.error(n, "feeds.regex takes the value from the whole line: give it or column, not both") }
+            if !(kind == .text || kind == .csv) { reader.error(n, "feeds.regex is for lists: kinds text and csv") }
+        }
         if let n = f[.delimiter], let text = reader.string(n, "feeds.delimiter") {
             let byte = text == "\\t" ? [UInt8(ascii: "\t")] : Array(text.utf8)
             if byte.count == 1 { feed.delimiter = byte[0] } else { reader.error(n, "feeds.delimiter must be one character (\\t for a tab)") }

@@ -184,12 +184,17 @@ final class FeedService: Service, Sendable {
         return Outcome(items: summary.ids.count)
     }
 
-    /// The value of a line of a list feed: its column (whitespace-separated for text, the
-    /// delimiter for CSV, quotes around a cell removed), nil for blank and comment lines and for
-    /// a value `exclude` matches.
+    /// The value of a line of a list feed: what `regex` matches in it, else its column
+    /// (whitespace-separated for text, the delimiter for CSV, quotes around a cell removed); nil
+    /// for blank and comment lines, a line `regex` does not match, and a value `exclude` matches.
     static func value(of raw: UnsafeBufferPointer<UInt8>, _ feed: Config.Feed) -> String? {
         let line = IngestParser.trimmed(raw)
         guard let first = line.first, !line.starts(with: feed.comment.utf8), !(feed.kind == .text && first == UInt8(ascii: ";")) else { return nil }
+        if let regex = feed.regex {
+            guard let found = regex.firstMatch(in: String(decoding: line, as: UTF8.self)), !found.isEmpty else { return nil }
+            let value = String(found)
+            return feed.exclude?.matches(value) == true ? nil : value
+        }
         var column = 1
         var start = 0
         var index = 0

@@ -52,6 +52,12 @@ import Testing
             try ipsum.write(to: site.appendingPathComponent("ipsum.txt"), atomically: true, encoding: .utf8)
             try "# id,address,port\n1,77.90.185.40,443\n2,\"77.90.185.41\",80\n3,not-an-address,22\n".write(
                 to: site.appendingPathComponent("list.csv"), atomically: true, encoding: .utf8)
+            try """
+            Dec  1 10:00:01 edge sshd[811]: Failed password for root from 77.90.185.60 port 52113 ssh2
+            Dec  1 10:00:02 edge sshd[811]: Connection closed by authenticating user root 77.90.185.61 port 52113
+            Dec  1 10:00:03 edge sshd[812]: Failed password for invalid user admin from 77.90.185.62 port 40022 ssh2
+
+            """.write(to: site.appendingPathComponent("sshd.txt"), atomically: true, encoding: .utf8)
             let server = try Self.serve(site, probe: "list.csv")
             defer { Self.stop(server.process) }
             let port = server.port
@@ -59,6 +65,7 @@ import Testing
                 feeds: """
                       - {name: ipsum, kind: text, url: "http://127.0.0.1:\(port)/ipsum.txt", interval: 1h, sync: true, exclude: '^77\\.239\\.', defaults: {source: ipsum, confidence: 60, tlp: clear, tags: [scanner], ttl: 24h}}
                       - {name: list, kind: csv, url: "http://127.0.0.1:\(port)/list.csv", column: 2}
+                      - {name: log, kind: text, url: "http://127.0.0.1:\(port)/sshd.txt", regex: 'Failed password for .* from (\\S+) port'}
                       - {name: gone, kind: text, url: "http://127.0.0.1:\(port)/missing.txt"}
                     """)
             defer { _ = daemon.stop() }
@@ -74,6 +81,10 @@ import Testing
             #expect(try Self.decision(daemon, "77.239.124.102") == nil, "excluded")
             #expect(try Self.decision(daemon, "77.90.185.20") == "active")
             #expect(try Self.decision(daemon, "77.90.185.41") == "active", "a quoted CSV cell")
+            // regex: the group's value of the lines it matches, and nothing of the others.
+            #expect(eventually(15) { (try? Self.feed(daemon, "log"))?["values"] as? Int == 2 }, "\((try? Self.feed(daemon, "log")) ?? [:])")
+            #expect(try Self.decision(daemon, "77.90.185.60") == "active" && Self.decision(daemon, "77.90.185.62") == "active")
+            #expect(try Self.decision(daemon, "77.90.185.61") == nil)
             // The audit names the CSV's bad value.
             let audit = try run("/usr/bin/curl", ["-s", "-H", "Authorization: Bearer \(Sandbox.adminToken)", daemon.url + "/v1/audit?limit=1000"])
             #expect(audit.stdout.contains("not-an-address"))
@@ -108,7 +119,7 @@ import Testing
             #expect(reloaded.status == 0, "\(reloaded.stdout)\(reloaded.stderr)")
             #expect(eventually(15) { (try? Self.feed(daemon, "again"))?["last_success"] != nil })
             let names = ((try Self.api(daemon, "/v1/feeds")["feeds"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String }
-            #expect(names == ["ipsum", "list", "again"], "\(names)")
+            #expect(names == ["ipsum", "list", "log", "again"], "\(names)")
         }
     }
 

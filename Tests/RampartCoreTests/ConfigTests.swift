@@ -107,6 +107,8 @@ import Testing
               - {name: c, kind: text, url: "ftp://x.example/", interval: 10s}
               - {name: d, kind: stix, url: "http://x.example/", sync: true, defaults: {confidence: 200}}
               - {name: d, kind: csv, url: "http://x.example/", delimiter: ";;"}
+              - {name: e, kind: text, url: "http://x.example/", regex: 'from (\\d+', column: 2}
+              - {name: f, kind: stix, url: "http://x.example/", regex: 'x'}
             taxii:
               collections:
                 - {id: not-a-uuid, title: t}
@@ -115,10 +117,13 @@ import Testing
         )
         // Each with its line: an unknown kind, a TAXII feed without its collection, a bad URL and
         // interval, sync on a bundle and a bad default, a duplicate name and delimiter, a bad id,
+        // a regex that does not compile and comes with a column, a regex on a bundle, a bad id,
         // an unknown reader.
-        #expect(Set(found.map(\.line)) == [5, 6, 7, 8, 9, 12, 13], "\(found)")
-        #expect(found.count == 10, "\(found)")
-        #expect(found.map(\.message).joined(separator: "\n").contains("feeds.sync is for full lists"))
+        #expect(Set(found.map(\.line)) == [5, 6, 7, 8, 9, 10, 11, 14, 15], "\(found)")
+        #expect(found.count == 13, "\(found)")
+        let messages = found.map(\.message).joined(separator: "\n")
+        #expect(messages.contains("feeds.sync is for full lists"))
+        #expect(messages.contains("feeds.regex: ") && messages.contains("not both") && messages.contains("feeds.regex is for lists"), "\(messages)")
     }
 
     @Test func retentionIsAtLeastADay() throws {

@@ -1,26 +1,30 @@
-/// The regular expressions of playbooks (`value: {regex: ...}`), matched in time linear in the
-/// value: a pattern compiles to a small program that runs every possible path at once (a Pike
-/// machine), so that no pattern and no value, however hostile, makes a match backtrack. A
-/// backtracking engine needs seconds for `(a+)+$` against 25 characters, and hours for `.*.*x`
-/// against a 4 KB URL, which any ingest key or peer could send.
+/// The regular expressions of playbooks (`value: {regex: ...}`) and feeds (`exclude`, `regex`),
+/// matched in time linear in the value: a pattern compiles to a small program that runs every
+/// possible path at once (a Pike machine), so that no pattern and no value, however hostile,
+/// makes a match backtrack. A backtracking engine needs seconds for `(a+)+$` against 25
+/// characters, and hours for `.*.*x` against a 4 KB URL, which any ingest key or peer could send.
 ///
 /// The syntax is the usual one minus what needs backtracking: literals and escapes (`\.`, `\d`
 /// and `\w` for ASCII digits and word characters, `\s` for any white space, their negations,
-/// `\t`, `\n`), `.`, classes (`[a-z0-9_-]`, `[^.]`), anchors
-/// `^` and `$`, groups `(...)` and `(?:...)`, alternation `|`, the quantifiers `*`, `+`, `?`,
-/// `{m}`, `{m,}`, `{m,n}` (lazy forms match the same values), and `(?i)` at the start for a
+/// `\t`, `\n`), `.`, classes (`[a-z0-9_-]`, `[^.]`), anchors `^` and `$`, groups `(...)` and
+/// `(?:...)`, alternation `|`, the quantifiers `*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}` and their
+/// lazy forms (possessive ones are read as greedy), and `(?i)` at the start for a
 /// case-insensitive match. Backreferences and lookaround are refused with a message.
+/// `firstMatch(in:)` gives what the first group (else the whole pattern) matched, leftmost first.
 public struct LinearRegex: Sendable {
     /// The most instructions a pattern may compile to (bounded repetitions are unrolled).
     static let maxProgram = 4_000
 
     private let program: [Instruction]
     private let caseInsensitive: Bool
+    /// Whether the pattern has a capturing group (the first one's bounds are saved).
+    public let hasGroup: Bool
 
     public init(_ pattern: String) throws(ValueError) {
         var parser = Parser(Array(pattern.unicodeScalars))
         let node = try parser.parse()
         caseInsensitive = parser.caseInsensitive
+        hasGroup = parser.groups > 0
         var compiler = Compiler()
         try compiler.emit(node)
         compiler.program.append(.accept)
@@ -52,6 +56,92 @@ public struct LinearRegex: Sendable {
         return false
     }
 
+    /// What the first capturing group matched in the leftmost match of the pattern in `text`
+    /// (the whole match when the pattern has no group), as in PCRE's leftmost-first order; nil
+    /// when the pattern does not match or the group took no part in the match.
+    public func firstMatch(in text: String) -> Substring? {
+        let original = Array(text.unicodeScalars)
+        // One scalar for each of the text's, so that positions are the text's own.
+        let scalars =
+            caseInsensitive
+            ? original.map { String($0).lowercased().unicodeScalars.count == 1 ? String($0).lowercased().unicodeScalars.first! : $0 } : original
+        var current: [(pc: Int, bounds: Bounds)] = []
+        var next: [(pc: Int, bounds: Bounds)] = []
+        var seen = ThreadList(count: program.count)
+        var found: Bounds?
+        for position in 0...scalars.count {
+            // A search: a new thread starts at every position until a match is found, after
+            // (below) every thread that started earlier.
+            if found == nil {
+                follow(0, Bounds(start: position), at: position, of: scalars, into: &current, seen: &seen)
+            }
+            if current.isEmpty {
+                // No thread alive: the match found stands, or one may start further on.
+                if found != nil { break }
+                seen.clear()
+                continue
+            }
+            next.removeAll(keepingCapacity: true)
+            seen.clear()
+            for (pc, bounds) in current {
+                if case .accept = program[pc] {
+                    // Threads after this one have lower priority: they are dropped.
+                    found = bounds
+                    found?.end = position
+                    break
+                }
+                if position < scalars.count, case .scalar(let set) = program[pc], set.contains(scalars[position], caseInsensitive: caseInsensitive) {
+                    follow(pc + 1, bounds, at: position + 1, of: scalars, into: &next, seen: &seen)
+                }
+            }
+            swap(&current, &next)
+        }
+        guard let found else { return nil }
+        let range = hasGroup ? found.group : found.start..<found.end
+        guard let range else { return nil }
+        let view = text.unicodeScalars
+        let lower = view.index(view.startIndex, offsetBy: range.lowerBound)
+        let upper = view.index(lower, offsetBy: range.count)
+        return text[lower..<upper]
+    }
+
+    /// Where a thread of `firstMatch` started and what its group has matched.
+    private struct Bounds {
+        var start: Int
+        var end = 0
+        var groupStart: Int?
+        var group: Range<Int>?
+    }
+
+    /// `firstMatch`'s `add`: follows jumps, splits (first branch first), anchors and saves from
+    /// `pc`, appending the reading and accepting threads reached to `list` in priority order.
+    private func follow(
+        _ pc: Int, _ bounds: Bounds, at position: Int, of scalars: [Unicode.Scalar], into list: inout [(pc: Int, bounds: Bounds)],
+        seen: inout ThreadList
+    ) {
+        var stack = [(pc, bounds)]
+        while let (pc, bounds) = stack.popLast() {
+            guard seen.insert(pc) else { continue }
+            switch program[pc] {
+            case .accept, .scalar: list.append((pc, bounds))
+            case .jump(let target): stack.append((target, bounds))
+            case .split(let first, let second):
+                stack.append((second, bounds))
+                stack.append((first, bounds))
+            case .lineStart: if position == 0 { stack.append((pc + 1, bounds)) }
+            case .lineEnd: if position == scalars.count { stack.append((pc + 1, bounds)) }
+            case .groupStart:
+                var saved = bounds
+                saved.groupStart = position
+                stack.append((pc + 1, saved))
+            case .groupEnd:
+                var saved = bounds
+                saved.group = (bounds.groupStart ?? position)..<position
+                stack.append((pc + 1, saved))
+            }
+        }
+    }
+
     /// Adds the thread at `pc` and everything it reaches without reading; true when one accepts.
     private func add(_ pc: Int, at position: Int, of scalars: [Unicode.Scalar], to list: inout ThreadList, stack: inout [Int]) -> Bool {
         stack.removeAll(keepingCapacity: true)
@@ -67,6 +157,7 @@ public struct LinearRegex: Sendable {
                 stack.append(first)
             case .lineStart: if position == 0 { stack.append(pc + 1) }
             case .lineEnd: if position == scalars.count { stack.append(pc + 1) }
+            case .groupStart, .groupEnd: stack.append(pc + 1)
             }
         }
         return false
@@ -78,6 +169,9 @@ public struct LinearRegex: Sendable {
         case jump(Int)
         case lineStart
         case lineEnd
+        /// The bounds of the first capturing group (for `firstMatch`).
+        case groupStart
+        case groupEnd
         case accept
     }
 
@@ -141,13 +235,18 @@ public struct LinearRegex: Sendable {
         case lineEnd
         case sequence([Node])
         case either([Node])
-        case repeated(Node, min: Int, max: Int?)
+        /// `lazy`: fewer repetitions first (`*?`), which only `firstMatch` tells apart.
+        case repeated(Node, min: Int, max: Int?, lazy: Bool)
+        /// The first capturing group.
+        case group(Node)
     }
 
     private struct Parser {
         let pattern: [Unicode.Scalar]
         var index = 0
         var caseInsensitive = false
+        /// Capturing groups seen so far.
+        var groups = 0
 
         init(_ pattern: [Unicode.Scalar]) {
             self.pattern = pattern
@@ -187,9 +286,10 @@ public struct LinearRegex: Sendable {
                     guard let (min, max) = try repetition() else { break }
                     if case .lineStart = atom { throw fail("an anchor cannot be repeated") }
                     if case .lineEnd = atom { throw fail("an anchor cannot be repeated") }
-                    atom = .repeated(atom, min: min, max: max)
-                    // Lazy and possessive forms: for a yes-or-no match, the same as greedy.
+                    // A possessive form is read as greedy.
+                    let lazy = peek == "?"
                     if peek == "?" || peek == "+" { index += 1 }
+                    atom = .repeated(atom, min: min, max: max, lazy: lazy)
                 }
                 items.append(atom)
             }
@@ -232,16 +332,20 @@ public struct LinearRegex: Sendable {
             case "[": return .scalars(try characterClass())
             case "\\": return .scalars(try escape())
             case "(":
+                var first = false
                 if peek == "?" {
                     guard index + 1 < pattern.count, pattern[index + 1] == ":" else {
                         throw fail("lookaround, named groups and inline flags other than a leading (?i) are not supported")
                     }
                     index += 2
+                } else {
+                    groups += 1
+                    first = groups == 1
                 }
                 let inner = try alternation()
                 guard peek == ")" else { throw fail("a group is not closed") }
                 index += 1
-                return inner
+                return first ? .group(inner) : inner
             case "*", "+", "?": throw fail("'\(scalar)' at \(index) repeats nothing")
             default: return .scalars(.single(scalar))
             }
@@ -325,6 +429,10 @@ public struct LinearRegex: Sendable {
             case .lineStart: program.append(.lineStart)
             case .lineEnd: program.append(.lineEnd)
             case .sequence(let items): for item in items { try emit(item) }
+            case .group(let inner):
+                program.append(.groupStart)
+                try emit(inner)
+                program.append(.groupEnd)
             case .either(let branches):
                 var jumps: [Int] = []
                 for (offset, branch) in branches.enumerated() {
@@ -340,7 +448,9 @@ public struct LinearRegex: Sendable {
                     }
                 }
                 for jump in jumps { program[jump] = .jump(program.count) }
-            case .repeated(let inner, let min, let max):
+            case .repeated(let inner, let min, let max, let lazy):
+                // A split tries its first target first: one more repetition, or (lazy) one fewer.
+                func split(_ more: Int, _ done: Int) -> Instruction { lazy ? .split(done, more) : .split(more, done) }
                 for _ in 0..<min { try emit(inner) }
                 if let max {
                     // Each optional copy may be skipped.
@@ -350,13 +460,13 @@ public struct LinearRegex: Sendable {
                         program.append(.split(program.count + 1, 0))
                         try emit(inner)
                     }
-                    for split in splits { program[split] = .split(split + 1, program.count) }
+                    for at in splits { program[at] = split(at + 1, program.count) }
                 } else {
                     let loop = program.count
                     program.append(.split(loop + 1, 0))
                     try emit(inner)
                     program.append(.jump(loop))
-                    program[loop] = .split(loop + 1, program.count)
+                    program[loop] = split(loop + 1, program.count)
                 }
             }
         }
