@@ -21,7 +21,13 @@ import Testing
     }
 
     static func body() throws {
-        let sandbox = try Sandbox(extra: "safety: {never_block: [203.0.113.0/24]}")
+        let sandbox = try Sandbox(
+            extra: """
+                safety: {never_block: [203.0.113.0/24]}
+                taxii:
+                  collections:
+                    - {id: 365fed99-08fa-4dcd-a1b3-fb247eb41d01, title: shared, read: [ops], write: [ops]}
+                """)
         let daemon = try DaemonProcess(sandbox)
         defer { _ = daemon.stop() }
         let examples = ProcessInfo.processInfo.environment["SCHEMATHESIS_EXAMPLES"] ?? "30"

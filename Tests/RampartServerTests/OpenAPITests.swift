@@ -27,7 +27,8 @@ import Testing
     @Test func everyRouteIsDescribedAndEveryOperationAnswers() async throws {
         let described = try Self.described()
         #expect(described.count > 20)
-        let node = try TestNode()
+        // With a TAXII collection, so that the TAXII routes are registered too.
+        let node = try TestNode(extraYAML: "taxii:\n  collections:\n    - {id: 365fed99-08fa-4dcd-a1b3-fb247eb41d01, title: shared, read: [ops]}")
         try await node.run { client, parts in
             #expect(
                 Set(parts.routes) == described,
