@@ -197,11 +197,12 @@ public struct Config: Sendable {
     }
 
     /// How long what no longer matters is kept (`retention`): ended decisions and allow entries,
-    /// and outbox entries that were delivered, refused or withheld. The audit log keeps every
-    /// event whatever is pruned.
+    /// outbox entries that were delivered, refused or withheld, and the status of each TAXII
+    /// add-objects request. The audit log keeps every event whatever is pruned.
     public struct Retention: Sendable {
         public var decisions: Duration = .seconds(30 * 86_400)
         public var outbox: Duration = .seconds(30 * 86_400)
+        public var taxiiStatus: Duration = .seconds(7 * 86_400)
     }
 
     /// Where the configuration was read from.
@@ -289,6 +290,7 @@ public struct Config: Sendable {
         /// The keys of `retention`.
         public enum Retention: String, ConfigKey {
             case decisions, outbox
+            case taxiiStatus = "taxii_status"
         }
 
         /// The keys of `crowdsec`.
@@ -572,6 +574,7 @@ public struct Config: Sendable {
                 switch key {
                 case .decisions: config.retention.decisions = kept
                 case .outbox: config.retention.outbox = kept
+                case .taxiiStatus: config.retention.taxiiStatus = kept
                 }
             }
         }

@@ -92,8 +92,10 @@ public enum Daemon {
         let feeds = FeedService(pipeline: pipeline, store: store, metrics: metrics, logger: logger, now: now, feeds: { reloader.inForce.feeds })
         FeedRoutes(service: feeds, store: store, feeds: { reloader.inForce.feeds }).register(on: router)
         if let taxii = config.taxii {
-            TAXIIRoutes(taxii: taxii, keys: config.apiKeys, pipeline: pipeline, store: store, bodies: bodies, nodeID: config.node.id, now: now)
-                .register(on: router)
+            TAXIIRoutes(
+                taxii: taxii, keys: config.apiKeys, pipeline: pipeline, store: store, bodies: bodies, nodeID: config.node.id,
+                statusKept: config.retention.taxiiStatus, now: now
+            ).register(on: router)
         }
 
         var services: [any Service] = [

@@ -45,11 +45,14 @@ struct ExpiryService: Service {
         var total = 0
         while true {
             let at = now()
-            let (decisions, outbox) = (
+            let (decisions, outbox, statuses) = (
                 at.addingTimeInterval(-Double(retention.decisions.milliseconds) / 1000),
-                at.addingTimeInterval(-Double(retention.outbox.milliseconds) / 1000)
+                at.addingTimeInterval(-Double(retention.outbox.milliseconds) / 1000),
+                at.addingTimeInterval(-Double(retention.taxiiStatus.milliseconds) / 1000)
             )
-            let pruned = try await store.write { tx in try tx.prune(decisionsBefore: decisions, outboxBefore: outbox) }
+            let pruned = try await store.write { tx in
+                try tx.prune(decisionsBefore: decisions, outboxBefore: outbox, taxiiStatusesBefore: statuses)
+            }
             total += pruned
             if pruned < 10_000 { break }
         }

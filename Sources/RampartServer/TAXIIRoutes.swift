@@ -17,6 +17,8 @@ struct TAXIIRoutes {
     let store: Store
     let bodies: BodyReceiver
     let nodeID: String
+    /// How long a request's status is kept (`retention.taxii_status`).
+    let statusKept: Duration
     let now: @Sendable () -> Date
 
     static let root = "/taxii2/api/"
@@ -411,7 +413,8 @@ struct TAXIIRoutes {
         try Self.checkAccept(request)
         let id = try context.parameters.require("status")
         guard let status = try await store.taxiiStatus(id: id), status.via == "api:\(key.name)" || key.roles.contains(.admin) else {
-            throw Problem.notFound("no status \(id.preview) here (statuses are kept \(Int(Store.taxiiStatusKept / 86_400)) days)")
+            throw Problem.notFound(
+                "no status \(id.preview) here (statuses are kept \(statusKept.milliseconds / 3_600_000) hours: retention.taxii_status)")
         }
         return Response(status: .ok, headers: [.contentType: Self.mediaType], body: .init(byteBuffer: ByteBuffer(string: status.body)))
     }

@@ -6,9 +6,11 @@ extension StoreTransaction {
     /// Deletes, at most `limit` of each, decisions and allow entries that ended before `decisionsBefore`,
     /// and outbox entries delivered, refused or withheld before `outboxBefore` whose item has no
     /// decision in force (a revocation of that item must still reach the peers that got it).
-    /// Pending and dead-lettered entries stay. The audit log keeps every event about them.
+    /// Pending and dead-lettered entries stay. The audit log keeps every event about them. Also
+    /// the statuses of TAXII add-objects requests made before `taxiiStatusesBefore`.
     /// Returns how many rows went.
-    public mutating func prune(decisionsBefore: Date, outboxBefore: Date, limit: Int = 10_000) throws -> Int {
+    public mutating func prune(decisionsBefore: Date, outboxBefore: Date, taxiiStatusesBefore: Date = .distantPast, limit: Int = 10_000) throws -> Int
+    {
         try execute(
             """
             DELETE FROM decision WHERE id IN (
@@ -24,6 +26,10 @@ extension StoreTransaction {
                     AND NOT EXISTS (SELECT 1 FROM decision WHERE decision.item = outbox.item AND decision.state = 'active')
                 LIMIT ?)
             """, [outboxBefore.milliseconds, limit])
+        pruned += db.changesCount
+        try execute(
+            "DELETE FROM taxii_status WHERE id IN (SELECT id FROM taxii_status WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+            [taxiiStatusesBefore.milliseconds, limit])
         pruned += db.changesCount
         return pruned
     }

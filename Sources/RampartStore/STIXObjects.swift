@@ -264,16 +264,12 @@ extension Store {
 }
 
 extension Store {
-    /// How long the status of a TAXII add-objects request is kept.
-    public static let taxiiStatusKept: TimeInterval = 7 * 86_400
-
-    /// Keeps the status resource of a TAXII add-objects request (its JSON), forgetting those past `taxiiStatusKept`.
+    /// Keeps the status resource of a TAXII add-objects request (its JSON), until `retention.taxii_status` has passed.
     public func saveTAXIIStatus(id: String, via: String, body: [UInt8], at now: Date) async throws {
         try await write { tx in
             try tx.execute(
                 "INSERT INTO taxii_status(id, via, created_at, body) VALUES (?, ?, ?, ?)",
                 [id, via, now.milliseconds, String(decoding: body, as: UTF8.self)])
-            try tx.execute("DELETE FROM taxii_status WHERE created_at < ?", [now.addingTimeInterval(-Store.taxiiStatusKept).milliseconds])
         }
     }
 

@@ -203,11 +203,17 @@ struct RetentionTests {
         let sent = try await store.pendingOutbox(peer: "b", limit: 10).filter { $0.item != "pending" }.map(\.seq)
         _ = try await store.write { tx in try tx.markDelivered(peer: "b", seqs: sent, webhookID: "msg_1", at: now.addingTimeInterval(1)) }
         let later = now.addingTimeInterval(45 * day)
+        try await store.saveTAXIIStatus(id: "old-status", via: "api:x", body: Array("{}".utf8), at: later.addingTimeInterval(-8 * day))
+        try await store.saveTAXIIStatus(id: "new-status", via: "api:x", body: Array("{}".utf8), at: later.addingTimeInterval(-6 * day))
         let pruned = try await store.write { tx in
             _ = try tx.expire(now: later)
-            return try tx.prune(decisionsBefore: later.addingTimeInterval(-30 * day), outboxBefore: later.addingTimeInterval(-30 * day))
+            return try tx.prune(
+                decisionsBefore: later.addingTimeInterval(-30 * day), outboxBefore: later.addingTimeInterval(-30 * day),
+                taxiiStatusesBefore: later.addingTimeInterval(-7 * day))
         }
-        #expect(pruned == 3, "the old decision, and the outbox entries of old and recent (whose decisions are not in force)")
+        #expect(pruned == 4, "the old decision, the outbox entries of old and recent (whose decisions are not in force), the old status")
+        #expect(try await store.taxiiStatus(id: "old-status") == nil)
+        #expect(try await store.taxiiStatus(id: "new-status") != nil)
         let values = try await store.decisions(Store.DecisionFilter(), now: later).map(\.target.description)
         #expect(values.sorted() == ["77.90.185.2", "77.90.185.3"])
         let outbox = try await store.pool.read { db in try String.fetchAll(db, sql: "SELECT item FROM outbox ORDER BY seq") }
