@@ -135,10 +135,23 @@ while time.time() - started < duration:
 stop.set()
 for t in threads:
     t.join()
-# Let the steady peers drain, then count what each holds.
-time.sleep(5)
 if processes[names[-1]].poll() is not None:
     start(names[-1])
+
+
+def held_by(name):
+    db = sqlite3.connect(f"file:{work}/{name}/state/rampart.sqlite?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM item").fetchone()[0]
+    finally:
+        db.close()
+
+
+# Let the steady peers drain (up to a minute), then count what each holds.
+for _ in range(60):
+    if all(held_by(name) >= acknowledged[0] for name in names[:-1]):
+        break
+    time.sleep(1)
 
 steady = [s for s in samples if s[0] >= 60] or samples
 xs, ys = [s[0] for s in steady], [s[1] for s in steady]
@@ -147,13 +160,10 @@ slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / max(1e-9, sum
 lags = sorted(s[4].get(n, 0) for s in samples for n in names[:-1])
 p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 flapping = max(s[4].get(names[-1], 0) for s in samples)
-held = []
-for name in names[:-1]:
-    db = sqlite3.connect(f"file:{work}/{name}/state/rampart.sqlite?mode=ro", uri=True)
-    held.append(db.execute("SELECT count(*) FROM item").fetchone()[0])
-    db.close()
+held = [held_by(name) for name in names[:-1]]
 print(f"soak {duration} s, 500 items/s to A, 10 peers (p10 flapping 30 s up / 30 s down): {acknowledged[0]} items acknowledged")
 print(f"  A's RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MiB, slope {slope:+.1f} MiB/h (least squares after the first minute)")
 print(f"  A's open file descriptors {min(s[2] for s in samples)}-{max(s[2] for s in samples)}; WAL at most {max(s[3] for s in samples):.1f} MiB")
 print(f"  outbox lag (oldest undelivered) of the 9 steady peers: p99 {p99} s; the flapping peer's at most {flapping} s")
 print(f"  items held by each steady peer: min {min(held)}, max {max(held)} (of {acknowledged[0]})")
+sys.exit(0 if min(held) == max(held) == acknowledged[0] > 0 else 1)
