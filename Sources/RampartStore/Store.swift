@@ -409,7 +409,7 @@ public final class Store: Sendable {
                     CREATE TABLE stix_export (
                         seq INTEGER PRIMARY KEY,
                         object TEXT NOT NULL,         -- the STIX id it is served under
-                        object_key INTEGER NOT NULL,  -- StoreTransaction.exportKey (v15): a small index
+                        object_key INTEGER NOT NULL,  -- StoreTransaction.exportKeys (v15): a small index
                         item TEXT NOT NULL,
                         kind TEXT NOT NULL,           -- the indicator's kind, or 'rule'
                         tlp INTEGER NOT NULL,         -- 0 clear, 1 green, 2 amber, 3 amber+strict
@@ -459,7 +459,7 @@ public final class Store: Sendable {
         }
         migrator.registerMigration("v15-export-key") { db in
             // The exported versions of an object ingested as STIX are found by its stix_object row
-            // (StoreTransaction.exportKey), no longer by the first bytes of its random UUID.
+            // (StoreTransaction.exportKeys), no longer by the first bytes of its random UUID.
             let objects = try Row.fetchAll(db, sql: "SELECT rowid, id FROM stix_object")
             for object in objects {
                 let id: String = object[1]

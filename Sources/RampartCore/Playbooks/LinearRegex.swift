@@ -64,7 +64,10 @@ public struct LinearRegex: Sendable {
         // One scalar for each of the text's, so that positions are the text's own.
         let scalars =
             caseInsensitive
-            ? original.map { String($0).lowercased().unicodeScalars.count == 1 ? String($0).lowercased().unicodeScalars.first! : $0 } : original
+            ? original.map { scalar in
+                let lower = String(scalar).lowercased().unicodeScalars
+                return lower.count == 1 ? lower.first! : scalar
+            } : original
         var current: [(pc: Int, bounds: Bounds)] = []
         var next: [(pc: Int, bounds: Bounds)] = []
         var seen = ThreadList(count: program.count)
