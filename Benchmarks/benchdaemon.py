@@ -50,10 +50,10 @@ def call(token, method, path, body=None, content_type="application/json"):
         return answer.status, answer.read()
 
 
-def start_daemon(binary, work, token, extra="", fresh=True):
+def start_daemon(binary, work, token, extra="", fresh=True, http=""):
     """`rampart serve` on 127.0.0.1:8475 from a configuration of its own in `work` (dry-run
-    firewall, one API key with every role for `token`, big bodies allowed, `extra` YAML added),
-    once ready; `fresh`: its state directory emptied first."""
+    firewall, one API key with every role for `token`, big bodies allowed and `http` settings
+    added to them, `extra` YAML added), once ready; `fresh`: its state directory emptied first."""
     import hashlib, os, shutil, subprocess
     if fresh:
         shutil.rmtree(f"{work}/state", ignore_errors=True)
@@ -65,7 +65,7 @@ state_dir: state
 playbooks: playbooks
 firewall: {{backend: dry-run}}
 safety: {{max_active_blocks: 5000000}}
-http: {{max_items: 2000000, max_body: 256MiB}}
+http: {{max_items: 2000000, max_body: 256MiB{", " + http if http else ""}}}
 api_keys:
   - {{name: bench, roles: [ingest, read, admin], token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"}}
 log: {{level: warning}}
