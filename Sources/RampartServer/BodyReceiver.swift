@@ -8,11 +8,13 @@ struct BodyReceiver: Sendable {
     let maxBytes: Int
     let timeout: Duration
 
-    func receive(_ request: Request, upTo limit: Int? = nil) async throws -> ByteBuffer {
+    func receive(_ request: Request, _ context: RampartRequestContext, upTo limit: Int? = nil) async throws -> ByteBuffer {
         let limit = min(limit ?? maxBytes, maxBytes)
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
             throw Problem(.contentTooLarge, code: "body_too_large", detail: "the body has \(length) bytes; this endpoint takes at most \(limit)")
         }
+        // A client that asked (Expect: 100-continue) sends the body now.
+        context.channel.triggerUserOutboundEvent(ExpectContinueHandler.SendContinue(), promise: nil)
         let deadline = ContinuousClock.now + timeout
         var received = ByteBuffer()
         for try await part in request.body {

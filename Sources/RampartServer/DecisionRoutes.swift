@@ -73,7 +73,7 @@ struct DecisionRoutes {
 
     func add(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
         let key = try context.require(.admin)
-        let body = try await bodies.receive(request, upTo: 64 << 10)
+        let body = try await bodies.receive(request, context, upTo: 64 << 10)
         let blockRequest: BlockRequest
         do {
             blockRequest = try DecisionRoutes.parseManualBlock(JSONValue.parse(body.readableBytesView), by: key.name, origin: nodeID)

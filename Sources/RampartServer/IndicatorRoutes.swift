@@ -22,7 +22,7 @@ struct IndicatorRoutes {
         } catch {
             throw Problem.badRequest("invalid_parameter", error.message)
         }
-        let body = try await bodies.receive(request)
+        let body = try await bodies.receive(request, context)
         let idempotency = try request.headers[HTTPField.Name("Idempotency-Key")!].map { header in
             guard (1...255).contains(header.utf8.count), header.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
                 throw Problem.badRequest("invalid_parameter", "Idempotency-Key must be 1 to 255 visible ASCII characters")

@@ -143,7 +143,7 @@ struct OpenC2Routes {
             return answer(
                 400, "Content-Type must be application/openc2+json;version=1.0, application/openc2-cmd+json;version=1.0 or application/json")
         }
-        let body = try await bodies.receive(request, upTo: 64 << 10)
+        let body = try await bodies.receive(request, context, upTo: 64 << 10)
         let json: JSONValue
         do { json = try JSONValue.parse(body.readableBytesView, maxDepth: 16) } catch { return answer(400, "invalid JSON: \(error.message)") }
         var commandJSON = json

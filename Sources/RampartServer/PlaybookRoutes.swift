@@ -61,7 +61,7 @@ struct PlaybookRoutes {
     func test(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
         let key = try context.require(.read)
         let via = request.uri.queryParameters["via"].map(String.init) ?? "api:\(key.name)"
-        let body = try await bodies.receive(request, upTo: 1 << 20)
+        let body = try await bodies.receive(request, context, upTo: 1 << 20)
         let inForce = pipeline.current
         let at = now()
         let planning = pipeline.planning(inForce, at: at)

@@ -9,10 +9,13 @@ public struct RampartRequestContext: RequestContext, RemoteAddressRequestContext
     public var apiKey: Config.APIKey?
     /// Where the connection comes from.
     public let remoteAddress: SocketAddress?
+    /// The request's connection (for `100 Continue`, `BodyReceiver`).
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 
     /// Throws 403 unless the caller's key has `role`.

@@ -59,7 +59,7 @@ struct RuleRoutes {
             )
         }
         let maxBytes = pipeline.limits.maxRuleBytes
-        let body = try await bodies.receive(request, upTo: maxBytes)
+        let body = try await bodies.receive(request, context, upTo: maxBytes)
         guard let content = String(validating: body.readableBytesView, as: UTF8.self) else {
             throw Problem.badRequest("invalid_body", "the rule is not UTF-8 text")
         }

@@ -347,7 +347,7 @@ struct TAXIIRoutes {
                 .unsupportedMediaType, code: "unsupported_media_type",
                 detail: "send a TAXII envelope as Content-Type: application/taxii+json;version=2.1")
         }
-        let body = try await bodies.receive(request)
+        let body = try await bodies.receive(request, context)
         let requested = now()
         // Each object's id and version, for the status (the pipeline reads the objects again).
         let envelope: [JSONValue]

@@ -44,6 +44,42 @@ import Testing
         #expect(fine.stdout == "200")
     }
 
+    /// `Expect: 100-continue` gets 100 only when the route reads the body: a request refused from
+    /// its headers gets the refusal at once (the issue: an unsigned 16 MiB body to
+    /// /v1/peer/events was invited with 100 first).
+    @Test func continueOnlyWhenTheBodyIsWanted() throws {
+        let sandbox = try Sandbox()
+        let daemon = try DaemonProcess(sandbox)
+        defer { _ = daemon.stop() }
+        let out = try run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import socket
+                def ask(head, body=b""):
+                    s = socket.create_connection(("127.0.0.1", \(daemon.port)))
+                    s.settimeout(5)
+                    s.sendall(head)
+                    first = s.recv(4096).split(b"\\r\\n")[0].decode()
+                    final = ""
+                    if body:
+                        s.sendall(body)
+                        final = s.recv(4096).split(b"\\r\\n")[0].decode()
+                    s.close()
+                    return first, final
+                print(ask(b"POST /v1/peer/events HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/json\\r\\n"
+                          b"Content-Length: 16777216\\r\\nExpect: 100-continue\\r\\n\\r\\n"))
+                print(ask(b"POST /v1/indicators HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer \(Sandbox.adminToken)\\r\\n"
+                          b"Content-Type: text/plain\\r\\nContent-Length: 13\\r\\nExpect: 100-continue\\r\\n\\r\\n", b"77.90.185.20\\n"))
+                """,
+            ]
+        )
+        let lines = out.stdout.split(separator: "\n")
+        #expect(lines.first == "('HTTP/1.1 401 Unauthorized', '')", "\(out.stdout)\(out.stderr)")
+        #expect(lines.dropFirst().first == "('HTTP/1.1 100 Continue', 'HTTP/1.1 202 Accepted')", "\(out.stdout)\(out.stderr)")
+    }
+
     /// Idle connections past http.max_connections are closed as soon as they are accepted: they
     /// cannot use up the daemon's descriptors, and once they go, everything works as before.
     @Test func connectionsPastTheCapAreClosedAtOnce() throws {

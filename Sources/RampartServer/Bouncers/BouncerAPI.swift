@@ -269,7 +269,7 @@ struct BouncerAPI: Sendable {
     /// unit, for `GET /v1/bouncers`; 201 as CrowdSec answers.
     func usageMetrics(_ request: Request, _ context: RampartRequestContext) async throws -> Response {
         let bouncer = try authenticate(request)
-        var body = try await bodies.receive(request, upTo: 1 << 20)
+        var body = try await bodies.receive(request, context, upTo: 1 << 20)
         if let encoding = request.headers[.contentEncoding]?.lowercased(), encoding != "identity" {
             guard encoding == "gzip" else {
                 throw BouncerError(.unsupportedMediaType, "Content-Encoding \(encoding) is not supported; send gzip or none")

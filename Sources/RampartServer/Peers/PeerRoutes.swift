@@ -80,7 +80,7 @@ struct PeerRoutes {
         let peer: Peer
         do {
             defer { unverified.leave(address) }
-            body = Array(try await bodies.receive(request).readableBytesView)
+            body = Array(try await bodies.receive(request, context).readableBytesView)
             do throws(WebhookSignature.Failure) {
                 peer = try PeerRoutes.sender(of: body, id: id, timestamp: timestamp, signature: signature, peers: pipeline.peers, now: at)
             } catch {
