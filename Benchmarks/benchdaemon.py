@@ -74,3 +74,79 @@ log: {{level: warning}}
                               stderr=subprocess.STDOUT)
     wait_ready(daemon, work)
     return daemon
+
+
+class Nodes:
+    """The Rampart nodes of a benchmark: each with its directory `work/NAME`, a loopback port, a
+    signing key of its own, a dry-run firewall and an API key with every role for `token`;
+    killed when the script exits."""
+
+    def __init__(self, binary, work, token):
+        import atexit
+        self.binary, self.work, self.token = binary, work, token
+        self.processes, self.ports = {}, {}
+        atexit.register(lambda: [p.kill() for p in self.processes.values()])
+
+    def keygen(self, name):
+        """Makes the node's signing key; returns its public key."""
+        import subprocess
+        out = subprocess.run([self.binary, "keygen", "--out", f"{self.work}/{name}.key"], capture_output=True, text=True, check=True).stdout
+        return out.strip().split()[-1]
+
+    def configure(self, name, port, peers, playbook):
+        """Writes the node's configuration: `peers` are its `peers:` lines, `playbook` its one playbook."""
+        import hashlib, os
+        self.ports[name] = port
+        os.makedirs(f"{self.work}/{name}/playbooks", exist_ok=True)
+        open(f"{self.work}/{name}/playbooks/p.yaml", "w").write(playbook)
+        open(f"{self.work}/{name}/rampart.yaml", "w").write(f"""node: {{id: {name}}}
+listen: 127.0.0.1:{port}
+state_dir: state
+playbooks: playbooks
+firewall: {{backend: dry-run}}
+safety: {{max_active_blocks: 5000000}}
+api_keys:
+  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{hashlib.sha256(self.token.encode()).hexdigest()}"}}
+signing: {{key_file: {self.work}/{name}.key}}
+log: {{level: warning}}
+peers:
+""" + "".join(peers))
+
+    def start(self, name):
+        """Starts the node and returns its process once it is ready; exits if its port is taken."""
+        import socket, subprocess
+        port = self.ports[name]
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                sys.exit(f"port {port} is taken: is an earlier run still going?")
+        process = subprocess.Popen([self.binary, "serve", "--config", f"{self.work}/{name}/rampart.yaml"],
+                                   stdout=open(f"{self.work}/{name}.log", "a"), stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        for _ in range(400):
+            if process.poll() is not None:
+                sys.exit(f"node {name} exited with {process.returncode}; see {self.work}/{name}.log")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                return process
+            except Exception:
+                time.sleep(0.05)
+        sys.exit(f"node {name} did not become ready; see {self.work}/{name}.log")
+
+    def api(self, name, path, body=None):
+        """GET, or POST of a text/plain `body`, to the node's API; the answer's JSON."""
+        import json
+        request = urllib.request.Request(f"http://127.0.0.1:{self.ports[name]}{path}", data=body, method="POST" if body else "GET")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if body:
+            request.add_header("Content-Type", "text/plain")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    def items(self, name):
+        """How many items the node's store holds (read while it runs)."""
+        import sqlite3
+        db = sqlite3.connect(f"file:{self.work}/{name}/state/rampart.sqlite?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT count(*) FROM item").fetchone()[0]
+        finally:
+            db.close()

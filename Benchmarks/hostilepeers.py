@@ -8,15 +8,15 @@ descriptors, the time /healthz takes, and each peer's state (GET /v1/peers). At 
 at most and its slope, /healthz and ingest p99, B holding every item A acknowledged (the
 hostile peers must not delay it), and each hostile peer's last error, queue and attempts.
 """
-import atexit, hashlib, json, os, shutil, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import atexit, os, shutil, socket, statistics, sys, tempfile, threading, time, urllib.request
+
+from benchdaemon import Nodes
 
 binary, duration = sys.argv[1], int(sys.argv[2])
 work = tempfile.mkdtemp(prefix="rampart-hostile-peers-")
 atexit.register(shutil.rmtree, work, True)
-token = "rmp_bench_token"
-digest = hashlib.sha256(token.encode()).hexdigest()
+nodes = Nodes(binary, work, "rmp_bench_token")
 HOSTILE = {"silent": 8491, "drip": 8492, "endless": 8493, "huge": 8494, "redirect": 8495, "error": 8496}
-processes = {}
 sent = {name: 0 for name in HOSTILE}
 
 
@@ -69,62 +69,16 @@ def serve(name, port):
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
-def keygen(name):
-    out = subprocess.run([binary, "keygen", "--out", f"{work}/{name}.key"], capture_output=True, text=True, check=True).stdout
-    return out.strip().split()[-1]
-
-
-def write_config(name, port, peers, playbook):
-    os.makedirs(f"{work}/{name}/playbooks", exist_ok=True)
-    open(f"{work}/{name}/playbooks/p.yaml", "w").write(playbook)
-    open(f"{work}/{name}/rampart.yaml", "w").write(f"""node: {{id: {name}}}
-listen: 127.0.0.1:{port}
-state_dir: state
-playbooks: playbooks
-firewall: {{backend: dry-run}}
-api_keys:
-  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{digest}"}}
-signing: {{key_file: {work}/{name}.key}}
-log: {{level: warning}}
-peers:
-""" + "".join(peers))
-
-
-def start(name, port):
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            sys.exit(f"port {port} is taken: is an earlier run still going?")
-    processes[name] = subprocess.Popen([binary, "serve", "--config", f"{work}/{name}/rampart.yaml"], stdout=open(f"{work}/{name}.log", "a"),
-                                       stderr=subprocess.STDOUT)
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
-            return processes[name]
-        except Exception:
-            time.sleep(0.05)
-    sys.exit(f"node {name} did not become ready; see {work}")
-
-
-def api(port, path, body=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body else "GET")
-    request.add_header("Authorization", f"Bearer {token}")
-    if body:
-        request.add_header("Content-Type", "text/plain")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
-
-
 for name, port in HOSTILE.items():
     threading.Thread(target=serve, args=(name, port), daemon=True).start()
-key_a, key_b = keygen("a"), keygen("b")
+key_a, key_b = nodes.keygen("a"), nodes.keygen("b")
 share = "name: share\nmatch: {kind: [ipv4]}\nactions:\n  - propagate: {to: all, suggest: [block]}\n"
-write_config("a", 8475, [f'  - {{name: b, url: "http://127.0.0.1:8481/v1/peer/events", public_key: {key_b}}}\n'] +
+nodes.configure("a", 8475, [f'  - {{name: b, url: "http://127.0.0.1:8481/v1/peer/events", public_key: {key_b}}}\n'] +
              [f'  - {{name: {n}, url: "http://127.0.0.1:{p}/v1/peer/events", public_key: {key_b}}}\n' for n, p in HOSTILE.items()], share)
-write_config("b", 8481, [f'  - {{name: a, url: "http://127.0.0.1:8475/v1/peer/events", public_key: {key_a}, accept: {{suggested: [block]}}}}\n'],
+nodes.configure("b", 8481, [f'  - {{name: a, url: "http://127.0.0.1:8475/v1/peer/events", public_key: {key_a}, accept: {{suggested: [block]}}}}\n'],
              "name: block\nmatch: {kind: [ipv4], from: [peer:a], suggested: [block]}\nactions:\n  - block: {duration: 4h}\n")
-atexit.register(lambda: [p.kill() for p in processes.values()])
-a = start("a", 8475)
-start("b", 8481)
+a = nodes.start("a")
+nodes.start("b")
 
 stop = threading.Event()
 acknowledged, ingest_times = [0], []
@@ -140,7 +94,7 @@ def load():
                 values.append(f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}")
         began = time.perf_counter()
         try:
-            acknowledged[0] += api(8475, "/v1/indicators", ("\n".join(values) + "\n").encode())["accepted"]
+            acknowledged[0] += nodes.api("a", "/v1/indicators", ("\n".join(values) + "\n").encode())["accepted"]
             ingest_times.append(time.perf_counter() - began)
         except Exception as error:
             print(f"post failed: {error}", file=sys.stderr)
@@ -165,20 +119,12 @@ stop.set()
 loader.join()
 
 
-def held_by_b():
-    db = sqlite3.connect(f"file:{work}/b/state/rampart.sqlite?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT count(*) FROM item").fetchone()[0]
-    finally:
-        db.close()
-
-
 for _ in range(30):
-    if held_by_b() >= acknowledged[0]:
+    if nodes.items("b") >= acknowledged[0]:
         break
     time.sleep(1)
-held = held_by_b()
-peers = {p["name"]: p for p in api(8475, "/v1/peers")["peers"]}
+held = nodes.items("b")
+peers = {p["name"]: p for p in nodes.api("a", "/v1/peers")["peers"]}
 
 
 def p99(values):

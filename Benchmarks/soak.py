@@ -8,84 +8,28 @@ squares, MiB per hour, after the first minute), file descriptors and WAL at most
 p99 of the nine steady peers, the flapping peer's lag at most, and that every steady peer holds
 every item A acknowledged.
 """
-import atexit, hashlib, socket, json, os, shutil, signal, sqlite3, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import atexit, os, shutil, statistics, sys, tempfile, threading, time
+
+from benchdaemon import Nodes
 
 binary, duration = sys.argv[1], int(sys.argv[2])
 work = tempfile.mkdtemp(prefix="rampart-soak-")
 atexit.register(shutil.rmtree, work, True)
-token = "rmp_bench_token"
-digest = hashlib.sha256(token.encode()).hexdigest()
 PEERS = 10
-processes = {}
+nodes = Nodes(binary, work, "rmp_bench_token")
 
-
-def keygen(name):
-    out = subprocess.run([binary, "keygen", "--out", f"{work}/{name}.key"], capture_output=True, text=True, check=True).stdout
-    return out.strip().split()[-1]
-
-
-def write_config(name, port, peers, playbook):
-    os.makedirs(f"{work}/{name}/playbooks", exist_ok=True)
-    open(f"{work}/{name}/playbooks/p.yaml", "w").write(playbook)
-    open(f"{work}/{name}/rampart.yaml", "w").write(f"""node: {{id: {name}}}
-listen: 127.0.0.1:{port}
-state_dir: state
-playbooks: playbooks
-firewall: {{backend: dry-run}}
-safety: {{max_active_blocks: 5000000}}
-api_keys:
-  - {{name: bench, roles: [ingest, read, admin], token_sha256: "{digest}"}}
-signing: {{key_file: {work}/{name}.key}}
-log: {{level: warning}}
-peers:
-""" + "".join(peers))
-
-
-def start(name):
-    port = int(open(f"{work}/{name}/rampart.yaml").read().split("listen: 127.0.0.1:")[1].split()[0])
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            sys.exit(f"port {port} is taken: is an earlier run still going?")
-    process = subprocess.Popen([binary, "serve", "--config", f"{work}/{name}/rampart.yaml"], stdout=open(f"{work}/{name}.log", "a"),
-                               stderr=subprocess.STDOUT)
-    processes[name] = process
-    return process
-
-
-def api(port, path, body=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body else "GET")
-    request.add_header("Authorization", f"Bearer {token}")
-    if body:
-        request.add_header("Content-Type", "text/plain")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
-
-
-def ready(port):
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
-            return
-        except Exception:
-            time.sleep(0.05)
-    sys.exit(f"node on {port} did not become ready; see {work}")
-
-
-key_a = keygen("a")
+key_a = nodes.keygen("a")
 names = [f"p{i}" for i in range(1, PEERS + 1)]
-keys = {name: keygen(name) for name in names}
-write_config("a", 8475, [f'  - {{name: {n}, url: "http://127.0.0.1:{8480 + i}/v1/peer/events", public_key: {keys[n]}}}\n'
+keys = {name: nodes.keygen(name) for name in names}
+nodes.configure("a", 8475, [f'  - {{name: {n}, url: "http://127.0.0.1:{8480 + i}/v1/peer/events", public_key: {keys[n]}}}\n'
                          for i, n in enumerate(names, 1)],
              "name: share\nmatch: {kind: [ipv4]}\nactions:\n  - propagate: {to: all, suggest: [block]}\n")
 for i, name in enumerate(names, 1):
-    write_config(name, 8480 + i, [f'  - {{name: a, url: "http://127.0.0.1:8475/v1/peer/events", public_key: {key_a}, accept: {{suggested: [block]}}}}\n'],
+    nodes.configure(name, 8480 + i, [f'  - {{name: a, url: "http://127.0.0.1:8475/v1/peer/events", public_key: {key_a}, accept: {{suggested: [block]}}}}\n'],
                  "name: block\nmatch: {kind: [ipv4], from: [peer:a], suggested: [block]}\nactions:\n  - block: {duration: 4h}\n")
-atexit.register(lambda: [p.kill() for p in processes.values()])
-a = start("a")
-ready(8475)
-for i, name in enumerate(names, 1):
-    start(name)
-    ready(8480 + i)
+a = nodes.start("a")
+for name in names:
+    nodes.start(name)
 
 stop = threading.Event()
 acknowledged = [0]
@@ -101,7 +45,7 @@ def load():
             if n & 255 not in (0, 255):
                 values.append(f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}")
         try:
-            acknowledged[0] += api(8475, "/v1/indicators", ("\n".join(values) + "\n").encode())["accepted"]
+            acknowledged[0] += nodes.api("a", "/v1/indicators", ("\n".join(values) + "\n").encode())["accepted"]
         except Exception as error:
             print(f"post failed: {error}", file=sys.stderr)
         next_at += 0.1
@@ -109,14 +53,13 @@ def load():
 
 
 def flap():
-    name, port = names[-1], 8480 + PEERS
+    name = names[-1]
     while not stop.wait(30):
-        processes[name].terminate()
-        processes[name].wait()
+        nodes.processes[name].terminate()
+        nodes.processes[name].wait()
         if stop.wait(30):
             break
-        start(name)
-        ready(port)
+        nodes.start(name)
 
 
 samples = []
@@ -130,26 +73,17 @@ while time.time() - started < duration:
     rss = int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1]) / 1024
     fds = len(os.listdir(f"/proc/{a.pid}/fd"))
     wal = os.path.getsize(f"{work}/a/state/rampart.sqlite-wal") / 2**20 if os.path.exists(f"{work}/a/state/rampart.sqlite-wal") else 0
-    peers = {p["name"]: p.get("oldest_undelivered_seconds") or 0 for p in api(8475, "/v1/peers")["peers"]}
+    peers = {p["name"]: p.get("oldest_undelivered_seconds") or 0 for p in nodes.api("a", "/v1/peers")["peers"]}
     samples.append((time.time() - started, rss, fds, wal, peers))
 stop.set()
 for t in threads:
     t.join()
-if processes[names[-1]].poll() is not None:
-    start(names[-1])
-
-
-def held_by(name):
-    db = sqlite3.connect(f"file:{work}/{name}/state/rampart.sqlite?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT count(*) FROM item").fetchone()[0]
-    finally:
-        db.close()
-
+if nodes.processes[names[-1]].poll() is not None:
+    nodes.start(names[-1])
 
 # Let the steady peers drain (up to a minute), then count what each holds.
 for _ in range(60):
-    if all(held_by(name) >= acknowledged[0] for name in names[:-1]):
+    if all(nodes.items(name) >= acknowledged[0] for name in names[:-1]):
         break
     time.sleep(1)
 
@@ -160,7 +94,7 @@ slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / max(1e-9, sum
 lags = sorted(s[4].get(n, 0) for s in samples for n in names[:-1])
 p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 flapping = max(s[4].get(names[-1], 0) for s in samples)
-held = [held_by(name) for name in names[:-1]]
+held = [nodes.items(name) for name in names[:-1]]
 print(f"soak {duration} s, 500 items/s to A, 10 peers (p10 flapping 30 s up / 30 s down): {acknowledged[0]} items acknowledged")
 print(f"  A's RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MiB, slope {slope:+.1f} MiB/h (least squares after the first minute)")
 print(f"  A's open file descriptors {min(s[2] for s in samples)}-{max(s[2] for s in samples)}; WAL at most {max(s[3] for s in samples):.1f} MiB")
