@@ -27,6 +27,15 @@ def feed_addresses(path, count, ipv4_only=False):
     return addresses
 
 
+def fresh_addresses(start):
+    """Distinct IPv4 addresses from `start` (an integer) on, none ending in .0 or .255, in order."""
+    n = start
+    while True:
+        n += 1
+        if n & 255 not in (0, 255):
+            yield f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
 def wait_ready(daemon, work):
     """Until /readyz answers; exits, pointing at the log, if the daemon stops or never does."""
     for _ in range(400):

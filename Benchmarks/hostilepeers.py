@@ -10,7 +10,7 @@ hostile peers must not delay it), and each hostile peer's last error, queue and 
 """
 import atexit, os, shutil, socket, statistics, sys, tempfile, threading, time, urllib.request
 
-from benchdaemon import Nodes
+from benchdaemon import Nodes, fresh_addresses
 
 binary, duration = sys.argv[1], int(sys.argv[2])
 work = tempfile.mkdtemp(prefix="rampart-hostile-peers-")
@@ -85,13 +85,9 @@ acknowledged, ingest_times = [0], []
 
 
 def load():
-    n, next_at = 0x0E000000, time.time()
+    addresses, next_at = fresh_addresses(0x0E000000), time.time()
     while not stop.is_set():
-        values = []
-        while len(values) < 10:
-            n += 1
-            if n & 255 not in (0, 255):
-                values.append(f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}")
+        values = [next(addresses) for _ in range(10)]
         began = time.perf_counter()
         try:
             acknowledged[0] += nodes.api("a", "/v1/indicators", ("\n".join(values) + "\n").encode())["accepted"]

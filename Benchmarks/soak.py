@@ -10,7 +10,7 @@ every item A acknowledged.
 """
 import atexit, os, shutil, statistics, sys, tempfile, threading, time
 
-from benchdaemon import Nodes
+from benchdaemon import Nodes, fresh_addresses
 
 binary, duration = sys.argv[1], int(sys.argv[2])
 work = tempfile.mkdtemp(prefix="rampart-soak-")
@@ -36,14 +36,9 @@ acknowledged = [0]
 
 
 def load():
-    n = 0x0D000000
-    next_at = time.time()
+    addresses, next_at = fresh_addresses(0x0D000000), time.time()
     while not stop.is_set():
-        values = []
-        while len(values) < 50:
-            n += 1
-            if n & 255 not in (0, 255):
-                values.append(f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}")
+        values = [next(addresses) for _ in range(50)]
         try:
             acknowledged[0] += nodes.api("a", "/v1/indicators", ("\n".join(values) + "\n").encode())["accepted"]
         except Exception as error:
