@@ -127,8 +127,8 @@ public enum Command {
 
 /// A command started with posix_spawn: its own process group (so a timeout reaches what it
 /// started), every signal back to its default disposition and unblocked (the daemon ignores or
-/// traps SIGTERM, SIGHUP and SIGPIPE, and children would inherit that), and pipes for its
-/// standard streams.
+/// traps SIGTERM, SIGHUP and SIGPIPE, and children would inherit that), pipes for its standard
+/// streams and no other descriptor of the daemon's.
 struct Child: Sendable {
     let pid: pid_t
     let stdin: Int32
@@ -158,6 +158,7 @@ struct Child: Sendable {
         posix_spawn_file_actions_adddup2(&actions, pipes[0][0], 0)
         posix_spawn_file_actions_adddup2(&actions, pipes[1][1], 1)
         posix_spawn_file_actions_adddup2(&actions, pipes[2][1], 2)
+        closeTheRest(&actions)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -188,6 +189,23 @@ struct Child: Sendable {
             throw SpawnError(description: String(cString: strerror(result)))
         }
         return Child(pid: pid, stdin: pipes[0][1], stdout: pipes[1][0], stderr: pipes[2][0])
+    }
+
+    /// Nothing else of the daemon's may reach the child: SwiftNIO opens its sockets without
+    /// FD_CLOEXEC, and a child holding the listening socket keeps the port taken after the daemon
+    /// dies (a restart cannot bind it) and clients' connections open after the daemon closed them.
+    /// glibc 2.34's `posix_spawn_file_actions_addclosefrom_np` does it in the child; Swift's Glibc
+    /// module leaves that GNU extension out, so it is looked up. Without it, every descriptor open
+    /// now is marked close-on-exec (one opened meanwhile by another thread may still slip through).
+    private static func closeTheRest(_ actions: inout posix_spawn_file_actions_t) {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+            _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+            return
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(name), fd > 2 { _ = fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC) }
+        }
     }
 
     func signalGroup(_ signal: Int32) {
