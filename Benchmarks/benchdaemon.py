@@ -87,7 +87,7 @@ log: {{level: warning}}
 
 class Nodes:
     """The Rampart nodes of a benchmark: each with its directory `work/NAME`, a loopback port, a
-    signing key of its own, a dry-run firewall and an API key with every role for `token`;
+    signing key of its own, a firewall backend (dry-run unless told) and an API key with every role for `token`;
     killed when the script exits."""
 
     def __init__(self, binary, work, token):
@@ -102,8 +102,9 @@ class Nodes:
         out = subprocess.run([self.binary, "keygen", "--out", f"{self.work}/{name}.key"], capture_output=True, text=True, check=True).stdout
         return out.strip().split()[-1]
 
-    def configure(self, name, port, peers, playbook):
-        """Writes the node's configuration: `peers` are its `peers:` lines, `playbook` its one playbook."""
+    def configure(self, name, port, peers, playbook, firewall="dry-run"):
+        """Writes the node's configuration: `peers` are its `peers:` lines, `playbook` its one
+        playbook, `firewall` its backend."""
         import hashlib, os
         self.ports[name] = port
         os.makedirs(f"{self.work}/{name}/playbooks", exist_ok=True)
@@ -112,7 +113,7 @@ class Nodes:
 listen: 127.0.0.1:{port}
 state_dir: state
 playbooks: playbooks
-firewall: {{backend: dry-run}}
+firewall: {{backend: {firewall}}}
 safety: {{max_active_blocks: 5000000}}
 api_keys:
   - {{name: bench, roles: [ingest, read, admin], token_sha256: "{hashlib.sha256(self.token.encode()).hexdigest()}"}}
@@ -127,19 +128,25 @@ peers:
         port = self.ports[name]
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                sys.exit(f"port {port} is taken: is an earlier run still going?")
+                holders = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True).stdout.strip()
+                sys.exit(f"port {port} is taken ({holders or 'by whom, ss does not say'}): is an earlier run still going?")
         process = subprocess.Popen([self.binary, "serve", "--config", f"{self.work}/{name}/rampart.yaml"],
                                    stdout=open(f"{self.work}/{name}.log", "a"), stderr=subprocess.STDOUT)
         self.processes[name] = process
         for _ in range(400):
             if process.poll() is not None:
-                sys.exit(f"node {name} exited with {process.returncode}; see {self.work}/{name}.log")
+                sys.exit(f"node {name} exited with {process.returncode}; the end of its log:\n{self.log_tail(name)}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
                 return process
             except Exception:
                 time.sleep(0.05)
-        sys.exit(f"node {name} did not become ready; see {self.work}/{name}.log")
+        sys.exit(f"node {name} did not become ready within 20 s; the end of its log:\n{self.log_tail(name)}")
+
+    def log_tail(self, name):
+        """The last lines of the node's log (its directory goes when the script exits)."""
+        with open(f"{self.work}/{name}.log", errors="replace") as log:
+            return "".join(log.readlines()[-15:])
 
     def api(self, name, path, body=None):
         """GET, or POST of a text/plain `body`, to the node's API; the answer's JSON."""
