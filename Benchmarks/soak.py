@@ -70,6 +70,8 @@ while time.time() - started < duration:
     wal = os.path.getsize(f"{work}/a/state/rampart.sqlite-wal") / 2**20 if os.path.exists(f"{work}/a/state/rampart.sqlite-wal") else 0
     peers = {p["name"]: p.get("oldest_undelivered_seconds") or 0 for p in nodes.api("a", "/v1/peers")["peers"]}
     samples.append((time.time() - started, rss, fds, wal, peers))
+    if len(samples) % 120 == 0:  # every ten minutes, so that a long run shows its curve
+        print(f"  {samples[-1][0] / 60:.0f} min: RSS {rss:.0f} MiB, {fds} descriptors, WAL {wal:.0f} MiB, {acknowledged[0]} acknowledged", flush=True)
 stop.set()
 for t in threads:
     t.join()
