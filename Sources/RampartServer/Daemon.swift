@@ -167,7 +167,9 @@ public enum Daemon {
         let connections = ConnectionLimit(max: limits.maxConnections)
         let http = HTTPServerBuilder.http1(
             configuration: .init(
-                additionalChannelHandlers: [connections.handler(), ExpectContinueHandler()],
+                additionalChannelHandlers: [
+                    connections.handler(), ExpectContinueHandler(), MalformedRequestHandler(maxHeaderBytes: limits.maxHeaderBytes),
+                ],
                 idleTimeout: .milliseconds(limits.idleTimeout.milliseconds),
                 httpDecoderConfiguration: headers
             )

@@ -45,6 +45,13 @@ public struct Problem: Error, HTTPResponseError, Sendable {
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         if request.uri.path.hasPrefix("/taxii2") { return taxiiResponse() }
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json(instance: request.uri.path))))
+    }
+
+    /// The problem+json body; `instance`: the request's path, when it was read.
+    func json(instance: String?) -> [UInt8] {
         var w = JSONWriter(capacity: 256)
         w.beginObject()
         w.field("type", "urn:rampart:problem:\(code)")
@@ -52,7 +59,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         w.field("status", status.code)
         w.field("detail", detail)
         w.field("code", code)
-        w.field("instance", request.uri.path)
+        if let instance { w.field("instance", instance) }
         if !errors.isEmpty {
             w.key("errors")
             w.beginArray()
@@ -60,9 +67,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
             w.endArray()
         }
         w.endObject()
-        var headers = self.headers
-        headers[.contentType] = "application/problem+json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
+        return w.bytes
     }
 }
 

@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 
-/// A client that trickles its body gets 408 once http.body_timeout passes; oversized headers are
-/// refused; the daemon goes on serving.
+/// A client that trickles its body gets 408 once http.body_timeout passes; oversized headers and
+/// malformed requests are refused with a problem+json; the daemon goes on serving.
 @Suite struct HTTPLimitsTests {
     @Test func slowBodiesTimeOutAndLargeHeadersAreRefused() throws {
         let sandbox = try Sandbox(extra: "http: {body_timeout: 1s, max_header_bytes: 4KiB}")
@@ -36,10 +36,31 @@ import Testing
         #expect(fields.prefix(2) == ["HTTP/1.1", "408"], "\(slow.stdout)\(slow.stderr)")
         #expect(fields.last.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }.map { $0 < 3 } == true, "\(slow.stdout)")
 
+        // Too large a header, and a request that is not HTTP: a problem+json each (both were a
+        // bare 400 with no body), then the connection closes.
         let big = try run(
             "/usr/bin/curl",
-            ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "X-Padding: \(String(repeating: "a", count: 8_000))", "\(daemon.url)/healthz"])
-        #expect(big.stdout != "200", "an 8 kB header passed a 4 KiB limit")
+            ["-s", "-w", "\n%{http_code} %{content_type}", "-H", "X-Padding: \(String(repeating: "a", count: 8_000))", "\(daemon.url)/healthz"])
+        #expect(big.stdout.hasSuffix("\n431 application/problem+json"), "\(big.stdout)")
+        #expect(big.stdout.contains(#""code":"header_too_large""#), "\(big.stdout)")
+        let garbage = try run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import socket
+                s = socket.create_connection(("127.0.0.1", \(daemon.port)))
+                s.settimeout(5)
+                s.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nBad Header\\r\\n\\r\\n")
+                answer = b""
+                while chunk := s.recv(4096):
+                    answer += chunk
+                print(answer.decode())
+                """,
+            ]
+        )
+        #expect(garbage.stdout.hasPrefix("HTTP/1.1 400 Bad Request"), "\(garbage.stdout)\(garbage.stderr)")
+        #expect(garbage.stdout.contains("application/problem+json") && garbage.stdout.contains(#""code":"malformed_request""#), "\(garbage.stdout)")
         let fine = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "\(daemon.url)/healthz"])
         #expect(fine.stdout == "200")
     }
