@@ -6,6 +6,9 @@
 2. 20 16 MiB bodies to POST /v1/peer/events from no peer: without a signature (one with Expect:
    100-continue), or with a fresh, well-formed one of no key. The answers, and the daemon's CPU
    time per request (from /proc, user and system).
+3. Hostile requests, each on a connection of its own: JSON nested 100,000 deep (ingest and
+   OpenC2), invalid UTF-8 and NUL bytes in text and JSON, a 1 MB header, 10^6 tiny lines. Each
+   answer's status, media type (a 4xx problem+json expected), size and time; then /healthz.
 """
 import atexit, os, resource, shutil, socket, statistics, sys, tempfile, threading, time, urllib.request
 
@@ -77,5 +80,43 @@ for n in range(20):
 spent = cpu() - before
 print(f"20 16 MiB bodies to /v1/peer/events from no peer (half with a well-formed signature of no key): {sorted(set(statuses))};"
       f" daemon CPU {spent * 1000 / 20:.1f} ms a request")
+
+
+def request(method, path, body=b"", headers=()):
+    """One request on a connection of its own: (status, content type, body, milliseconds)."""
+    s = socket.create_connection(("127.0.0.1", 8475))
+    s.settimeout(30)
+    head = [f"{method} {path} HTTP/1.1", "Host: x", "Authorization: Bearer rmp_bench_token", f"Content-Length: {len(body)}", "Connection: close", *headers]
+    began = time.perf_counter()
+    s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    answer = b""
+    while chunk := s.recv(1 << 20):
+        answer += chunk
+    s.close()
+    spent = (time.perf_counter() - began) * 1000
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers_text, _, content = rest.partition(b"\r\n\r\n")
+    content_type = next((l.split(b":", 1)[1].strip().decode() for l in headers_text.split(b"\r\n") if l.lower().startswith(b"content-type:")), "")
+    return int(status_line.split()[1]) if status_line else 0, content_type, content, spent
+
+
+hostile = [
+    ("JSON nested 100,000 deep", "POST", "/v1/indicators", b"[" * 100_000 + b"]" * 100_000, ["Content-Type: application/json"]),
+    ("an OpenC2 command nested 100,000 deep", "POST", "/.well-known/openc2", b'{"action":' + b"[" * 100_000 + b"]" * 100_000 + b"}", ["Content-Type: application/openc2+json;version=1.0"]),
+    ("invalid UTF-8 in a text line", "POST", "/v1/indicators", b"\xff\xfe.example\n", ["Content-Type: text/plain"]),
+    ("invalid UTF-8 in a JSON string", "POST", "/v1/indicators", b'[{"value":"\xc3\x28"}]', ["Content-Type: application/json"]),
+    ("a NUL byte in a text line", "POST", "/v1/indicators", b"8.8.4.4\x00\n", ["Content-Type: text/plain"]),
+    ("a NUL byte in a JSON string", "POST", "/v1/indicators", b'[{"value":"8.8.4.4\x00"}]', ["Content-Type: application/json"]),
+    ("an escaped NUL in a JSON string", "POST", "/v1/indicators", b'[{"value":"8.8.4.4\\u0000"}]', ["Content-Type: application/json"]),
+    ("a 1 MB header", "GET", "/v1/decisions", b"", ["X-Big: " + "a" * (1 << 20)]),
+    ("10^6 tiny lines", "POST", "/v1/indicators", b"x\n" * 1_000_000, ["Content-Type: text/plain"]),
+]
+print("hostile requests (status, media type, answer size, time):")
+for name, method, path, body, headers in hostile:
+    status, content_type, content, spent = request(method, path, body, headers)
+    print(f"  {name}: {status} {content_type or '(none)'}, {len(content):,} bytes, {spent:.1f} ms"
+          f"{'' if 400 <= status < 500 and content_type.startswith('application/problem+json') else f'  <- not a 4xx problem: {content[:300]!r}'}")
+alive = urllib.request.urlopen(URL + "/healthz", timeout=5).status
+print(f"  /healthz after them: {alive}")
 daemon.terminate()
 daemon.wait()

@@ -145,6 +145,40 @@ import Testing
         }
     }
 
+    /// What a hostile client sends gets a clear 4xx at once and stores nothing: JSON nested
+    /// 100,000 deep, invalid UTF-8 and NUL bytes in text and JSON, a million tiny lines (whose
+    /// refusals are counted, and only the first listed).
+    @Test func hostileBodiesGetClearRefusals() async throws {
+        try await TestNode(extraYAML: "http: {max_body: 8MiB, max_items: 2000000}").run { client, parts in
+            func post(_ type: String, _ bytes: [UInt8]) async throws -> Answer {
+                try await client.call(.post, "/v1/indicators", as: "ingest", contentType: type, bytes: bytes)
+            }
+            let deep = try await post(
+                "application/json", Array(repeating: UInt8(ascii: "["), count: 100_000) + Array(repeating: UInt8(ascii: "]"), count: 100_000))
+            #expect(deep.status == .badRequest && deep.problemCode == "invalid_body", "\(deep.json)")
+
+            let text = try await post("text/plain", Array("8.8.4.4\n".utf8) + [0xFF, 0xFE] + Array(".example\n".utf8))
+            #expect(text.status == .accepted && text["accepted"] as? Int == 1, "\(text.json)")
+            let rejected = text["rejected"] as? [[String: Any]]
+            #expect(rejected?.first?["line"] as? Int == 2 && (rejected?.first?["error"] as? String)?.contains("UTF-8") == true, "\(text.json)")
+            let json = try await post("application/json", Array(#"[{"value":""#.utf8) + [0xC3, 0x28] + Array(#""}]"#.utf8))
+            #expect(json.status == .badRequest && json.problemCode == "invalid_body", "\(json.json)")
+
+            let nul = try await post("text/plain", Array("8.8.8.8\u{0}\n".utf8))
+            #expect(nul.status == .unprocessableContent, "\(nul.json)")
+            let rawNUL = try await post("application/json", Array("[{\"value\":\"8.8.8.8\u{0}\"}]".utf8))
+            #expect(rawNUL.status == .badRequest && rawNUL.problemCode == "invalid_body", "\(rawNUL.json)")
+            let escapedNUL = try await post("application/json", Array(#"[{"value":"8.8.8.8\u0000"}]"#.utf8))
+            #expect(escapedNUL.status == .unprocessableContent, "\(escapedNUL.json)")
+
+            let million = try await post("text/plain", Array(repeating: Array("x\n".utf8), count: 1_000_000).flatMap { $0 })
+            #expect(million.status == .unprocessableContent, "\(million.json)")
+            let listed = (million["errors"] as? [Any])?.count ?? 0
+            #expect(listed > 0 && listed <= 100, "\(listed) refusals listed")
+            #expect(try await parts.store.itemCount() == 1)
+        }
+    }
+
     @Test func problemsForBadRequests() async throws {
         try await TestNode(extraYAML: "http: {max_body: 1 KiB, max_items: 3, max_json_depth: 4}").run { client, parts in
             let unsupported = try await client.call(.post, "/v1/indicators", as: "ingest", contentType: "application/xml", body: "<x/>")

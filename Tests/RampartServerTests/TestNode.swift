@@ -75,14 +75,17 @@ struct Answer {
 }
 
 extension TestClientProtocol {
-    /// Sends a request with the named key's token (`ingest`, `read`, `admin`, or nil for none).
+    /// Sends a request with the named key's token (`ingest`, `read`, `admin`, or nil for none);
+    /// `bytes`: a body that need not be UTF-8.
     func call(
-        _ method: HTTPRequest.Method, _ uri: String, as role: String? = "admin", contentType: String? = nil, body: String? = nil
+        _ method: HTTPRequest.Method, _ uri: String, as role: String? = "admin", contentType: String? = nil, body: String? = nil,
+        bytes: [UInt8]? = nil
     ) async throws -> Answer {
         var headers: HTTPFields = [:]
         if let role { headers[.authorization] = "Bearer \(TestNode.tokens[role] ?? role)" }
         if let contentType { headers[.contentType] = contentType }
-        return try await execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }) { response in
+        let buffer = body.map { ByteBuffer(string: $0) } ?? bytes.map { ByteBuffer(bytes: $0) }
+        return try await execute(uri: uri, method: method, headers: headers, body: buffer) { response in
             let object =
                 response.body.readableBytes == 0
                 ? [:] : (try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any] ?? [:])
