@@ -36,6 +36,28 @@ def fresh_addresses(start):
             yield f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
+def in_own_namespace(what):
+    """Runs this script again inside a network namespace of its own (loopback up), deletes the
+    namespace and exits with the script's status; inside it, returns. Needs root; `what` says
+    what the namespace is for, in the refusal."""
+    import os, shutil, subprocess
+    inside = os.environ.get("RAMPART_BENCH_NS")
+    if inside is None:
+        if os.getuid() != 0 or shutil.which("ip") is None:
+            sys.exit(f"{what} needs root and ip (a network namespace of its own)")
+        namespace = f"rampart-bench-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", namespace], check=True)
+        try:
+            subprocess.run(["ip", "-n", namespace, "link", "set", "lo", "up"], check=True)
+            status = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, *sys.argv],
+                                    env={**os.environ, "RAMPART_BENCH_NS": namespace}).returncode
+        finally:
+            subprocess.run(["ip", "netns", "del", namespace])
+        sys.exit(status)
+    if subprocess.run(["ip", "netns", "identify"], capture_output=True, text=True).stdout.strip() != inside:
+        sys.exit(f"refusing to run {what} outside its own network namespace")
+
+
 def wait_ready(daemon, work):
     """Until /readyz answers; exits, pointing at the log, if the daemon stops or never does."""
     for _ in range(400):
@@ -102,13 +124,14 @@ class Nodes:
         out = subprocess.run([self.binary, "keygen", "--out", f"{self.work}/{name}.key"], capture_output=True, text=True, check=True).stdout
         return out.strip().split()[-1]
 
-    def configure(self, name, port, peers, playbook, firewall="dry-run"):
-        """Writes the node's configuration: `peers` are its `peers:` lines, `playbook` its one
-        playbook, `firewall` its backend."""
+    def configure(self, name, port, peers, playbooks, firewall="dry-run"):
+        """Writes the node's configuration: `peers` are its `peers:` lines, `playbooks` its
+        playbook (or a list of them), `firewall` its backend."""
         import hashlib, os
         self.ports[name] = port
         os.makedirs(f"{self.work}/{name}/playbooks", exist_ok=True)
-        open(f"{self.work}/{name}/playbooks/p.yaml", "w").write(playbook)
+        for n, playbook in enumerate([playbooks] if isinstance(playbooks, str) else playbooks):
+            open(f"{self.work}/{name}/playbooks/p{n}.yaml", "w").write(playbook)
         open(f"{self.work}/{name}/rampart.yaml", "w").write(f"""node: {{id: {name}}}
 listen: 127.0.0.1:{port}
 state_dir: state

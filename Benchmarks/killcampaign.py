@@ -16,24 +16,13 @@ integrity_check` is ok on both.
 """
 import atexit, json, os, random, shutil, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request, uuid
 
-from benchdaemon import Nodes, fresh_addresses
+from benchdaemon import Nodes, fresh_addresses, in_own_namespace
 
 binary, rounds = sys.argv[1], int(sys.argv[2])
 
-if os.environ.get("RAMPART_CAMPAIGN_NS") is None:
-    if os.getuid() != 0 or shutil.which("nft") is None or shutil.which("ip") is None:
-        sys.exit("the kill campaign needs root, nft and ip (a network namespace with nftables)")
-    namespace = f"rampart-kill-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", namespace], check=True)
-    try:
-        subprocess.run(["ip", "-n", namespace, "link", "set", "lo", "up"], check=True)
-        inside = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, *sys.argv],
-                                env={**os.environ, "RAMPART_CAMPAIGN_NS": namespace})
-    finally:
-        subprocess.run(["ip", "netns", "del", namespace])
-    sys.exit(inside.returncode)
-if subprocess.run(["ip", "netns", "identify"], capture_output=True, text=True).stdout.strip() != os.environ["RAMPART_CAMPAIGN_NS"]:
-    sys.exit("refusing to run nftables outside the campaign's own network namespace")
+if shutil.which("nft") is None:
+    sys.exit("the kill campaign needs nft (nftables)")
+in_own_namespace("the kill campaign")
 
 work = tempfile.mkdtemp(prefix="rampart-kill-campaign-")
 atexit.register(shutil.rmtree, work, True)
