@@ -1,0 +1,154 @@
+"""Mesh harness, run by Benchmarks/mesh/mesh.sh (release build), as root.
+
+Starts NODES real `rampart serve` processes on the loopback of a network namespace of its own
+(ports 9101 on; generated keys and configurations, dry-run firewalls), joined in a TOPOLOGY:
+
+- full: every node peers with every other; each shares what it originates with all.
+- hub: node 1 is the hub; every other node peers with it alone; the hub relays to all.
+- tiers: HUBS hubs in a full mesh; every other node hangs off one hub (round robin). A hub
+  relays what its own nodes send to the other hubs and its own nodes, and what another hub sends
+  to its own nodes only.
+
+Every node blocks what it is suggested and accepts blocks from its peers. Items are injected
+one at a time at RATE a second for SECONDS, each at a random node (POST /v1/indicators, one new
+IPv4 address). Reports, once every node holds every item:
+- time to protect: from the origin's 2xx to the block being decided at the last node (the
+  decision's created_at, a few ms before its commit), p50, p99 and at most;
+- messages per item (peer deliveries, from each node's /metrics) and bytes per item (everything
+  the namespace's loopback carried over the run, API requests included);
+- CPU seconds and RSS per node (mean and at most), and the machine's load average.
+"""
+import json, os, random, sqlite3, statistics, sys, tempfile, threading, time, shutil, atexit, urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchdaemon import Nodes, fresh_addresses, in_own_namespace
+
+binary, count, topology = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rate, seconds, hubs = float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]) if len(sys.argv) > 6 else 5
+if topology not in ("full", "hub", "tiers"):
+    sys.exit(f"unknown topology {topology}: full, hub or tiers")
+in_own_namespace("the mesh harness")
+
+work = tempfile.mkdtemp(prefix="rampart-mesh-")
+atexit.register(shutil.rmtree, work, True)
+nodes = Nodes(binary, work, "rmp_bench_token")
+names = [f"n{i}" for i in range(1, count + 1)]
+port = {name: 9100 + i for i, name in enumerate(names, 1)}
+keys = {name: nodes.keygen(name) for name in names}
+
+# Who peers with whom, and which nodes relay.
+if topology == "full":
+    hub_of, links = {}, {name: [other for other in names if other != name] for name in names}
+elif topology == "hub":
+    hub_of = {name: names[0] for name in names[1:]}
+    links = {names[0]: names[1:], **{name: [names[0]] for name in names[1:]}}
+else:
+    hub_names = names[:hubs]
+    hub_of = {name: hub_names[i % hubs] for i, name in enumerate(names[hubs:])}
+    links = {hub: [h for h in hub_names if h != hub] + [n for n, h in hub_of.items() if h == hub] for hub in hub_names}
+    links.update({name: [hub] for name, hub in hub_of.items()})
+
+
+def share(name, relay=False):
+    return (f"name: {name}\nmatch: {{kind: [ipv4]}}\nactions:\n  - block: {{duration: 4h}}\n"
+            f"  - propagate: {{to: all, suggest: [block]{', relay: true' if relay else ''}}}\n")
+
+
+def playbooks(name):
+    """What the node shares: its own items with its peers; a hub also relays."""
+    if topology == "full" or name in hub_of:
+        return share("share")
+    own = [n for n, h in hub_of.items() if h == name]
+    if topology == "hub" or not own:
+        return share("relay", relay=True)
+    other_hubs = ", ".join(f"peer:{h}" for h in links[name] if h not in own)
+    return [
+        # From another hub: to this hub's own nodes only (the other hubs have it already).
+        f"name: from-hubs\npriority: 10\nstop: true\nmatch: {{kind: [ipv4], from: [{other_hubs}]}}\n"
+        f"actions:\n  - block: {{duration: 4h}}\n  - propagate: {{to: [{', '.join(own)}], suggest: [block], relay: true}}\n",
+        share("relay", relay=True),
+    ]
+
+
+for name in names:
+    peers = [f'  - {{name: {other}, url: "http://127.0.0.1:{port[other]}/v1/peer/events", public_key: {keys[other]}, accept: {{suggested: [block]}}}}\n'
+             for other in links[name]]
+    nodes.configure(name, port[name], peers, playbooks(name))
+for name in names:
+    nodes.start(name)
+
+
+def loopback_bytes():
+    with open("/sys/class/net/lo/statistics/tx_bytes") as f:
+        return int(f.read())
+
+
+def cpu_seconds(name):
+    fields = open(f"/proc/{nodes.processes[name].pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def deliveries(name):
+    request = urllib.request.Request(f"http://127.0.0.1:{port[name]}/metrics")
+    text = urllib.request.urlopen(request, timeout=30).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("rampart_peer_deliveries_total{") and 'outcome="delivered"' in line)
+
+
+acked, lock = {}, threading.Lock()  # value -> (origin, the 2xx's wall-clock time in ms)
+addresses = fresh_addresses(0x0E000000)
+cpu_before, bytes_before = {name: cpu_seconds(name) for name in names}, loopback_bytes()
+total = int(rate * seconds)
+started = time.time()
+
+
+def inject(start):
+    for n in range(start, total, 4):  # four injectors, so that one slow answer does not hold the rest back
+        time.sleep(max(0, started + n / rate - time.time()))
+        with lock:
+            value = next(addresses)
+        origin = random.choice(names)
+        nodes.api(origin, "/v1/indicators", (value + "\n").encode())
+        with lock:
+            acked[value] = (origin, time.time() * 1000)
+
+
+injectors = [threading.Thread(target=inject, args=(i,)) for i in range(4)]
+for t in injectors:
+    t.start()
+for t in injectors:
+    t.join()
+late = time.time() - started - seconds
+
+# Until every node holds every block (at most two minutes).
+def decided(name):
+    db = sqlite3.connect(f"file:{work}/{name}/state/rampart.sqlite?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT value, min(created_at) FROM decision GROUP BY value"))
+    finally:
+        db.close()
+
+
+deadline = time.time() + 120
+while True:
+    held = {name: decided(name) for name in names}
+    missing = sum(1 for name in names for value in acked if value not in held[name])
+    if missing == 0 or time.time() > deadline:
+        break
+    time.sleep(1)
+bytes_used = loopback_bytes() - bytes_before
+cpu = [cpu_seconds(name) - cpu_before[name] for name in names]
+rss = [int(next(l for l in open(f"/proc/{nodes.processes[name].pid}/status") if l.startswith("VmRSS")).split()[1]) / 1024 for name in names]
+messages = sum(deliveries(name) for name in names)
+load = os.getloadavg()
+
+protect = sorted(max(held[name][value] for name in names if value in held[name]) - at for value, (origin, at) in acked.items())
+p = lambda q: protect[min(len(protect) - 1, int(len(protect) * q))]
+shape = {"full": "full mesh", "hub": "hub and spoke", "tiers": f"two tiers ({hubs} hubs)"}[topology]
+print(f"{count} nodes, {shape}: {len(acked)} items at {rate:g}/s over {seconds:g} s (injection {late:+.1f} s late at its end)")
+print(f"  time to protect (origin's 2xx to the last node's decision): p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms, at most {protect[-1]:.0f} ms;"
+      f" {missing} blocks missing at the end")
+print(f"  per item: {messages / len(acked):.1f} peer deliveries, {bytes_used / len(acked) / 1024:.1f} KiB on the loopback")
+print(f"  per node: CPU {statistics.mean(cpu):.1f} s (at most {max(cpu):.1f}) over the run, RSS {statistics.mean(rss):.0f} MiB (at most {max(rss):.0f});"
+      f" load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+sys.exit(0 if missing == 0 else 1)
