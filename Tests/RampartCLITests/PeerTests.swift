@@ -618,6 +618,53 @@ final class MeshNode {
         #expect(requests <= 2 * (size - 1), "\(requests) requests for one batch across the ring")
         #expect(try nodes[0].auditCount("peer.received") == 0)
     }
+
+    /// A triangle with relaying on and a's link to c down (its entry points where nothing
+    /// listens): c gets a's items through b. Once the link is mended (a reloads with c's real
+    /// address), a's queue reaches c too, and c, having them both ways, still applies each once.
+    @Test func relayingRoutesAroundADeadLink() throws {
+        let relay = """
+            name: relay
+            match: {kind: [ipv4]}
+            actions:
+              - block: {duration: 1h}
+              - propagate: {to: all, relay: true, suggest: [block]}
+            """
+        let (a, b, c) = try (
+            MeshNode("a", playbooks: ["relay.yaml": relay]), MeshNode("b", playbooks: ["relay.yaml": relay]),
+            MeshNode("c", playbooks: ["relay.yaml": relay])
+        )
+        func entries(_ peers: [(MeshNode, String)]) -> String {
+            peers.map { peer, url in
+                "  - {name: \(peer.name), url: \"\(url)/v1/peer/events\", public_key: \(peer.publicKey), accept: {suggested: [block]}}"
+            }.joined(separator: "\n")
+        }
+        try a.configure(peers: entries([(b, b.url), (c, "http://127.0.0.1:\(try freePort())")]))
+        try b.connect([a, c])
+        try c.connect([a, b])
+        for node in [a, b, c] { try node.start() }
+        defer { for node in [a, b, c] { node.stop() } }
+        let values = Self.addresses(50, from: 40_000)
+        let ids = try a.ingest(values)
+        #expect(try eventually(10) { try c.acceptedFromPeers().count == 50 }, "c did not get a's items through b")
+        #expect(
+            try c.read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM audit WHERE event = 'item.accepted' AND detail LIKE '%\"via\":\"peer:b\"%'")
+            } == 50)
+
+        // a's queue for c empties only as c acknowledges it.
+        func queued() throws -> JSONValue? {
+            try a.api("GET", "/v1/peers").1?["peers"]?.arrayValues.first { $0["name"] == .string("c") }?["queue_depth"]
+        }
+        #expect(try queued() == .number(50))
+
+        try a.configure(peers: entries([(b, b.url), (c, c.url)]))
+        kill(try #require(a.daemon).process.processIdentifier, SIGHUP)
+        #expect(try eventually(60) { try queued() == .number(0) }, "a's queue did not reach c once the link was mended")
+        let accepted = try c.acceptedFromPeers()
+        #expect(Set(accepted.keys) == Set(ids) && accepted.values.allSatisfy { $0 == 1 })
+        #expect(try c.activeValues() == Set(values))
+    }
 }
 
 /// Four network namespaces on one bridge (198.18.1.0/24, benchmarking addresses): nodes a, b and
