@@ -587,17 +587,19 @@ final class MeshNode {
         #expect(try b.acceptedFromPeers().count == 3)
     }
 
+    /// Blocks what it gets and shares it on, whoever it came from.
+    static let relay = """
+        name: relay
+        match: {kind: [ipv4]}
+        actions:
+          - block: {duration: 1h}
+          - propagate: {to: all, relay: true, suggest: [block]}
+        """
+
     /// With relaying on, a full triangle and a ring of five: every node applies each item once,
     /// and the origin never hears it back.
     @Test(arguments: [3, 5]) func relayingAppliesEachItemOncePerNodeWithoutStorms(_ size: Int) throws {
-        let relay = """
-            name: relay
-            match: {kind: [ipv4]}
-            actions:
-              - block: {duration: 1h}
-              - propagate: {to: all, relay: true, suggest: [block]}
-            """
-        let nodes = try (0..<size).map { try MeshNode("n\($0)", playbooks: ["relay.yaml": relay]) }
+        let nodes = try (0..<size).map { try MeshNode("n\($0)", playbooks: ["relay.yaml": Self.relay]) }
         for (index, node) in nodes.enumerated() {
             try node.connect([nodes[(index + size - 1) % size], nodes[(index + 1) % size]])
         }
@@ -623,16 +625,9 @@ final class MeshNode {
     /// listens): c gets a's items through b. Once the link is mended (a reloads with c's real
     /// address), a's queue reaches c too, and c, having them both ways, still applies each once.
     @Test func relayingRoutesAroundADeadLink() throws {
-        let relay = """
-            name: relay
-            match: {kind: [ipv4]}
-            actions:
-              - block: {duration: 1h}
-              - propagate: {to: all, relay: true, suggest: [block]}
-            """
         let (a, b, c) = try (
-            MeshNode("a", playbooks: ["relay.yaml": relay]), MeshNode("b", playbooks: ["relay.yaml": relay]),
-            MeshNode("c", playbooks: ["relay.yaml": relay])
+            MeshNode("a", playbooks: ["relay.yaml": Self.relay]), MeshNode("b", playbooks: ["relay.yaml": Self.relay]),
+            MeshNode("c", playbooks: ["relay.yaml": Self.relay])
         )
         func entries(_ peers: [(MeshNode, String)]) -> String {
             peers.map { peer, url in
