@@ -9,6 +9,8 @@
 3. Hostile requests, each on a connection of its own: JSON nested 100,000 deep (ingest and
    OpenC2), invalid UTF-8 and NUL bytes in text and JSON, a 1 MB header, 10^6 tiny lines. Each
    answer's status, media type (a 4xx problem+json expected), size and time; then /healthz.
+Exits non-zero if a slow connection outlives 25 s, a peer body is not refused with 401, or a
+hostile request gets anything but a 4xx problem+json.
 """
 import atexit, os, resource, shutil, socket, statistics, sys, tempfile, threading, time, urllib.request
 
@@ -48,6 +50,9 @@ while time.time() - started < 25:
     timings.append((time.perf_counter() - began) * 1000)
     time.sleep(0.02)
 timings.sort()
+failures = []
+if slow:
+    failures.append(f"{len(slow)} slow-header connections still open at 25 s")
 print(f"{connections} slow-header connections: /healthz p50 {statistics.median(timings):.1f} ms, p99 {timings[int(len(timings) * 0.99)]:.1f} ms over {len(timings)};"
       f" {len(closed_at)} closed by the daemon, the last after {max(closed_at, default=0):.1f} s, {len(slow)} still open at 25 s")
 
@@ -78,6 +83,8 @@ for n in range(20):
     statuses.append(("signed " if signature else "unsigned ") + ("100-continue " if expect else "") + head.split(b"\r\n", 1)[0].decode(errors="replace"))
     s.close()
 spent = cpu() - before
+if any(not status.endswith(" 401 Unauthorized") for status in statuses):
+    failures.append("an unsigned or unknown peer body was not refused with 401")
 print(f"20 16 MiB bodies to /v1/peer/events from no peer (half with a well-formed signature of no key): {sorted(set(statuses))};"
       f" daemon CPU {spent * 1000 / 20:.1f} ms a request")
 
@@ -114,9 +121,14 @@ hostile = [
 print("hostile requests (status, media type, answer size, time):")
 for name, method, path, body, headers in hostile:
     status, content_type, content, spent = request(method, path, body, headers)
+    if not (400 <= status < 500 and content_type.startswith("application/problem+json")):
+        failures.append(f"{name}: {status} {content_type}")
     print(f"  {name}: {status} {content_type or '(none)'}, {len(content):,} bytes, {spent:.1f} ms"
           f"{'' if 400 <= status < 500 and content_type.startswith('application/problem+json') else f'  <- not a 4xx problem: {content[:300]!r}'}")
 alive = urllib.request.urlopen(URL + "/healthz", timeout=5).status
 print(f"  /healthz after them: {alive}")
 daemon.terminate()
 daemon.wait()
+for failure in failures:
+    print(f"FAILED: {failure}")
+sys.exit(1 if failures else 0)

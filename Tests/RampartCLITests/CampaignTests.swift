@@ -3,8 +3,8 @@ import RampartTesting
 import Testing
 
 /// The short forms of the reliability campaign's scripts (Benchmarks/), run on the debug build:
-/// kill -9 rounds during concurrent ingest, propagation and nftables batches, and a two-minute
-/// soak with ten peers, one flapping.
+/// kill -9 rounds during concurrent ingest, propagation and nftables batches, hostile peers and
+/// clients, and a two-minute soak with ten peers, one flapping.
 /// The long forms (`Benchmarks/killcampaign.sh 200`, `Benchmarks/soak.sh 3600`) run by hand.
 @Suite(.serialized) struct CampaignTests {
     static let benchmarks = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Benchmarks")
@@ -34,6 +34,30 @@ import Testing
                 /: \d+ items stored, 0 lost, 0 values stored twice, \d+ values blocked, 0 acknowledged values unblocked, 0 blocked twice; integrity_check ok; audit verify: audit chain intact/
         )
         #expect(whole.count == 2, "\(out.stdout)")
+    }
+
+    /// Thirty seconds of six hostile peers (silent, dripping, endless and 1 GB bodies, redirect
+    /// loops, 500 forever) beside a real one: the real peer gets every item, and the sender's
+    /// memory stays far below any hostile body's size.
+    @Test(.enabled(if: unavailable == nil, "\(unavailable ?? "")"))
+    func hostilePeersLeaveTheRealPeerWhole() async throws {
+        let out = try await onOwnThread { try Self.script("hostilepeers.py", "30") }
+        print(out.stdout)
+        #expect(out.status == 0, "\(out.stdout)\(out.stderr.suffix(3000))")
+        let rss = out.stdout.firstMatch(of: /at most (\d+), slope/).flatMap { Int($0.1) }
+        #expect(rss.map { $0 < 300 } == true, "\(out.stdout)")
+    }
+
+    /// 200 slow-header connections closed by the idle timeout while /healthz stays under 100 ms
+    /// p99, unsigned 16 MiB peer bodies refused from their headers, and each hostile body or
+    /// header answered with a 4xx problem+json.
+    @Test(.enabled(if: unavailable == nil, "\(unavailable ?? "")"))
+    func hostileClientsGetClearRefusals() async throws {
+        let out = try await onOwnThread { try Self.script("hostileclients.py", "200") }
+        print(out.stdout)
+        #expect(out.status == 0, "\(out.stdout)\(out.stderr.suffix(3000))")
+        let p99 = out.stdout.firstMatch(of: /p99 ([0-9.]+) ms over/).flatMap { Double($0.1) }
+        #expect(p99.map { $0 < 100 } == true, "\(out.stdout)")
     }
 
     /// Two minutes at 500 items/s shared with ten peers: every steady peer ends with every item,
