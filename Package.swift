@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "rampart", targets: ["rampart"]),
         // For the fuzz targets (Fuzz/, a package of their own, built with sanitizers).
         .library(name: "RampartCore", targets: ["RampartCore"]),
+        // For the fuzz targets (Fuzz/), which test the nftables batch builder.
+        .library(name: "RampartFirewall", targets: ["RampartFirewall"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),

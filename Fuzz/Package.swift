@@ -14,7 +14,12 @@ let package = Package(
         // libFuzzer's driver, called from each target's main (SwiftPM gives executables a main of their own).
         .target(name: "FuzzDriver")
     ]
-        + ["FuzzValues", "FuzzIngest", "FuzzYAML", "FuzzSignature", "FuzzRules", "FuzzOpenC2"].map { name in
-            .executableTarget(name: name, dependencies: ["FuzzDriver", .product(name: "RampartCore", package: "rampart")], linkerSettings: link)
+        + ["FuzzValues", "FuzzIngest", "FuzzYAML", "FuzzSignature", "FuzzRules", "FuzzOpenC2", "FuzzFirewall"].map { name in
+            .executableTarget(
+                name: name,
+                dependencies: [
+                    "FuzzDriver", .product(name: "RampartCore", package: "rampart"), .product(name: "RampartFirewall", package: "rampart"),
+                ],
+                linkerSettings: link)
         }
 )

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 EACH=${1:-60}
-TARGETS=(FuzzValues FuzzIngest FuzzYAML FuzzSignature FuzzRules FuzzOpenC2)
+TARGETS=(FuzzValues FuzzIngest FuzzYAML FuzzSignature FuzzRules FuzzOpenC2 FuzzFirewall)
 # Every Swift module is instrumented; lld links libFuzzer's runtime (gold fails on it), and the
 # package's build tool (the OpenAPI embedder, linked with that runtime too) leaves libFuzzer's
 # entry point unresolved: it never runs it.
