@@ -146,10 +146,11 @@ import Testing
     }
 
     /// What a hostile client sends gets a clear 4xx at once and stores nothing: JSON nested
-    /// 100,000 deep, invalid UTF-8 and NUL bytes in text and JSON, a million tiny lines (whose
-    /// refusals are counted, and only the first listed).
+    /// 100,000 deep, invalid UTF-8 and NUL bytes in text and JSON. (A million tiny lines take
+    /// seconds of a debug build's CPU, which would starve the tests running beside this one:
+    /// `Benchmarks/hostileclients.py` sends them to a daemon of its own, in CampaignTests.)
     @Test func hostileBodiesGetClearRefusals() async throws {
-        try await TestNode(extraYAML: "http: {max_body: 8MiB, max_items: 2000000}").run { client, parts in
+        try await TestNode().run { client, parts in
             func post(_ type: String, _ bytes: [UInt8]) async throws -> Answer {
                 try await client.call(.post, "/v1/indicators", as: "ingest", contentType: type, bytes: bytes)
             }
@@ -171,10 +172,6 @@ import Testing
             let escapedNUL = try await post("application/json", Array(#"[{"value":"8.8.8.8\u0000"}]"#.utf8))
             #expect(escapedNUL.status == .unprocessableContent, "\(escapedNUL.json)")
 
-            let million = try await post("text/plain", Array(repeating: Array("x\n".utf8), count: 1_000_000).flatMap { $0 })
-            #expect(million.status == .unprocessableContent, "\(million.json)")
-            let listed = (million["errors"] as? [Any])?.count ?? 0
-            #expect(listed > 0 && listed <= 100, "\(listed) refusals listed")
             #expect(try await parts.store.itemCount() == 1)
         }
     }
