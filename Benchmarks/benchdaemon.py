@@ -115,7 +115,7 @@ class Nodes:
     def __init__(self, binary, work, token):
         import atexit
         self.binary, self.work, self.token = binary, work, token
-        self.processes, self.ports = {}, {}
+        self.processes, self.ports, self.startups = {}, {}, []
         atexit.register(lambda: [p.kill() for p in self.processes.values()])
 
     def keygen(self, name):
@@ -145,8 +145,9 @@ log: {{level: warning}}
 peers:
 """ + "".join(peers))
 
-    def start(self, name):
-        """Starts the node and returns its process once it is ready; exits if its port is taken."""
+    def start(self, name, within=20):
+        """Starts the node and returns its process once it is ready (`within` seconds at most;
+        how long it took goes in `startups`); exits if its port is taken."""
         import socket, subprocess
         port = self.ports[name]
         with socket.socket() as probe:
@@ -156,15 +157,17 @@ peers:
         process = subprocess.Popen([self.binary, "serve", "--config", f"{self.work}/{name}/rampart.yaml"],
                                    stdout=open(f"{self.work}/{name}.log", "a"), stderr=subprocess.STDOUT)
         self.processes[name] = process
-        for _ in range(400):
+        began = time.monotonic()
+        while time.monotonic() - began < within:
             if process.poll() is not None:
                 sys.exit(f"node {name} exited with {process.returncode}; the end of its log:\n{self.log_tail(name)}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                self.startups.append(time.monotonic() - began)
                 return process
             except Exception:
                 time.sleep(0.05)
-        sys.exit(f"node {name} did not become ready within 20 s; the end of its log:\n{self.log_tail(name)}")
+        sys.exit(f"node {name} did not become ready within {within} s; the end of its log:\n{self.log_tail(name)}")
 
     def log_tail(self, name):
         """The last lines of the node's log (its directory goes when the script exits)."""
