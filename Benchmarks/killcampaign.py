@@ -14,7 +14,7 @@ within 5 s. At the end, with both outboxes drained: each node holds every acknow
 none twice, one active block per value; `rampart audit verify` passes and `PRAGMA
 integrity_check` is ok on both.
 """
-import atexit, json, os, random, shutil, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request, uuid
+import atexit, json, random, shutil, sqlite3, subprocess, sys, tempfile, threading, time, urllib.request, uuid
 
 from benchdaemon import Nodes, fresh_addresses, in_own_namespace
 

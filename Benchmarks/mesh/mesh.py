@@ -18,7 +18,7 @@ IPv4 address). Reports, once every node holds every item:
   the namespace's loopback carried over the run, API requests included);
 - CPU seconds and RSS per node (mean and at most), and the machine's load average.
 """
-import json, os, random, sqlite3, statistics, sys, tempfile, threading, time, shutil, atexit, urllib.request
+import os, random, sqlite3, statistics, sys, tempfile, threading, time, shutil, atexit, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchdaemon import Nodes, fresh_addresses, in_own_namespace
