@@ -38,6 +38,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
     case peerRefused = "peer.refused"
     case peerDisabled = "peer.disabled"
     case peerReplayed = "peer.replayed"
+    case peerSynced = "peer.synced"
     case peerPurged = "peer.purged"
     case revocationRefused = "revocation.refused"
     case revocationKept = "revocation.kept"

@@ -352,6 +352,7 @@ public struct Config: Sendable {
         /// The keys of `peers`.
         public enum Peer: String, ConfigKey {
             case name, nodeID = "node_id", url, publicKey = "public_key", secret, share, accept, expires, timeout
+            case deadLetterAfter = "dead_letter_after", resync
         }
 
         /// The keys of `peers.share`.

@@ -21,6 +21,8 @@ public enum Metric: String, CaseIterable, Sendable {
     case peerDeadLettered = "rampart_peer_dead_lettered_total"
     case peerRefusedByPeer = "rampart_peer_refused_by_peer_total"
     case peerRequestsRefused = "rampart_peer_requests_refused_total"
+    case peerSyncs = "rampart_peer_syncs_total"
+    case peerSyncRepaired = "rampart_peer_sync_repaired_total"
     case revocations = "rampart_revocations_total"
     case bouncerPulls = "rampart_bouncer_pulls_total"
     case bouncerDecisionsSent = "rampart_bouncer_decisions_sent_total"

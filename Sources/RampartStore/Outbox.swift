@@ -79,11 +79,13 @@ extension StoreTransaction {
         try binder.step(db)
     }
 
-    /// The peers an item was queued for or sent to (not withheld or dead-lettered): those that must
-    /// hear of its revocation.
+    /// The peers an item was queued for or sent to (not withheld or refused): those that must
+    /// hear of its revocation. Dead-lettered ones too: the peer may have taken the item although
+    /// no answer said so, and anti-entropy may send the item again.
     public func recipients(of item: String) throws -> [String] {
         try String.fetchAll(
-            cached("SELECT DISTINCT peer FROM outbox WHERE item = ? AND body IS NULL AND state IN ('pending', 'delivered')"), arguments: [item]
+            cached("SELECT DISTINCT peer FROM outbox WHERE item = ? AND body IS NULL AND state IN ('pending', 'delivered', 'dead')"),
+            arguments: [item]
         )
     }
 

@@ -468,6 +468,19 @@ public final class Store: Sendable {
                     arguments: [object[0] as Int64, StoreTransaction.objectKey(id), id])
             }
         }
+        migrator.registerMigration("v16-peer-received") { db in
+            // What each peer's requests carried, for anti-entropy (`PeerSync`).
+            try db.execute(
+                sql: """
+                    CREATE TABLE peer_received (
+                        peer TEXT NOT NULL,
+                        entry TEXT NOT NULL,
+                        at INTEGER NOT NULL,
+                        PRIMARY KEY (peer, entry)
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return migrator
     }
 }

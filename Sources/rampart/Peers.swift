@@ -9,7 +9,8 @@ struct Peers: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Each peer: reachable, queue depth, oldest undelivered, last success, counts.")
+        static let configuration = CommandConfiguration(
+            abstract: "Each peer: reachable, queue depth, oldest undelivered, last success, last sync, counts.")
 
         @OptionGroup var api: APIOptions
         @Flag(help: "Print the JSON objects, one per line.") var json = false
@@ -22,11 +23,14 @@ struct Peers: AsyncParsableCommand {
                 return
             }
             let columns = [
-                "name", "reachable", "disabled", "queue_depth", "oldest_undelivered_seconds", "dead_letters", "last_success", "sent", "received",
-                "accepted", "refused",
+                "name", "reachable", "disabled", "queue_depth", "oldest_undelivered_seconds", "dead_letters", "last_success", "last_sync",
+                "repaired", "sent", "received", "accepted", "refused",
             ]
             printTable(
-                header: ["NAME", "REACHABLE", "DISABLED", "QUEUED", "OLDEST(s)", "DEAD", "LAST SUCCESS", "SENT", "RECEIVED", "ACCEPTED", "REFUSED"],
+                header: [
+                    "NAME", "REACHABLE", "DISABLED", "QUEUED", "OLDEST(s)", "DEAD", "LAST SUCCESS", "LAST SYNC", "REPAIRED", "SENT", "RECEIVED",
+                    "ACCEPTED", "REFUSED",
+                ],
                 rows: peers.map { peer in columns.map { peer[$0]?.text ?? "-" } }
             )
         }

@@ -772,6 +772,10 @@ final class StandInServer {
                 def log_message(self, *a): pass
                 def do_POST(self):
                     body = self.rfile.read(int(self.headers.get("content-length", 0))).decode("utf-8", "replace")
+                    if '"type":"rampart.sync.v1"' in body:
+                        # A stand-in for a peer, not a Rampart node: it takes no part in syncs.
+                        self.send_response(400); self.send_header("Content-Length", "0"); self.end_headers()
+                        return
                     name = self.path.strip("/")
                     calls.setdefault(name, []).append({"at": time.time(), "body": body})
                     first = len(calls[name]) == 1

@@ -379,3 +379,69 @@ struct StoreTests {
         #expect(delivered == (0..<100).filter { $0 % 2 == 0 }.map { 1 + $0 % 4 }.reduce(0, +))
     }
 }
+
+/// The two sets anti-entropy compares, and what a sync changes in them.
+struct SyncSetTests {
+    let store: Store
+    let now = Date(milliseconds: 1_800_000_000_000)
+
+    init() throws {
+        store = try Store(path: Scratch.directory("rampart-sync").path + "/rampart.sqlite")
+        store.start()
+    }
+
+    static func id(_ bucket: Int, _ n: Int) -> String { String(format: "0190b6d2-63a5-7c49-9b1e-5f0e8a9c%02x%02x", n, bucket) }
+
+    /// What was queued for a peer, less what the policy withheld or the peer refused, and less
+    /// items withdrawn here since; a sync queues again only delivered and dead-lettered entries.
+    @Test func queuedEntriesAndRequeue() async throws {
+        let (delivered, dead, withheld, pending, revoked) = (Self.id(1, 1), Self.id(1, 2), Self.id(1, 3), Self.id(1, 4), Self.id(1, 5))
+        let revocation = PeerMessage.Revocation(id: Self.id(2, 1), item: delivered, reason: "test")
+        let at = now
+        try await store.write { tx in
+            for item in [delivered, dead, withheld, pending, revoked] {
+                try tx.enqueue(peer: "b", item: item, path: ["a"], hopsLeft: 0, suggest: [], at: at)
+            }
+            try tx.enqueue(peer: "b", item: delivered, body: revocation.json, path: ["a"], hopsLeft: 0, suggest: [], at: at)
+            try tx.enqueue(peer: "c", item: Self.id(3, 1), path: ["a"], hopsLeft: 0, suggest: [], at: at)
+            // The item withdrawn here since it was queued.
+            try tx.db.execute(sql: "INSERT INTO item(id, audit_seq, revoked_at) VALUES (?, 0, 1)", arguments: [revoked])
+            try tx.db.execute(sql: "UPDATE outbox SET state = 'delivered' WHERE item IN (?, ?)", arguments: [delivered, revoked])
+            try tx.db.execute(sql: "UPDATE outbox SET state = 'dead' WHERE item = ?", arguments: [dead])
+            try tx.db.execute(sql: "UPDATE outbox SET state = 'withheld' WHERE item = ?", arguments: [withheld])
+        }
+        #expect(Set(try await store.queuedEntries(peer: "b")) == [delivered, dead, pending, revocation.id])
+        let requeued = try await store.write { tx in
+            try tx.requeue(peer: "b", entries: [delivered, dead, withheld, pending, revoked, revocation.id, Self.id(3, 1)], at: at)
+        }
+        #expect(requeued == 3, "the delivered item, the dead letter and the revocation")
+        let states = try await store.pool.read { db in
+            try Dictionary(
+                uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT seq, state FROM outbox WHERE peer = 'b'").map {
+                    ($0[0] as Int64, $0[1] as String)
+                })
+        }
+        #expect(states.values.sorted() == ["delivered", "pending", "pending", "pending", "pending", "withheld"])
+    }
+
+    /// What a peer's requests carried; a peer's list of some buckets finds what this node lacks,
+    /// records what it holds from elsewhere, and forgets what the peer no longer lists.
+    @Test func receivedEntriesAndReconcile() async throws {
+        let (taken, forgotten, lacking, held, other) = (Self.id(5, 1), Self.id(5, 2), Self.id(5, 3), Self.id(6, 1), Self.id(7, 1))
+        let at = now
+        try await store.write { tx in
+            try tx.recordReceived(from: "a", entries: [taken, forgotten, other], at: at)
+            try tx.recordReceived(from: "a", entries: [taken], at: at)
+            try tx.recordReceived(from: "z", entries: [lacking], at: at)
+            try tx.db.execute(sql: "INSERT INTO item(id, audit_seq) VALUES (?, 0)", arguments: [held])
+        }
+        #expect(Set(try await store.receivedEntries(from: "a")) == [taken, forgotten, other])
+        let missing = try await store.write { tx in
+            try tx.reconcileReceived(from: "a", buckets: [5, 6], listed: [taken, lacking, held], at: at)
+        }
+        #expect(missing == [lacking], "z's record of it is z's")
+        #expect(Set(try await store.receivedEntries(from: "a")) == [taken, held, other], "bucket 7 was not listed: kept")
+        let digests = PeerSync.digests(try await store.receivedEntries(from: "a"))
+        #expect(PeerSync.differing(digests, PeerSync.digests([taken, held, other])).isEmpty)
+    }
+}

@@ -31,7 +31,8 @@ public struct DeliverySchedule: Sendable, Equatable {
         case disabled(reason: String)
     }
 
-    public let settings: Settings
+    /// The dead-letter age changes with the peer's `dead_letter_after` on a reload.
+    public var settings: Settings
     public private(set) var state: State = .ready
     /// Failures in a row since the last delivery.
     public private(set) var failures = 0
@@ -87,6 +88,14 @@ public struct DeliverySchedule: Sendable, Equatable {
     /// A peer disabled before (by a 410 answered to an earlier run of the daemon).
     public mutating func disable(reason: String) {
         state = .disabled(reason: reason)
+    }
+
+    /// The peer answered another request (an anti-entropy sync): a backoff after failures ends,
+    /// so that what the sync queued goes now. A disabled peer stays disabled.
+    public mutating func answered() {
+        guard case .waiting = state else { return }
+        state = .ready
+        failures = 0
     }
 
     /// Lets a disabled peer be tried again (after a replay).

@@ -20,6 +20,13 @@ public struct Peer: Sendable {
     public var expires: Date?
     /// The longest one delivery to the peer may take, answer and body included (`timeout`, default 30s).
     public var timeout: Duration = .seconds(30)
+    /// Entries still undelivered this long after they were queued are dead-lettered at their
+    /// next failure (`dead_letter_after`, default 24h); anti-entropy sends them once the peer is back.
+    public var deadLetterAfter: Duration = .seconds(86_400)
+    /// How often the two nodes compare what this one queued for the peer with what the peer took,
+    /// and repair the difference (`resync`, default 1h); also on start, when a link comes back,
+    /// and when the peer starts a sync of its own.
+    public var resync: Duration = .seconds(3600)
 
     public init(name: String, url: String) {
         self.name = name
@@ -180,6 +187,16 @@ extension Config {
                 peer.timeout = timeout
             } else {
                 reader.error(n, "\(path).timeout must be between 1s and 10m")
+            }
+        }
+        if let n = fields[.deadLetterAfter], let after = reader.duration(n, "\(path).dead_letter_after") {
+            if after >= .seconds(1) { peer.deadLetterAfter = after } else { reader.error(n, "\(path).dead_letter_after must be at least 1s") }
+        }
+        if let n = fields[.resync], let every = reader.duration(n, "\(path).resync") {
+            if every >= .seconds(1) && every <= .seconds(7 * 86_400) {
+                peer.resync = every
+            } else {
+                reader.error(n, "\(path).resync must be between 1s and 7d")
             }
         }
         if let n = fields[.expires] {

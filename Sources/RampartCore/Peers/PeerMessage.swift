@@ -92,9 +92,15 @@ public struct PeerMessage: Sendable {
     public static func decode(
         _ body: [UInt8], via: String, maxItems: Int, maxRuleBytes: Int = Rule.defaultMaxBytes, now: Date
     ) throws(ValueError) -> PeerMessage {
-        let json = try JSONValue.parse(body, maxDepth: 16)
+        try decode(json: JSONValue.parse(body, maxDepth: 16), via: via, maxItems: maxItems, maxRuleBytes: maxRuleBytes, now: now)
+    }
+
+    /// Reads a request body already parsed.
+    public static func decode(
+        json: JSONValue, via: String, maxItems: Int, maxRuleBytes: Int = Rule.defaultMaxBytes, now: Date
+    ) throws(ValueError) -> PeerMessage {
         guard case .string(let type)? = json["type"], type == PeerMessage.type else {
-            throw ValueError(.invalidField, "'type' must be \"\(PeerMessage.type)\"")
+            throw ValueError(.invalidField, "'type' must be \"\(PeerMessage.type)\" or \"\(PeerSync.type)\"")
         }
         guard let data = json["data"], case .object = data else { throw ValueError(.missingField, "missing object 'data'") }
         guard case .array(let pathValues)? = data["path"], !pathValues.isEmpty, pathValues.count <= 32 else {

@@ -25,12 +25,13 @@ public final class PeerDelivery: Service, Sendable {
     let batchSize: Int
     let requestTimeout: Duration
     /// By destination key: peer names, and `notify:URL`.
-    private let dispatchers: Mutex<[String: Dispatcher]> = Mutex([:])
+    let dispatchers: Mutex<[String: Dispatcher]> = Mutex([:])
     /// What the dispatchers' waits (backoff, safety timeouts) run on.
     let clock: any Clock<Duration>
     /// Tells `run` to start dispatchers for peers added by a reload.
     private let started: Signal
     private let stopping = Atomic<Bool>(false)
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     public init(
         store: Store, nodeID: String, signingKey: WebhookSignature.SigningKey?, peers: [Peer], notifyURLs: Set<String>, metrics: RampartMetrics,
@@ -68,14 +69,27 @@ public final class PeerDelivery: Service, Sendable {
             var lastAttempt: Date?
             var lastSuccess: Date?
             var lastError: String?
+            /// Anti-entropy (`AntiEntropy.swift`): whether its loop runs, and how the last syncs went.
+            var syncing = false
+            var lastSyncAttempt: Date?
+            var lastSync: Date?
+            var lastSyncRepaired = 0
+            var lastSyncError: String?
+            /// Entries queued again by syncs since start.
+            var repaired = 0
         }
 
         let state: Mutex<State>
         let signal: Signal
+        /// Wakes the anti-entropy loop: a link back, a sync the peer began.
+        let syncSignal: Signal
 
         init(_ destination: Destination, settings: DeliverySchedule.Settings, clock: any Clock<Duration>) {
+            var settings = settings
+            if let peer = destination.peer { settings.deadAfter = peer.deadLetterAfter }
             state = Mutex(State(destination: destination, schedule: DeliverySchedule(settings: settings)))
             signal = Signal(clock: clock)
+            syncSignal = Signal(clock: clock)
         }
     }
 
@@ -90,6 +104,7 @@ public final class PeerDelivery: Service, Sendable {
                     // A reload tries notify URLs that answered 410 again; peers wait for a replay.
                     dispatcher.state.withLock { state in
                         state.destination = destination
+                        state.schedule.settings.deadAfter = destination.peer?.deadLetterAfter ?? settings.deadAfter
                         if destination.peer == nil { state.schedule.enable() }
                     }
                 } else {
@@ -99,6 +114,7 @@ public final class PeerDelivery: Service, Sendable {
             for (name, dispatcher) in dispatchers where !keys.contains(name) {
                 dispatcher.state.withLock { $0.removed = true }
                 dispatcher.signal.fire()
+                dispatcher.syncSignal.fire()
                 dispatchers[name] = nil
             }
         }
@@ -156,16 +172,28 @@ public final class PeerDelivery: Service, Sendable {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
-                    let idle = dispatchers.withLock { all in
-                        all.values.filter { dispatcher in
-                            dispatcher.state.withLock { state in
-                                defer { state.running = true }
-                                return !state.running
+                    let (idle, unsynced) = dispatchers.withLock { all in
+                        (
+                            all.values.filter { dispatcher in
+                                dispatcher.state.withLock { state in
+                                    defer { state.running = true }
+                                    return !state.running
+                                }
+                            },
+                            all.values.filter { dispatcher in
+                                dispatcher.state.withLock { state in
+                                    guard state.destination.peer != nil, !state.syncing else { return false }
+                                    state.syncing = true
+                                    return true
+                                }
                             }
-                        }
+                        )
                     }
                     for dispatcher in idle {
                         group.addTask { await self.deliver(dispatcher, client: client) }
+                    }
+                    for dispatcher in unsynced {
+                        group.addTask { await self.synchronize(dispatcher, client: client) }
                     }
                     await started.wait(timeout: .seconds(3600))
                 }
@@ -174,7 +202,10 @@ public final class PeerDelivery: Service, Sendable {
         } onGracefulShutdown: {
             self.stopping.store(true, ordering: .relaxed)
             self.started.fire()
-            for dispatcher in self.dispatchers.withLock({ Array($0.values) }) { dispatcher.signal.fire() }
+            for dispatcher in self.dispatchers.withLock({ Array($0.values) }) {
+                dispatcher.signal.fire()
+                dispatcher.syncSignal.fire()
+            }
         }
         try? await client.shutdown()
     }
@@ -255,29 +286,32 @@ public final class PeerDelivery: Service, Sendable {
         metrics.count(.peerWithheld, ["peer": name], withheld.count)
     }
 
-    /// Posts a plan's batch, signed, and records the outcome the machine makes of the answer.
-    /// Returns whether the peer took it.
-    private func send(
-        _ plan: DeliveryMachine.Plan, to destination: Destination, dispatcher: Dispatcher, machine: inout DeliveryMachine, client: HTTPClient
-    ) async throws -> Bool {
-        let at = now()
+    /// A POST of `body` to the destination, signed with this node's key (and the peer's secret).
+    func signedRequest(_ body: [UInt8], to destination: Destination, at: Date) throws -> (HTTPClientRequest, webhookID: String) {
         let webhookID = "msg_" + IDGenerator.shared.next().replacingOccurrences(of: "-", with: "")
         let timestamp = Int(at.timeIntervalSince1970)
         var request = HTTPClientRequest(url: destination.url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "rampart/\(nodeID)")
-        // Notifications are signed too when this node has a key, so that their receiver can check them.
-        let signature = try WebhookSignature.sign(
-            id: webhookID, timestamp: timestamp, body: plan.body, key: signingKey, secret: destination.peer?.secret)
+        let signature = try WebhookSignature.sign(id: webhookID, timestamp: timestamp, body: body, key: signingKey, secret: destination.peer?.secret)
         if !signature.isEmpty {
             request.headers.add(name: "webhook-id", value: webhookID)
             request.headers.add(name: "webhook-timestamp", value: String(timestamp))
             request.headers.add(name: "webhook-signature", value: signature)
         }
-        request.body = .bytes(ByteBuffer(bytes: plan.body))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        return (request, webhookID)
+    }
 
-        let begun = dispatcher.state.withLock { $0.schedule.epoch }
+    /// Posts a plan's batch, signed, and records the outcome the machine makes of the answer.
+    /// Returns whether the peer took it.
+    private func send(
+        _ plan: DeliveryMachine.Plan, to destination: Destination, dispatcher: Dispatcher, machine: inout DeliveryMachine, client: HTTPClient
+    ) async throws -> Bool {
+        // Notifications are signed too when this node has a key, so that their receiver can check them.
+        let (request, webhookID) = try signedRequest(plan.body, to: destination, at: now())
+        let (begun, failuresBefore) = dispatcher.state.withLock { ($0.schedule.epoch, $0.schedule.failures) }
         let started = ContinuousClock.now
         let answer: DeliveryMachine.Answer
         do {
@@ -342,6 +376,8 @@ public final class PeerDelivery: Service, Sendable {
                 )
             }
             metrics.delivery(peer: name, entries: seqs.count - refused.count, took: took, delivered: true, deadLettered: 0)
+            // The link is back: what went missing while it was down (dead letters) is compared now.
+            if failuresBefore > 0 { dispatcher.syncSignal.fire() }
             return true
         case .failed(let seqs, let error, _, _):
             dispatcher.state.withLock { state in

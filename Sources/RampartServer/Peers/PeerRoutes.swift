@@ -15,6 +15,8 @@ struct PeerRoutes {
     let maxItems: Int
     let now: @Sendable () -> Date
     let rates = RateLimiter()
+    /// Peers whose sync request is being answered.
+    let syncing = Exclusive()
     /// Bodies read but not yet verified: unauthenticated bodies of up to http.max_body each cost
     /// memory and a signature check per key, so there are at most `maxUnverifiedPerAddress` from
     /// one address (a slow sender holds up only its own) and `maxUnverified` in all.
@@ -45,6 +47,15 @@ struct PeerRoutes {
                 if counts.byAddress[address] == 0 { counts.byAddress[address] = nil }
             }
         }
+    }
+
+    /// Names, each held by one task at a time.
+    final class Exclusive: Sendable {
+        private let held = Mutex<Set<String>>([])
+
+        /// Whether `name` was free (it is now held until `leave`).
+        func enter(_ name: String) -> Bool { held.withLock { $0.insert(name).inserted } }
+        func leave(_ name: String) { _ = held.withLock { $0.remove(name) } }
     }
 
     func register(on router: Router<RampartRequestContext>) {
@@ -91,9 +102,17 @@ struct PeerRoutes {
             pipeline.metrics.count(.peerRequestsRefused, ["reason": "peer_expired"])
             throw Problem(.forbidden, code: "peer_expired", detail: "this node's entry for \(peer.name) expired; nothing from it is accepted")
         }
+        let json: JSONValue
+        do throws(ValueError) {
+            json = try JSONValue.parse(body, maxDepth: 16)
+        } catch {
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "invalid_body"])
+            throw Problem.badRequest("invalid_body", error.message)
+        }
+        if case .string(PeerSync.type)? = json["type"] { return try await answerSync(json, from: peer, webhookID: id ?? "", at: at) }
         let message: PeerMessage
         do throws(ValueError) {
-            message = try PeerMessage.decode(body, via: peer.via, maxItems: maxItems, maxRuleBytes: pipeline.limits.maxRuleBytes, now: at)
+            message = try PeerMessage.decode(json: json, via: peer.via, maxItems: maxItems, maxRuleBytes: pipeline.limits.maxRuleBytes, now: at)
             guard message.sender == peer.nodeID else {
                 throw ValueError(.invalidField, "'data.path' must end with the sender's node id, \(peer.nodeID)")
             }
@@ -127,6 +146,39 @@ struct PeerRoutes {
         w.endArray()
         w.endObject()
         return Response.json(.ok, w)
+    }
+
+    /// A peer's sync request (`PeerSync`): the buckets whose digests differ from what this node
+    /// took from it, or which of the entries it lists this node lacks. One at a time per peer.
+    func answerSync(_ json: JSONValue, from peer: Peer, webhookID: String, at: Date) async throws -> Response {
+        let request: PeerSync.Request
+        do throws(ValueError) {
+            request = try PeerSync.decode(json, node: peer.nodeID)
+        } catch {
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "invalid_body"])
+            throw Problem.badRequest("invalid_body", error.message)
+        }
+        guard syncing.enter(peer.name) else {
+            throw Problem(.serviceUnavailable, code: "busy", detail: "a sync from \(peer.name) is being answered", headers: [.retryAfter: "1"])
+        }
+        defer { syncing.leave(peer.name) }
+        switch request {
+        case .digests(let theirs):
+            delivery.syncRequested(by: peer.name)
+            let mine = PeerSync.digests(try await store.receivedEntries(from: peer.name))
+            return Response.json(.ok, PeerSync.answer(differing: PeerSync.differing(theirs, mine)))
+        case .entries(let buckets, let ids):
+            do {
+                let missing = try await store.write { tx in
+                    guard try tx.recordPeerMessage(id: webhookID, peer: peer.name, at: at) else { throw Pipeline.Replayed() }
+                    return try tx.reconcileReceived(from: peer.name, buckets: buckets, listed: ids, at: at)
+                }
+                return Response.json(.ok, PeerSync.answer(missing: missing))
+            } catch is Pipeline.Replayed {
+                pipeline.metrics.count(.peerRequestsRefused, ["reason": "replayed"])
+                throw Problem(.conflict, code: "replayed", detail: "a request with webhook-id \(webhookID) was already answered")
+            }
+        }
     }
 
     /// The configured peer whose key or secret signed the request (signatures are checked with
@@ -194,6 +246,11 @@ struct PeerRoutes {
             w.field("accepted", state.accepted)
             w.field("refused", state.refused)
             w.field("refused_by_peer", outbox.refused)
+            // Anti-entropy: the last sync that completed, what it queued again, and any error since.
+            if let sync = state.lastSync { w.field("last_sync", sync) }
+            w.field("last_sync_repaired", state.lastSyncRepaired)
+            if let error = state.lastSyncError { w.field("last_sync_error", error) }
+            w.field("repaired", state.repaired)
             w.endObject()
         }
         w.endArray()

@@ -34,6 +34,7 @@ extension Pipeline {
         let context = context(via: peer.via, positionName: "index", inForce: inForce, at: at, maxBlock: peer.accept.maxDuration)
         var received = Received()
         var chunk: [Planned] = []
+        var taken: [String] = []
         var counted = Tally()
         let loop = message.path.contains(nodeID)
         for (index, entry) in message.entries.enumerated() {
@@ -50,15 +51,19 @@ extension Pipeline {
             case .success(.item(let item)):
                 if case .item(let sent)? = try? entry.get() { received.suggestionsDropped += sent.suggested.count - item.suggested.count }
                 chunk.append(.accepted(item, inForce.playbooks, context.planning))
+                taken.append(item.id)
             case .success(.revocation(let revocation)):
                 chunk.append(.revocation(revocation, path: message.path))
                 received.revocations += 1
+                taken.append(revocation.id)
             }
         }
         let candidates = chunk.count { if case .accepted = $0 { true } else { false } }
-        let (summary, entries) = (received, chunk)
+        let (summary, entries, takenIDs) = (received, chunk, taken)
         let outcomes = try await store.write { tx in
             guard try tx.recordPeerMessage(id: webhookID, peer: peer.name, at: at) else { throw Replayed() }
+            // What anti-entropy compares with what the peer queued (duplicates too: taken is taken).
+            try tx.recordReceived(from: peer.name, entries: takenIDs, at: at)
             let outcomes = try tx.apply(entries, in: context)
             try tx.audit(.peerReceived, subject: peer.name, at: at) { w in
                 w.field("webhook_id", webhookID)

@@ -1,0 +1,142 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import RampartCore
+import RampartStore
+
+/// Anti-entropy (`PeerSync`): each peer's loop compares what this node queued for the peer with
+/// what the peer took, on start, every `resync`, when the link comes back and when the peer
+/// begins a sync of its own, and queues again what the peer lacks. What went missing (entries
+/// dead-lettered during a long partition, or lost by a peer restored from a backup) then goes
+/// through the outbox as any entry does, policies and deduplication included.
+extension PeerDelivery {
+    /// What one sync found and did.
+    struct SyncReport: Sendable {
+        var entries = 0
+        var differing = 0
+        var missing = 0
+        var requeued = 0
+    }
+
+    struct SyncFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// One peer's anti-entropy loop: a sync a second after start, then every `resync`; after a
+    /// failure, again in 2 s, then 4, 8 and every 10 s (or `resync`, when shorter), so that a
+    /// partition's end is noticed within 10 s even when nothing else is being sent.
+    func synchronize(_ dispatcher: Dispatcher, client: HTTPClient) async {
+        defer { dispatcher.state.withLock { $0.syncing = false } }
+        var wait = Duration.seconds(1)
+        var failures = 0
+        while !isStopping && !Task.isCancelled {
+            await dispatcher.syncSignal.wait(timeout: wait)
+            let (destination, removed, disabled) = dispatcher.state.withLock { state in
+                let disabled = if case .disabled = state.schedule.state { true } else { false }
+                return (state.destination, state.removed, disabled)
+            }
+            guard !removed, !isStopping, let peer = destination.peer else { break }
+            wait = peer.resync
+            // A peer that answered 410, or whose entry expired, gets nothing, syncs included.
+            if disabled || peer.hasExpired(at: now()) { continue }
+            let started = now()
+            dispatcher.state.withLock { $0.lastSyncAttempt = started }
+            do {
+                let report = try await sync(peer, client: client)
+                failures = 0
+                dispatcher.state.withLock { state in
+                    state.lastSync = started
+                    state.lastSyncRepaired = report.requeued
+                    state.lastSyncError = nil
+                    state.repaired += report.requeued
+                    state.schedule.answered()
+                }
+                dispatcher.signal.fire()
+                metrics.count(.peerSyncs, ["peer": peer.name, "outcome": "ok"])
+                metrics.count(.peerSyncRepaired, ["peer": peer.name], report.requeued)
+                if report.requeued > 0 {
+                    logger.info(
+                        "peer.synced",
+                        metadata: [
+                            "rampart.peer": "\(peer.name)", "rampart.differing": "\(report.differing)", "rampart.missing": "\(report.missing)",
+                            "rampart.requeued": "\(report.requeued)",
+                        ])
+                }
+            } catch {
+                failures += 1
+                wait = min(peer.resync, .seconds(min(10, 1 << min(failures, 4))))
+                dispatcher.state.withLock { $0.lastSyncError = "\(error)" }
+                metrics.count(.peerSyncs, ["peer": peer.name, "outcome": "failed"])
+                logger.warning("peer.sync_failed", metadata: ["rampart.peer": "\(peer.name)", "rampart.error": "\(error)"])
+            }
+        }
+    }
+
+    /// The peer began a sync of its own (it started, or its link is back): this node's sync
+    /// towards it follows, unless one succeeded in the last 30 s (so that two nodes' syncs do not
+    /// call each other forever).
+    func syncRequested(by name: String) {
+        guard let dispatcher = dispatchers.withLock({ $0[name] }) else { return }
+        let at = now()
+        let due = dispatcher.state.withLock { state in
+            guard let attempt = state.lastSyncAttempt, state.lastSyncError == nil else { return true }
+            return at.timeIntervalSince(attempt) >= 30
+        }
+        if due { dispatcher.syncSignal.fire() }
+    }
+
+    /// Compares this node's entries for `peer` with what the peer took, bucket by bucket, and
+    /// queues again what it lacks.
+    func sync(_ peer: Peer, client: HTTPClient) async throws -> SyncReport {
+        var report = SyncReport()
+        let ids = try await store.queuedEntries(peer: peer.name)
+        report.entries = ids.count
+        let answer = try await post(.digests(PeerSync.digests(ids)), to: peer, client: client)
+        guard case .array(let list)? = answer["differing"] else { throw SyncFailure(description: "the peer's answer lists no 'differing' buckets") }
+        let differing = list.compactMap { value -> Int? in
+            guard case .number(let number) = value, number == number.rounded(), (0..<Double(PeerSync.buckets)).contains(number) else { return nil }
+            return Int(number)
+        }
+        report.differing = differing.count
+        var missing: [String] = []
+        for page in PeerSync.pages(ids, differing: differing) {
+            let answer = try await post(.entries(buckets: page.buckets, ids: page.ids), to: peer, client: client)
+            guard case .array(let list)? = answer["missing"] else { throw SyncFailure(description: "the peer's answer lists no 'missing' entries") }
+            let listed = Set(page.ids)
+            missing += list.compactMap { if case .string(let id) = $0, listed.contains(id) { id } else { nil } }
+        }
+        report.missing = missing.count
+        guard !missing.isEmpty else { return report }
+        let (at, found, lacking) = (now(), report, missing)
+        report.requeued = try await store.write { tx in
+            // Those still pending are on their way already.
+            let requeued = try tx.requeue(peer: peer.name, entries: lacking, at: at)
+            guard requeued > 0 else { return 0 }
+            try tx.audit(.peerSynced, subject: peer.name, at: at) { w in
+                w.field("entries", found.entries)
+                w.field("buckets_differing", found.differing)
+                w.field("missing", found.missing)
+                w.field("requeued", requeued)
+            }
+            return requeued
+        }
+        wake([peer.name])
+        return report
+    }
+
+    /// A signed sync request to the peer; its JSON answer, which must be a 200.
+    private func post(_ request: PeerSync.Request, to peer: Peer, client: HTTPClient) async throws -> JSONValue {
+        let at = now()
+        let (signed, _) = try signedRequest(PeerSync.encode(request, node: nodeID, at: at), to: .peer(peer), at: at)
+        let (status, body) = try await withDeadline(peer.timeout) { [client] in
+            let response = try await client.execute(signed, timeout: .milliseconds(peer.timeout.milliseconds))
+            return (response.status.code, try await response.body.collect(upTo: 4 << 20))
+        }
+        let json = try? JSONValue.parse(body.readableBytesView)
+        guard status == 200, let json else {
+            let detail = json?["detail"].flatMap { if case .string(let s) = $0 { s } else { nil } }
+            throw SyncFailure(description: "HTTP \(status)\(detail.map { ": \($0)" } ?? "")")
+        }
+        return json
+    }
+}
