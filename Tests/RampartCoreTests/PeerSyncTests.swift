@@ -28,15 +28,18 @@ import Testing
         func decoded(_ body: [UInt8], node: String = "a") throws -> PeerSync.Request {
             try PeerSync.decode(JSONValue.parse(body), node: node)
         }
-        #expect(try decoded(PeerSync.encode(.digests(digests), node: "a", at: Date())) == .digests(digests))
+        #expect(try decoded(PeerSync.encode(.digests(digests, reciprocate: true), node: "a", at: Date())) == .digests(digests, reciprocate: true))
+        #expect(try decoded(PeerSync.encode(.digests(digests, reciprocate: false), node: "a", at: Date())) == .digests(digests, reciprocate: false))
         let page = try #require(PeerSync.pages(ids, differing: [1, 2, 3]).first)
         #expect(
             try decoded(PeerSync.encode(.entries(buckets: page.buckets, ids: page.ids), node: "a", at: Date()))
                 == .entries(buckets: page.buckets, ids: page.ids))
 
         // Another node's name, a short list of digests, an id outside the listed buckets, a bucket twice.
-        #expect(throws: ValueError.self) { try decoded(PeerSync.encode(.digests(digests), node: "b", at: Date())) }
-        #expect(throws: ValueError.self) { try decoded(PeerSync.encode(.digests(Array(digests.dropLast())), node: "a", at: Date())) }
+        #expect(throws: ValueError.self) { try decoded(PeerSync.encode(.digests(digests, reciprocate: false), node: "b", at: Date())) }
+        #expect(throws: ValueError.self) {
+            try decoded(PeerSync.encode(.digests(Array(digests.dropLast()), reciprocate: false), node: "a", at: Date()))
+        }
         let outside = ids.first { PeerSync.bucket(of: $0) != 1 }!
         #expect(throws: ValueError.self) { try decoded(PeerSync.encode(.entries(buckets: [1], ids: [outside]), node: "a", at: Date())) }
         #expect(throws: ValueError.self) { try decoded(PeerSync.encode(.entries(buckets: [1, 1], ids: []), node: "a", at: Date())) }

@@ -13,7 +13,9 @@ import Foundation
 ///
 /// A sync is two kinds of signed request to the peer's `/v1/peer/events`, each of type
 /// `rampart.sync.v1`:
-/// - `{"node", "digests": [256 × 16 hex digits]}`, answered `{"differing": [bucket, ...]}`;
+/// - `{"node", "digests": [256 × 16 hex digits], "reciprocate": BOOL}`, answered
+///   `{"differing": [bucket, ...]}`; `reciprocate` (the sender has just started, or its link to
+///   the receiver is back) asks the receiver to sync towards the sender too, at once;
 /// - `{"node", "buckets": [bucket, ...], "entries": [id, ...]}`: every id of those buckets,
 ///   answered `{"missing": [id, ...]}`, the ids the receiver neither recorded from the sender nor
 ///   holds. What the receiver recorded in those buckets and the sender no longer lists (a sender
@@ -56,7 +58,7 @@ public enum PeerSync {
 
     /// What one request asks.
     public enum Request: Sendable, Equatable {
-        case digests([UInt64])
+        case digests([UInt64], reciprocate: Bool)
         case entries(buckets: [Int], ids: [String])
     }
 
@@ -70,8 +72,9 @@ public enum PeerSync {
         w.beginObject()
         w.field("node", node)
         switch request {
-        case .digests(let digests):
+        case .digests(let digests, let reciprocate):
             w.field("digests", digests.map(hex))
+            w.field("reciprocate", reciprocate)
         case .entries(let buckets, let ids):
             w.key("buckets")
             w.beginArray()
@@ -91,13 +94,19 @@ public enum PeerSync {
         guard case .string(node)? = data["node"] else { throw ValueError(.invalidField, "'data.node' must be the sender's node id, \(node)") }
         if case .array(let list)? = data["digests"] {
             guard list.count == buckets else { throw ValueError(.invalidField, "'data.digests' must hold \(buckets) digests") }
+            var reciprocate = false
+            switch data["reciprocate"] {
+            case nil: break
+            case .bool(let flag)?: reciprocate = flag
+            default: throw ValueError(.invalidField, "'data.reciprocate' must be true or false")
+            }
             return .digests(
                 try list.map { (value) throws(ValueError) -> UInt64 in
                     guard case .string(let text) = value, text.utf8.count == 16, let digest = UInt64(text, radix: 16) else {
                         throw ValueError(.invalidField, "each digest is 16 hex digits")
                     }
                     return digest
-                })
+                }, reciprocate: reciprocate)
         }
         guard case .array(let bucketValues)? = data["buckets"], case .array(let idValues)? = data["entries"] else {
             throw ValueError(.missingField, "'data' needs 'digests', or 'buckets' and 'entries'")

@@ -5,8 +5,9 @@ import RampartCore
 import RampartStore
 
 /// Anti-entropy (`PeerSync`): each peer's loop compares what this node queued for the peer with
-/// what the peer took, on start, every `resync`, when the link comes back and when the peer
-/// begins a sync of its own, and queues again what the peer lacks. What went missing (entries
+/// what the peer took, on start, every `resync`, when the link comes back (a delivery fails, and
+/// the loop probes the peer until a sync succeeds) and when the peer, just started or back,
+/// asks for it; it queues again what the peer lacks. What went missing (entries
 /// dead-lettered during a long partition, or lost by a peer restored from a backup) then goes
 /// through the outbox as any entry does, policies and deduplication included.
 extension PeerDelivery {
@@ -40,11 +41,15 @@ extension PeerDelivery {
             // A peer that answered 410, or whose entry expired, gets nothing, syncs included.
             if disabled || peer.hasExpired(at: now()) { continue }
             let started = now()
-            dispatcher.state.withLock { $0.lastSyncAttempt = started }
+            let reciprocate = dispatcher.state.withLock { state in
+                state.lastSyncAttempt = started
+                return state.reciprocate
+            }
             do {
-                let report = try await sync(peer, client: client)
+                let report = try await sync(peer, reciprocate: reciprocate, client: client)
                 failures = 0
                 dispatcher.state.withLock { state in
+                    if reciprocate { state.reciprocate = false }
                     state.lastSync = started
                     state.lastSyncRepaired = report.requeued
                     state.lastSyncError = nil
@@ -65,33 +70,29 @@ extension PeerDelivery {
             } catch {
                 failures += 1
                 wait = min(peer.resync, .seconds(min(10, 1 << min(failures, 4))))
-                dispatcher.state.withLock { $0.lastSyncError = "\(error)" }
+                dispatcher.state.withLock { state in
+                    state.lastSyncError = "\(error)"
+                    state.reciprocate = true
+                }
                 metrics.count(.peerSyncs, ["peer": peer.name, "outcome": "failed"])
                 logger.warning("peer.sync_failed", metadata: ["rampart.peer": "\(peer.name)", "rampart.error": "\(error)"])
             }
         }
     }
 
-    /// The peer began a sync of its own (it started, or its link is back): this node's sync
-    /// towards it follows, unless one succeeded in the last 30 s (so that two nodes' syncs do not
-    /// call each other forever).
+    /// The peer, just started or with its link back, asked this node to sync towards it: at once.
+    /// That sync does not ask back, so two nodes' syncs never call each other forever.
     func syncRequested(by name: String) {
-        guard let dispatcher = dispatchers.withLock({ $0[name] }) else { return }
-        let at = now()
-        let due = dispatcher.state.withLock { state in
-            guard let attempt = state.lastSyncAttempt, state.lastSyncError == nil else { return true }
-            return at.timeIntervalSince(attempt) >= 30
-        }
-        if due { dispatcher.syncSignal.fire() }
+        dispatchers.withLock { $0[name] }?.syncSignal.fire()
     }
 
     /// Compares this node's entries for `peer` with what the peer took, bucket by bucket, and
     /// queues again what it lacks.
-    func sync(_ peer: Peer, client: HTTPClient) async throws -> SyncReport {
+    func sync(_ peer: Peer, reciprocate: Bool, client: HTTPClient) async throws -> SyncReport {
         var report = SyncReport()
         let ids = try await store.queuedEntries(peer: peer.name)
         report.entries = ids.count
-        let answer = try await post(.digests(PeerSync.digests(ids)), to: peer, client: client)
+        let answer = try await post(.digests(PeerSync.digests(ids), reciprocate: reciprocate), to: peer, client: client)
         guard case .array(let list)? = answer["differing"] else { throw SyncFailure(description: "the peer's answer lists no 'differing' buckets") }
         let differing = list.compactMap { value -> Int? in
             guard case .number(let number) = value, number == number.rounded(), (0..<Double(PeerSync.buckets)).contains(number) else { return nil }

@@ -77,6 +77,9 @@ public final class PeerDelivery: Service, Sendable {
             var lastSyncError: String?
             /// Entries queued again by syncs since start.
             var repaired = 0
+            /// Whether the next sync asks the peer to sync back at once: the first since start, and
+            /// the first after the link was seen down.
+            var reciprocate = true
         }
 
         let state: Mutex<State>
@@ -377,13 +380,21 @@ public final class PeerDelivery: Service, Sendable {
             }
             metrics.delivery(peer: name, entries: seqs.count - refused.count, took: took, delivered: true, deadLettered: 0)
             // The link is back: what went missing while it was down (dead letters) is compared now.
-            if failuresBefore > 0 { dispatcher.syncSignal.fire() }
+            if failuresBefore > 0 {
+                dispatcher.state.withLock { $0.reciprocate = true }
+                dispatcher.syncSignal.fire()
+            }
             return true
         case .failed(let seqs, let error, _, _):
-            dispatcher.state.withLock { state in
+            // The link may be down: the sync loop probes it (every 10 s at most) until it answers,
+            // also once nothing is left to deliver (entries dead-lettered during a long partition).
+            let probing = dispatcher.state.withLock { state in
                 state.lastAttempt = done
                 state.lastError = error
+                defer { state.reciprocate = true }
+                return state.lastSyncError != nil
             }
+            if !probing && destination.peer != nil { dispatcher.syncSignal.fire() }
             metrics.delivery(peer: name, entries: seqs.count, took: took, delivered: false, deadLettered: dead)
             logger.warning(
                 "peer.delivery_failed",

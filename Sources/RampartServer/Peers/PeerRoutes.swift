@@ -163,8 +163,8 @@ struct PeerRoutes {
         }
         defer { syncing.leave(peer.name) }
         switch request {
-        case .digests(let theirs):
-            delivery.syncRequested(by: peer.name)
+        case .digests(let theirs, let reciprocate):
+            if reciprocate { delivery.syncRequested(by: peer.name) }
             let mine = PeerSync.digests(try await store.receivedEntries(from: peer.name))
             return Response.json(.ok, PeerSync.answer(differing: PeerSync.differing(theirs, mine)))
         case .entries(let buckets, let ids):
