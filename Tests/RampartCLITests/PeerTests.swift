@@ -303,10 +303,16 @@ final class MeshNode {
                 == 401)
         // Signed by a, but claiming to come from elsewhere.
         #expect(try send(PeerMessage.encode(path: ["z"], hopsLeft: 0, entries: [item("198.18.5.4")], at: Date()), key: key) == 400)
+        // Sync requests are signed, checked and refused on replay the same way.
+        let digests = PeerSync.encode(.digests(PeerSync.digests([]), reciprocate: false), node: "a", at: Date())
+        #expect(try send(digests, id: "msg_sync", key: key) == 200)
+        #expect(try send(digests, id: "msg_sync", key: key) == 409)
+        #expect(try send(digests, key: WebhookSignature.SigningKey()) == 401)
+        #expect(try send(PeerSync.encode(.digests(PeerSync.digests([]), reciprocate: false), node: "z", at: Date()), key: key) == 400)
         #expect(try b.acceptedFromPeers().count == 1)
         #expect(try b.activeValues() == ["198.18.5.1"])
         let metrics = try run("/usr/bin/curl", ["-sS", b.url + "/metrics"]).stdout
-        for (reason, count) in [("replayed", 1), ("stale_timestamp", 1), ("bad_signature", 2), ("invalid_body", 1)] {
+        for (reason, count) in [("replayed", 2), ("stale_timestamp", 1), ("bad_signature", 3), ("invalid_body", 2)] {
             #expect(metrics.contains("rampart_peer_requests_refused_total{reason=\"\(reason)\"} \(count)"), "\(reason)")
         }
     }

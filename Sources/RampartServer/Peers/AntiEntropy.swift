@@ -75,7 +75,12 @@ extension PeerDelivery {
                     state.reciprocate = true
                 }
                 metrics.count(.peerSyncs, ["peer": peer.name, "outcome": "failed"])
-                logger.warning("peer.sync_failed", metadata: ["rampart.peer": "\(peer.name)", "rampart.error": "\(error)"])
+                // The first failure, then about once a minute while the probing goes on.
+                if failures == 1 || failures % 6 == 0 {
+                    logger.warning(
+                        "peer.sync_failed",
+                        metadata: ["rampart.peer": "\(peer.name)", "rampart.error": "\(error)", "rampart.failures": "\(failures)"])
+                }
             }
         }
     }

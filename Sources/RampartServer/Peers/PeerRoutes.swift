@@ -162,22 +162,27 @@ struct PeerRoutes {
             throw Problem(.serviceUnavailable, code: "busy", detail: "a sync from \(peer.name) is being answered", headers: [.retryAfter: "1"])
         }
         defer { syncing.leave(peer.name) }
-        switch request {
-        case .digests(let theirs, let reciprocate):
-            if reciprocate { delivery.syncRequested(by: peer.name) }
-            let mine = PeerSync.digests(try await store.receivedEntries(from: peer.name))
-            return Response.json(.ok, PeerSync.answer(differing: PeerSync.differing(theirs, mine)))
-        case .entries(let buckets, let ids):
-            do {
+        // A replayed sync request is refused as a replayed delivery is.
+        @Sendable func record(_ tx: inout StoreTransaction) throws {
+            guard try tx.recordPeerMessage(id: webhookID, peer: peer.name, at: at) else { throw Pipeline.Replayed() }
+        }
+        do {
+            switch request {
+            case .digests(let theirs, let reciprocate):
+                try await store.write(record)
+                if reciprocate { delivery.syncRequested(by: peer.name) }
+                let mine = PeerSync.digests(try await store.receivedEntries(from: peer.name))
+                return Response.json(.ok, PeerSync.answer(differing: PeerSync.differing(theirs, mine)))
+            case .entries(let buckets, let ids):
                 let missing = try await store.write { tx in
-                    guard try tx.recordPeerMessage(id: webhookID, peer: peer.name, at: at) else { throw Pipeline.Replayed() }
+                    try record(&tx)
                     return try tx.reconcileReceived(from: peer.name, buckets: buckets, listed: ids, at: at)
                 }
                 return Response.json(.ok, PeerSync.answer(missing: missing))
-            } catch is Pipeline.Replayed {
-                pipeline.metrics.count(.peerRequestsRefused, ["reason": "replayed"])
-                throw Problem(.conflict, code: "replayed", detail: "a request with webhook-id \(webhookID) was already answered")
             }
+        } catch is Pipeline.Replayed {
+            pipeline.metrics.count(.peerRequestsRefused, ["reason": "replayed"])
+            throw Problem(.conflict, code: "replayed", detail: "a request with webhook-id \(webhookID) was already answered")
         }
     }
 
