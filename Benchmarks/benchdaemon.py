@@ -108,14 +108,15 @@ log: {{level: warning}}
 
 
 class Nodes:
-    """The Rampart nodes of a benchmark: each with its directory `work/NAME`, a loopback port, a
-    signing key of its own, a firewall backend (dry-run unless told) and an API key with every role for `token`;
+    """The Rampart nodes of a benchmark: each with its directory `work/NAME`, an address and port
+    (loopback unless told), a signing key of its own, a firewall backend (dry-run unless told)
+    and an API key with every role for `token`, run in a network namespace of its own when told;
     killed when the script exits."""
 
     def __init__(self, binary, work, token):
         import atexit
         self.binary, self.work, self.token = binary, work, token
-        self.processes, self.ports, self.startups = {}, {}, []
+        self.processes, self.ports, self.hosts, self.namespaces, self.startups = {}, {}, {}, {}, []
         atexit.register(lambda: [p.kill() for p in self.processes.values()])
 
     def keygen(self, name):
@@ -124,16 +125,17 @@ class Nodes:
         out = subprocess.run([self.binary, "keygen", "--out", f"{self.work}/{name}.key"], capture_output=True, text=True, check=True).stdout
         return out.strip().split()[-1]
 
-    def configure(self, name, port, peers, playbooks, firewall="dry-run"):
+    def configure(self, name, port, peers, playbooks, firewall="dry-run", host="127.0.0.1", namespace=None):
         """Writes the node's configuration: `peers` are its `peers:` lines, `playbooks` its
-        playbook (or a list of them), `firewall` its backend."""
+        playbook (or a list of them), `firewall` its backend, `host` its address (in `namespace`,
+        where it then runs)."""
         import hashlib, os
-        self.ports[name] = port
+        self.ports[name], self.hosts[name], self.namespaces[name] = port, host, namespace
         os.makedirs(f"{self.work}/{name}/playbooks", exist_ok=True)
         for n, playbook in enumerate([playbooks] if isinstance(playbooks, str) else playbooks):
             open(f"{self.work}/{name}/playbooks/p{n}.yaml", "w").write(playbook)
         open(f"{self.work}/{name}/rampart.yaml", "w").write(f"""node: {{id: {name}}}
-listen: 127.0.0.1:{port}
+listen: {host}:{port}
 state_dir: state
 playbooks: playbooks
 firewall: {{backend: {firewall}}}
@@ -149,12 +151,13 @@ peers:
         """Starts the node and returns its process once it is ready (`within` seconds at most;
         how long it took goes in `startups`); exits if its port is taken."""
         import socket, subprocess
-        port = self.ports[name]
+        port, host, namespace = self.ports[name], self.hosts[name], self.namespaces[name]
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
+            if namespace is None and probe.connect_ex((host, port)) == 0:
                 holders = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True).stdout.strip()
                 sys.exit(f"port {port} is taken ({holders or 'by whom, ss does not say'}): is an earlier run still going?")
-        process = subprocess.Popen([self.binary, "serve", "--config", f"{self.work}/{name}/rampart.yaml"],
+        command = [self.binary, "serve", "--config", f"{self.work}/{name}/rampart.yaml"]
+        process = subprocess.Popen((["ip", "netns", "exec", namespace] if namespace else []) + command,
                                    stdout=open(f"{self.work}/{name}.log", "a"), stderr=subprocess.STDOUT)
         self.processes[name] = process
         began = time.monotonic()
@@ -162,7 +165,7 @@ peers:
             if process.poll() is not None:
                 sys.exit(f"node {name} exited with {process.returncode}; the end of its log:\n{self.log_tail(name)}")
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=1)
                 self.startups.append(time.monotonic() - began)
                 return process
             except Exception:
@@ -177,7 +180,7 @@ peers:
     def api(self, name, path, body=None):
         """GET, or POST of a text/plain `body`, to the node's API; the answer's JSON."""
         import json
-        request = urllib.request.Request(f"http://127.0.0.1:{self.ports[name]}{path}", data=body, method="POST" if body else "GET")
+        request = urllib.request.Request(f"http://{self.hosts[name]}:{self.ports[name]}{path}", data=body, method="POST" if body else "GET")
         request.add_header("Authorization", f"Bearer {self.token}")
         if body:
             request.add_header("Content-Type", "text/plain")
