@@ -9,14 +9,19 @@
 #   3. backlog: B down while A queues 100,000 items; the time from B's start to A's outbox empty;
 #   4. as root, A and B in a network namespace of their own, B with the nftables backend: 200
 #      indicators one by one, from A's 2xx to the element in B's kernel set (netlink probe).
-# Usage: Benchmarks/peers.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
+# Usage: [RAMPART_BIN_DIR=DIR] Benchmarks/peers.sh [FEED]   (needs curl and python3: deploy/setup-dev.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FEED=${1:-Benchmarks/fixtures/ipsum-10k.txt}
 COUNT=100000
 [ -r "$FEED" ] || { echo "feed $FEED not found; pass a file of one IP a line" >&2; exit 2; }
-swift build -c release --product rampart >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+# RAMPART_BIN_DIR: another build's directory (a baseline run alternately with this one).
+if [ -n "${RAMPART_BIN_DIR:-}" ]; then
+    BIN=$RAMPART_BIN_DIR
+else
+    swift build -c release --product rampart >/dev/null
+    BIN=$(swift build -c release --show-bin-path)
+fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }

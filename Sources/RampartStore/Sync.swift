@@ -35,14 +35,11 @@ extension Store {
 extension StoreTransaction {
     /// Records the entries taken from `peer` in one of its requests (duplicates included).
     public mutating func recordReceived(from peer: String, entries: [String], at now: Date) throws {
-        let statement = try cached("INSERT OR IGNORE INTO peer_received(peer, entry, at) VALUES (?, ?, ?)")
-        for entry in entries {
-            var binder = Binder(statement)
-            binder.bind(peer)
-            binder.bind(entry)
-            binder.bind(now.milliseconds)
-            try binder.step(db)
-        }
+        guard !entries.isEmpty else { return }
+        // One statement for all of a request's entries.
+        try execute(
+            "INSERT OR IGNORE INTO peer_received(peer, entry, at) SELECT ?1, value, ?2 FROM json_each(?3)",
+            [peer, now.milliseconds, Self.jsonArray(entries)])
     }
 
     /// A sync's list from `peer` of its entries in some buckets: which of `listed` this node
@@ -87,11 +84,6 @@ extension StoreTransaction {
         return db.changesCount
     }
 
-    static func jsonArray(_ ids: [String]) -> String {
-        var w = JSONWriter(capacity: 40 * ids.count + 2)
-        w.beginArray()
-        for id in ids { w.value(id) }
-        w.endArray()
-        return String(decoding: w.bytes, as: UTF8.self)
-    }
+    /// `ids` as one JSON array argument.
+    static func jsonArray(_ ids: [String]) -> String { String(decoding: OutboxEntry.list(ids), as: UTF8.self) }
 }
