@@ -71,7 +71,7 @@ extension StoreTransaction {
 
     /// Queues again the delivered and dead-lettered entries for `peer` that a sync found it
     /// lacks (items withdrawn here since stay as they are). Returns how many.
-    public mutating func requeue(peer: String, entries: [String], at now: Date) throws -> Int {
+    public mutating func requeue(peer: String, entries: [String]) throws -> Int {
         guard !entries.isEmpty else { return 0 }
         try execute(
             """

@@ -10,20 +10,12 @@ import Testing
 /// heals, and a node restored from a backup catches up. The assertions are on exact final
 /// states, not timings (the mesh harness measures those).
 @Suite(.serialized) struct ConvergenceTests {
-    static let relay = """
-        name: relay
-        match: {kind: [ipv4], confidence: {min: 80}}
-        actions:
-          - block: {duration: 1h}
-          - propagate: {to: all, relay: true, suggest: [block]}
-        """
-
     @Test func aMeshConvergesAfterADeadLinkAPartitionAndARestoredBackup() async throws {
         try await onOwnThread { try Self.body() }
     }
 
     static func body() throws {
-        let nodes = try ["a", "b", "c", "d", "e"].map { try MeshNode($0, playbooks: ["relay.yaml": relay]) }
+        let nodes = try ["a", "b", "c", "d", "e"].map { try MeshNode($0, playbooks: ["relay.yaml": PeerTests.relay]) }
         let (a, c, e) = (nodes[0], nodes[2], nodes[4])
         let nowhere = "http://127.0.0.1:\(try freePort())"
         /// Writes every node's peers, the links between `cut` pairs pointing where nothing listens.

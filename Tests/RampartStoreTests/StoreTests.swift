@@ -412,7 +412,7 @@ struct SyncSetTests {
         }
         #expect(Set(try await store.queuedEntries(peer: "b")) == [delivered, dead, pending, revocation.id])
         let requeued = try await store.write { tx in
-            try tx.requeue(peer: "b", entries: [delivered, dead, withheld, pending, revoked, revocation.id, Self.id(3, 1)], at: at)
+            try tx.requeue(peer: "b", entries: [delivered, dead, withheld, pending, revoked, revocation.id, Self.id(3, 1)])
         }
         #expect(requeued == 3, "the delivered item, the dead letter and the revocation")
         let states = try await store.pool.read { db in

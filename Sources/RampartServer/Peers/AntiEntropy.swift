@@ -116,7 +116,7 @@ extension PeerDelivery {
         let (at, found, lacking) = (now(), report, missing)
         report.requeued = try await store.write { tx in
             // Those still pending are on their way already.
-            let requeued = try tx.requeue(peer: peer.name, entries: lacking, at: at)
+            let requeued = try tx.requeue(peer: peer.name, entries: lacking)
             guard requeued > 0 else { return 0 }
             try tx.audit(.peerSynced, subject: peer.name, at: at) { w in
                 w.field("entries", found.entries)
