@@ -134,14 +134,11 @@ extension PeerDelivery {
     private func post(_ request: PeerSync.Request, to peer: Peer, client: HTTPClient) async throws -> JSONValue {
         let at = now()
         let (signed, _) = try signedRequest(PeerSync.encode(request, node: nodeID, at: at), to: .peer(peer), at: at)
-        let (status, body) = try await withDeadline(peer.timeout) { [client] in
-            let response = try await client.execute(signed, timeout: .milliseconds(peer.timeout.milliseconds))
-            return (response.status.code, try await response.body.collect(upTo: 4 << 20))
-        }
-        let json = try? JSONValue.parse(body.readableBytesView)
-        guard status == 200, let json else {
-            let detail = json?["detail"].flatMap { if case .string(let s) = $0 { s } else { nil } }
-            throw SyncFailure(description: "HTTP \(status)\(detail.map { ": \($0)" } ?? "")")
+        let (response, body) = try await exchange(signed, timeout: peer.timeout, limit: 4 << 20, client: client)
+        let status = Int(response.status.code)
+        guard status == 200, let json = try? JSONValue.parse(body.readableBytesView) else {
+            let answer = DeliveryMachine.answer(status: status, retryAfter: nil, body: body.readableBytesView, listsRefusals: false, at: now())
+            throw SyncFailure(description: answer.failure ?? "HTTP \(status): the answer is not JSON")
         }
         return json
     }

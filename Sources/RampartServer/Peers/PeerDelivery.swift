@@ -307,6 +307,17 @@ public final class PeerDelivery: Service, Sendable {
         return (request, webhookID)
     }
 
+    /// Sends a request and reads its answer up to `limit` bytes, all within `timeout`: a peer that
+    /// drips its answer's body would otherwise hold the outbox for as long as it likes.
+    func exchange(
+        _ request: HTTPClientRequest, timeout: Duration, limit: Int = 1 << 20, client: HTTPClient
+    ) async throws -> (HTTPClientResponse, ByteBuffer) {
+        try await withDeadline(timeout) { [client, request] in
+            let response = try await client.execute(request, timeout: .milliseconds(timeout.milliseconds))
+            return (response, try await response.body.collect(upTo: limit))
+        }
+    }
+
     /// Posts a plan's batch, signed, and records the outcome the machine makes of the answer.
     /// Returns whether the peer took it.
     private func send(
@@ -318,13 +329,7 @@ public final class PeerDelivery: Service, Sendable {
         let started = ContinuousClock.now
         let answer: DeliveryMachine.Answer
         do {
-            // The whole exchange within the peer's timeout: a peer that drips its answer's body
-            // would otherwise hold the outbox for as long as it likes.
-            let timeout = destination.peer?.timeout ?? requestTimeout
-            let (response, body) = try await withDeadline(timeout) { [client, request] in
-                let response = try await client.execute(request, timeout: .milliseconds(timeout.milliseconds))
-                return (response, try await response.body.collect(upTo: 1 << 20))
-            }
+            let (response, body) = try await exchange(request, timeout: destination.peer?.timeout ?? requestTimeout, client: client)
             answer = DeliveryMachine.answer(
                 status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"), body: body.readableBytesView,
                 listsRefusals: destination.peer != nil, at: now())
