@@ -67,6 +67,7 @@ import Testing
         for (pattern, reason) in [
             (#"(a)\1"#, "backreferences"), ("(?=a)b", "lookaround"), (#"\bword"#, "word boundaries"), ("a{1,5000}", "1000"),
             ("(a", "not closed"), ("a)", "unbalanced"), ("*a", "repeats nothing"), ("[z-a]", "backwards"), ("[abc", "not closed"),
+            ("a{3,1}", "wrong way round"), ("a{99999999999999999999}", "1000"),
         ] {
             #expect(throws: ValueError.self, "\(pattern)") { _ = try LinearRegex(pattern) }
             do {
@@ -74,6 +75,20 @@ import Testing
             } catch {
                 #expect(error.message.contains(reason), "\(pattern): \(error.message)")
             }
+        }
+    }
+
+    /// A brace that is not a count of digits is a literal, as in PCRE: the fuzzer found that
+    /// `{-1,3}` was read as a count of -1 and crashed the daemon.
+    @Test func aBraceWithoutDigitsIsALiteral() throws {
+        for (pattern, text, found) in [
+            (#"^\({-1,3}()$"#, "({-1,3}", ""), ("a{-1,3}", "a{-1,3}", "a{-1,3}"), ("a{1,x}", "a{1,x}", "a{1,x}"), ("a{ 2}", "a{ 2}", "a{ 2}"),
+            ("a{1,-2}", "a{1,-2}", "a{1,-2}"),
+        ] {
+            let regex = try LinearRegex(pattern)
+            #expect(regex.matches(text), "\(pattern)")
+            #expect(!regex.matches("aa"), "\(pattern)")
+            #expect(regex.firstMatch(in: text) == found[...], "\(pattern)")
         }
     }
 }

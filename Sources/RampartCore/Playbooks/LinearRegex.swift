@@ -316,10 +316,16 @@ public struct LinearRegex: Sendable {
                 guard let close = pattern[index...].firstIndex(of: "}") else { return nil }
                 let body = String(String.UnicodeScalarView(pattern[(index + 1)..<close]))
                 let parts = body.split(separator: ",", omittingEmptySubsequences: false)
-                guard (1...2).contains(parts.count), let min = Int(parts[0]) else { return nil }
-                let max: Int? = parts.count == 1 ? min : (parts[1].isEmpty ? nil : Int(parts[1]))
-                if parts.count == 2 && !parts[1].isEmpty && max == nil { return nil }
-                guard min <= 1000, (max ?? min) <= 1000, min <= (max ?? min) else { throw fail("a repetition {m,n} goes up to 1000") }
+                // Only digits make a quantifier (`{-1,3}` and `{1,x}` are literals, as in PCRE).
+                let isNumber = { (part: Substring) in !part.isEmpty && part.allSatisfy { $0.isASCII && $0.isNumber } }
+                guard (1...2).contains(parts.count), isNumber(parts[0]), parts.count == 1 || parts[1].isEmpty || isNumber(parts[1]) else {
+                    return nil
+                }
+                let limit = 1000
+                let min = Int(parts[0]) ?? limit + 1
+                let max: Int? = parts.count == 1 ? min : (parts[1].isEmpty ? nil : Int(parts[1]) ?? limit + 1)
+                guard min <= limit, (max ?? min) <= limit else { throw fail("a repetition {m,n} goes up to \(limit)") }
+                guard min <= (max ?? min) else { throw fail("a repetition {\(min),\(max ?? min)} has its bounds the wrong way round") }
                 index = close + 1
                 return (min, max)
             }
