@@ -216,6 +216,7 @@ struct TAXIIRoutes {
                     throw Problem.badRequest("invalid_parameter", "match[\(field.preview)] is not a filter of this endpoint")
                 }
                 let values = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard !values.isEmpty else { throw Problem.badRequest("invalid_parameter", "match[\(field)] needs a value") }
                 switch field {
                 case "id": filters.query.objects = values
                 case "type": if !values.contains("indicator") { filters.excludesAll = true }

@@ -150,6 +150,9 @@ import Testing
             #expect(objects.count == 1 && objects.first?["revoked"] as? Bool == true, "\(last.json)")
             let all = try await client.call(.get, base + "?match[id]=\(id)&match[version]=all", as: "read")
             #expect((all["objects"] as? [[String: Any]])?.compactMap { $0["pattern"] as? String }.filter { $0.contains("77.90.185.2") }.count == 3)
+            for empty in ["match[version]=", "match[id]=", "match[type]=,"] {
+                #expect(try await client.call(.get, base + "?" + empty, as: "read")["error_code"] as? String == "invalid_parameter", "\(empty)")
+            }
             let everything = try await client.call(.get, base + "?limit=100", as: "read")
             #expect((everything["objects"] as? [[String: Any]])?.count == 21)
         }
