@@ -67,7 +67,9 @@ import Testing
         for (pattern, reason) in [
             (#"(a)\1"#, "backreferences"), ("(?=a)b", "lookaround"), (#"\bword"#, "word boundaries"), ("a{1,5000}", "1000"),
             ("(a", "not closed"), ("a)", "unbalanced"), ("*a", "repeats nothing"), ("[z-a]", "backwards"), ("[abc", "not closed"),
-            ("a{3,1}", "wrong way round"), ("a{99999999999999999999}", "1000"),
+            ("a{3,1}", "wrong way round"), ("a{99999999999999999999}", "1000"), ("a**", "repeats a repetition"),
+            ("a{2}{3}", "repeats a repetition"), ("a+?+", "repeats a repetition"),
+            (String(repeating: "(", count: 101) + "a" + String(repeating: ")", count: 101), "nest at most 100"),
         ] {
             #expect(throws: ValueError.self, "\(pattern)") { _ = try LinearRegex(pattern) }
             do {
@@ -90,5 +92,13 @@ import Testing
             #expect(!regex.matches("aa"), "\(pattern)")
             #expect(regex.firstMatch(in: text) == found[...], "\(pattern)")
         }
+    }
+
+    /// Groups nest up to a bound: the fuzzer crashed the parser's recursion with 1,400 of them.
+    @Test func groupsNestUpToABound() throws {
+        let deep = try LinearRegex("^" + String(repeating: "(?:a|", count: 100) + "b" + String(repeating: ")*", count: 100) + "$")
+        #expect(deep.matches("aab") && !deep.matches("ac"))
+        let hostile = String(repeating: "(", count: 100_000)
+        #expect(throws: ValueError.self) { _ = try LinearRegex(hostile) }
     }
 }

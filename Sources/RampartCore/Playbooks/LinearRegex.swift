@@ -7,13 +7,16 @@
 /// The syntax is the usual one minus what needs backtracking: literals and escapes (`\.`, `\d`
 /// and `\w` for ASCII digits and word characters, `\s` for any white space, their negations,
 /// `\t`, `\n`), `.`, classes (`[a-z0-9_-]`, `[^.]`), anchors `^` and `$`, groups `(...)` and
-/// `(?:...)`, alternation `|`, the quantifiers `*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}` and their
-/// lazy forms (possessive ones are read as greedy), and `(?i)` at the start for a
+/// `(?:...)` (100 deep at most), alternation `|`, the quantifiers `*`, `+`, `?`, `{m}`, `{m,}`,
+/// `{m,n}` and their lazy forms (possessive ones are read as greedy; a quantifier of a quantifier
+/// needs a group, as in PCRE), and `(?i)` at the start for a
 /// case-insensitive match. Backreferences and lookaround are refused with a message.
 /// `firstMatch(in:)` gives what the first group (else the whole pattern) matched, leftmost first.
 public struct LinearRegex: Sendable {
     /// The most instructions a pattern may compile to (bounded repetitions are unrolled).
     static let maxProgram = 4_000
+    /// The deepest groups may nest.
+    static let maxNesting = 100
 
     private let program: [Instruction]
     private let caseInsensitive: Bool
@@ -250,6 +253,8 @@ public struct LinearRegex: Sendable {
         var caseInsensitive = false
         /// Capturing groups seen so far.
         var groups = 0
+        /// Groups open at `index`.
+        var nesting = 0
 
         init(_ pattern: [Unicode.Scalar]) {
             self.pattern = pattern
@@ -285,23 +290,25 @@ public struct LinearRegex: Sendable {
             var items: [Node] = []
             while let scalar = peek, scalar != "|", scalar != ")" {
                 var atom = try self.atom()
-                while let quantifier = peek, "*+?{".unicodeScalars.contains(quantifier) {
-                    guard let (min, max) = try repetition() else { break }
+                if let (min, max) = try quantifier() {
                     if case .lineStart = atom { throw fail("an anchor cannot be repeated") }
                     if case .lineEnd = atom { throw fail("an anchor cannot be repeated") }
                     // A possessive form is read as greedy.
                     let lazy = peek == "?"
                     if peek == "?" || peek == "+" { index += 1 }
                     atom = .repeated(atom, min: min, max: max, lazy: lazy)
+                    // As in PCRE; and each one more would nest the program a level deeper.
+                    let at = index
+                    if try quantifier() != nil { throw fail("the quantifier at \(at + 1) repeats a repetition; group it first, as (?:a{2}){3}") }
                 }
                 items.append(atom)
             }
             return items.count == 1 ? items[0] : (items.isEmpty ? .empty : .sequence(items))
         }
 
-        /// A quantifier at `index`, or nil for a `{` that is a literal.
-        mutating func repetition() throws(ValueError) -> (Int, Int?)? {
-            let scalar = pattern[index]
+        /// The quantifier at `index`, or nil for none or a `{` that is a literal.
+        mutating func quantifier() throws(ValueError) -> (Int, Int?)? {
+            guard let scalar = peek else { return nil }
             switch scalar {
             case "*":
                 index += 1
@@ -313,7 +320,7 @@ public struct LinearRegex: Sendable {
                 index += 1
                 return (0, 1)
             default:
-                guard let close = pattern[index...].firstIndex(of: "}") else { return nil }
+                guard scalar == "{", let close = pattern[index...].firstIndex(of: "}") else { return nil }
                 let body = String(String.UnicodeScalarView(pattern[(index + 1)..<close]))
                 let parts = body.split(separator: ",", omittingEmptySubsequences: false)
                 // Only digits make a quantifier (`{-1,3}` and `{1,x}` are literals, as in PCRE).
@@ -341,6 +348,10 @@ public struct LinearRegex: Sendable {
             case "[": return .scalars(try characterClass())
             case "\\": return .scalars(try escape())
             case "(":
+                // Parsing, compiling and matching recurse once for each level.
+                nesting += 1
+                defer { nesting -= 1 }
+                guard nesting <= LinearRegex.maxNesting else { throw fail("groups nest at most \(LinearRegex.maxNesting) deep") }
                 var first = false
                 if peek == "?" {
                     guard index + 1 < pattern.count, pattern[index + 1] == ":" else {
