@@ -348,7 +348,7 @@ public struct LinearRegex: Sendable {
             case "[": return .scalars(try characterClass())
             case "\\": return .scalars(try escape())
             case "(":
-                // Parsing, compiling and matching recurse once for each level.
+                // Parsing and compiling recurse once a level.
                 nesting += 1
                 defer { nesting -= 1 }
                 guard nesting <= LinearRegex.maxNesting else { throw fail("groups nest at most \(LinearRegex.maxNesting) deep") }
