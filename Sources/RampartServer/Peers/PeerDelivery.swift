@@ -396,7 +396,7 @@ public final class PeerDelivery: Service, Sendable {
             let probing = dispatcher.state.withLock { state in
                 state.lastAttempt = done
                 state.lastError = error
-                defer { state.reciprocate = true }
+                state.reciprocate = true
                 return state.lastSyncError != nil
             }
             if !probing && destination.peer != nil { dispatcher.syncSignal.fire() }
